@@ -1,0 +1,23 @@
+"""Shared fixtures: one real local Ray per test session (never local_mode)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Ray's dashboard and usage reporting are not needed in tests and slow the start.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A real local Ray with 2 CPUs, shared by every test that needs one."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
