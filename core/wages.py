@@ -51,7 +51,9 @@ def monthly_wage(wage_type: str | None, amount: int | None, holiday_type: str | 
         weekly_hours = dpw * HOURS_PER_DAY
         # paid weekly holiday for 15+ hours a week, as in the statutory 209 h month
         paid_hours = weekly_hours + (HOURS_PER_DAY * min(1.0, weekly_hours / 40.0) if weekly_hours >= 15 else 0.0)
-        value = amount * paid_hours * WEEKS_PER_MONTH
+        # (40 + 8) h x 4.345 weeks = 208.6 h, which the statute rounds to 209 h; scale every
+        # schedule by the same factor so the full-time figure is the statutory one
+        value = amount * paid_hours * STATUTORY_MONTHLY_HOURS_40H / 48.0
     else:
         raise ValueError(f"unknown wage type {wage_type!r}; expected hourly/daily/monthly/yearly")
     return int(round(value))

@@ -1,0 +1,162 @@
+"""Column mappings for tabular sources (CSV, Parquet): source header -> ingestion field.
+
+The default mapping understands Worknet's Korean export headers (구인인증번호, 회사명,
+구인제목, 직무내용, 모집직종, 근무지역, 학력, 경력, 임금형태, 최소임금, 최대임금, 등록일,
+마감일, …), the canonical column names of :mod:`core.schema` and Worknet's XML tag names.
+A mapping file (JSON object ``{"header": "field"}``) adds to it and overrides it; mapping a
+header to ``null`` or ``""`` ignores that column.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Mapping
+from pathlib import Path
+
+from core.errors import InvalidInputError
+from core.ingest.normalise import FIELDS
+
+KOREAN_HEADERS: dict[str, str] = {
+    "구인인증번호": "posting_id",
+    "구인번호": "posting_id",
+    "회사명": "company",
+    "사업장명": "company",
+    "기업명": "company",
+    "구인제목": "title",
+    "채용제목": "title",
+    "제목": "title",
+    "직무내용": "duties",
+    "담당업무": "duties",
+    "자격요건": "qualifications",
+    "요구능력": "qualifications",
+    "모집직종": "occupation_name",
+    "직종": "occupation_name",
+    "직종명": "occupation_name",
+    "모집직종코드": "occupation_code",
+    "직종코드": "occupation_code",
+    "근무지역": "region",
+    "근무예정지": "address",
+    "근무지주소": "address",
+    "주소": "address",
+    "시도": "sido",
+    "위도": "lat",
+    "경도": "lng",
+    "학력": "education",
+    "최소학력": "min_education_level",
+    "최대학력": "max_education_level",
+    "경력": "career",
+    "경력조건": "career_detail",
+    "최소경력": "min_career_years",
+    "임금형태": "wage_type",
+    "임금조건": "wage",
+    "임금": "wage",
+    "급여": "wage",
+    "최소임금": "wage_min",
+    "최대임금": "wage_max",
+    "근무형태": "holiday_type",
+    "휴일형태": "holiday_type",
+    "고용형태": "employment_type_name",
+    "고용형태코드": "employment_type",
+    "등록일": "registered_on",
+    "등록일자": "registered_on",
+    "마감일": "closes_on",
+    "마감일자": "closes_on",
+    "접수마감일": "closes_on",
+    "전공": "major",
+    "자격면허": "certificates",
+    "자격증": "certificates",
+    "우대조건": "preferences",
+    "기타우대조건": "preferences_extra",
+    "인근전철역": "near_station",
+    "근무시간": "work_hours",
+}
+
+WORKNET_TAGS: dict[str, str] = {
+    "wantedAuthNo": "posting_id",
+    "corpNm": "company",
+    "wantedTitle": "title",
+    "jobCont": "duties",
+    "compAbl": "qualifications",
+    "jobsCd": "occupation_code",
+    "jobsNm": "occupation_name",
+    "basicAddr": "address",
+    "workRegion": "address",
+    "detailAddr": "address_detail",
+    "minEdubg": "min_education_level",
+    "maxEdubg": "max_education_level",
+    "eduNm": "education",
+    "enterTpNm": "career_detail",
+    "salTpNm": "wage_type",
+    "sal": "wage",
+    "minSal": "wage_min",
+    "maxSal": "wage_max",
+    "holidayTpNm": "holiday_type",
+    "empTpCd": "employment_type",
+    "empTpNm": "employment_type_name",
+    "regDt": "registered_on",
+    "closeDt": "closes_on",
+    "receiptCloseDt": "closes_on",
+    "certificate": "certificates",
+    "pfCond": "preferences",
+    "etcPfCond": "preferences_extra",
+    "nearLine": "near_station",
+    "workdayWorkhrCont": "work_hours",
+}
+
+DEFAULT_COLUMN_MAP: dict[str, str] = {
+    **{name: name for name in FIELDS},
+    **WORKNET_TAGS,
+    **KOREAN_HEADERS,
+}
+
+
+def _key(header: str) -> str:
+    return "".join(unicodedata.normalize("NFC", header).lstrip("\ufeff").split())
+
+
+def load_column_map(spec: Mapping[str, str | None] | Path | str | None) -> dict[str, str | None]:
+    """The default mapping with ``spec`` (a dict or a JSON file path) laid over it."""
+    out: dict[str, str | None] = {_key(k): v for k, v in DEFAULT_COLUMN_MAP.items()}
+    if spec is None:
+        return out
+    if not isinstance(spec, Mapping):
+        path = Path(spec)
+        try:
+            spec = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise InvalidInputError(f"{path}: cannot read column map: {exc}", field="column_map") from exc
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(
+                f"{path}: column map is not valid JSON (line {exc.lineno}): {exc.msg}",
+                field="column_map",
+            ) from exc
+        if not isinstance(spec, dict):
+            raise InvalidInputError(f"{path}: column map must be a JSON object", field="column_map")
+    for header, field in spec.items():
+        if field not in (None, "") and field not in FIELDS:
+            raise InvalidInputError(
+                f"column map sends {header!r} to unknown field {field!r}; "
+                f"known fields: {', '.join(FIELDS)}",
+                field="column_map",
+            )
+        out[_key(str(header))] = field or None
+    return out
+
+
+def map_headers(headers: list[str], mapping: dict[str, str | None], source: str) -> dict[int, str]:
+    """Column position -> field for ``headers``; the first column mapped to a field wins."""
+    out: dict[int, str] = {}
+    taken: set[str] = set()
+    for i, header in enumerate(headers):
+        field = mapping.get(_key(header))
+        if field and field not in taken:
+            out[i] = field
+            taken.add(field)
+    if "posting_id" not in taken:
+        raise InvalidInputError(
+            f"{source}: no column maps to posting_id (headers: {', '.join(headers)}); "
+            "pass --column-map FILE.json",
+            field="column_map",
+        )
+    return out
