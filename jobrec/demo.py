@@ -1,0 +1,265 @@
+"""``jobrec demo``: the whole product on one machine, end to end, in a few minutes.
+
+generate a corpus (or use ``--postings``) → train W-BERT (or reuse the model in the workdir)
+→ local Ray → batch refresh → shard actors → gRPC server → a real gRPC client prints a few
+recommendations with their distances and the rules they passed → serve until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import time
+from pathlib import Path
+
+DEFAULT_WORKDIR = Path(".jobrec") / "demo"
+DEFAULT_N = 3000
+DEFAULT_TRAIN_N = 2000
+
+
+def register(subparsers) -> None:
+    """Add the ``demo`` sub-command."""
+    p = subparsers.add_parser(
+        "demo",
+        help="run the whole pipeline locally and serve it",
+        description="Generate postings, train (or reuse) W-BERT, build the Ray shards, run "
+        "the batch refresh, start the gRPC server and query it.",
+    )
+    p.add_argument("--postings", type=Path, default=None, help="canonical posting table to use")
+    p.add_argument("--n", type=int, default=DEFAULT_N, help="postings to generate")
+    p.add_argument(
+        "--train-n", type=int, default=DEFAULT_TRAIN_N,
+        help="postings the demo model is trained on (only when no trained model exists)",
+    )  # fmt: skip
+    p.add_argument("--model", type=Path, default=None, help="use this trained model directory")
+    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="demo files")
+    p.add_argument("--port", type=int, default=50051, help="gRPC port (0 = any free port)")
+    p.add_argument("--shards", type=int, default=2)
+    p.add_argument("--k", type=int, default=5, help="recommendations shown per posting")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--once", action="store_true", help="exit after the printout")
+    p.set_defaults(func=run_demo)
+
+
+class _Steps:
+    """Numbered progress lines with timings."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.i, self.t0 = total, 0, time.perf_counter()
+        self._start = self.t0
+
+    def start(self, what: str) -> None:
+        self.i += 1
+        self._start = time.perf_counter()
+        print(f"[{self.i}/{self.total}] {what} ...", flush=True)
+
+    def done(self, what: str = "") -> None:
+        dt_s = time.perf_counter() - self._start
+        print(f"      done in {dt_s:.1f}s{': ' + what if what else ''}", flush=True)
+
+
+def _corpus(args, steps: _Steps, ref: dt.date):
+    import polars as pl
+
+    from server.runtime import load_postings
+
+    if args.postings is not None:
+        steps.start(f"loading postings from {args.postings}")
+        df = load_postings(args.postings)
+        path = args.postings
+    else:
+        path = args.workdir / f"postings-{args.n}-{args.seed}.parquet"
+        if path.exists():
+            steps.start(f"reusing generated postings {path}")
+            df = pl.read_parquet(path)
+        else:
+            from core.synth import generate_postings
+
+            steps.start(f"generating {args.n} realistic postings")
+            df = generate_postings(args.n, args.seed, ref_date=ref)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            df.write_parquet(path)
+    steps.done(f"{df.height} postings, {df['sido'].n_unique()} provinces")
+    return df, path
+
+
+def _model(args, steps: _Steps, postings) -> Path:
+    from training.model import is_trained_model_dir
+
+    if args.model is not None:
+        steps.start(f"using the model in {args.model}")
+        steps.done()
+        return args.model
+    from training.model import default_model_dir
+
+    # the model `jobrec train` wrote, else one this demo trained before
+    for model_dir in (default_model_dir(), args.workdir / "model"):
+        if is_trained_model_dir(model_dir):
+            steps.start(f"reusing the W-BERT model in {model_dir}")
+            steps.done()
+            return model_dir
+    model_dir = args.workdir / "model"
+    n_train = min(args.train_n, postings.height)
+    steps.start(f"training a small W-BERT on {n_train} of the postings (once, then reused)")
+    from training.train import TrainConfig, run_local, train_model
+
+    # the demo's budget (whole first run <= 10 min on 2 cores) allows only a short schedule
+    # (1 MLM epoch, 2 KECO epochs); `jobrec train` trains the full default model, which the demo then uses instead
+    cfg = TrainConfig(size="tiny", epochs=2, mlm_epochs=1, seed=args.seed, max_samples=n_train)
+    metrics = train_model(postings, model_dir, cfg, runner=run_local, compute_metrics=False)
+    steps.done(f"{metrics.get('timings', {}).get('train_total_s', 0):.0f}s of training")
+    return model_dir
+
+
+def _rules_passed(q: dict, c: dict, rec, rules) -> list[str]:
+    """The hard rules candidate ``c`` passed for viewed posting ``q``, spelled out."""
+    from core.rules import passes, radius_for
+    from core.schema import EDUCATION_LEVELS
+
+    out = [f"distance {rec.distance_km:.1f} km <= {radius_for(q['sido'], rules):.0f} km"]
+    out.append(
+        f"education {EDUCATION_LEVELS[c['min_education_level']]} <= "
+        f"{EDUCATION_LEVELS[q['min_education_level']]}"
+    )
+    if q["career"] == "any":
+        out.append("career: any (no filter)")
+    else:
+        out.append(
+            f"career {c['career']} ({c['min_career_years'] or 0}y) fits a {q['career']} "
+            f"posting ({q['min_career_years'] or 0}y)"
+        )
+    closes = c.get("closes_on")
+    out.append(f"open until {closes}" if closes else "open-ended")
+    ok = passes(q, c, rules, rec.distance_km)
+    return out if ok else [*out, "!! rule check failed"]
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Run the demo pipeline; serve until Ctrl-C unless ``--once``."""
+    import os
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    t_all = time.perf_counter()
+    ref = dt.date.today()
+    steps = _Steps(6)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+
+    postings, postings_path = _corpus(args, steps, ref)
+    model_dir = _model(args, steps, postings)
+
+    steps.start("starting a local Ray")
+    from server.runtime import init_ray
+
+    init_ray(None)
+    steps.done()
+
+    steps.start(f"batch refresh of {postings.height} postings (k=10, {args.shards} shards)")
+    from workers.refresh import run_refresh
+
+    recs_path = args.workdir / "recs.parquet"
+    emb_path = args.workdir / "embeddings.parquet"
+    report = run_refresh(
+        postings_path, model_dir, recs_path, k=10, ref_date=ref, num_shards=args.shards,
+        embeddings_out=emb_path,
+    )  # fmt: skip
+    steps.done(
+        f"{report.recommendations} recommendations -> {recs_path} "
+        f"({report.short_postings} postings with fewer than 10)"
+    )
+
+    steps.start("building the shard actors and starting the gRPC server")
+    from server.app import BackgroundServer, JobrecServer, ServerConfig
+    from server.runtime import build_backend, load_encoder, load_vectors
+
+    encoder = load_encoder(model_dir)
+    vectors = load_vectors(postings, encoder, emb_path)
+    backend, rules = build_backend(postings, vectors, shards=args.shards, ref_date=ref)
+    server = BackgroundServer(
+        JobrecServer(backend, encoder, rules, ServerConfig(host="127.0.0.1", port=args.port))
+    )
+    port = server.start()
+    steps.done(f"listening on 127.0.0.1:{port}")
+
+    steps.start("querying the server over gRPC")
+    _show(port, postings, recs_path, args.k, rules)
+    steps.done()
+
+    print(f"\nfirst results after {time.perf_counter() - t_all:.0f}s in total", flush=True)
+    try:
+        if args.once:
+            return 0
+        print(
+            f"\nserving jobrec.v1.RecommendationService on 127.0.0.1:{port} (Ctrl-C to stop)\n"
+            f'  grpcurl -plaintext -d \'{{"posting_id": "{postings["posting_id"][0]}", '
+            f'"k": 5}}\' 127.0.0.1:{port} jobrec.v1.RecommendationService/SimilarPostings',
+            flush=True,
+        )
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("\nstopping", flush=True)
+        return 0
+    finally:
+        server.stop()
+        backend.shutdown()
+
+
+def _show(port: int, postings, recs_path: Path, k: int, rules) -> None:
+    """Call the server like an internal client would and print what it says."""
+    import grpc
+    import polars as pl
+
+    from server import convert
+    from server.generated.jobrec.v1 import recommendation_pb2 as pb
+    from server.generated.jobrec.v1 import recommendation_pb2_grpc as pb_grpc
+
+    batch = pl.read_parquet(recs_path)
+    by_id = {r["posting_id"]: r for r in postings.iter_rows(named=True)}
+    # a few postings from different provinces that have k recommendations
+    counts = batch.group_by("posting_id").len().filter(pl.col("len") >= k)
+    pool = postings.join(counts, on="posting_id").unique("sido", keep="first", maintain_order=True)
+    queries = pool["posting_id"].to_list()[:3] or postings["posting_id"].to_list()[:3]
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.RecommendationServiceStub(channel)
+        for qid in queries:
+            q = by_id[qid]
+            resp = stub.SimilarPostings(pb.SimilarPostingsRequest(posting_id=qid, k=k), timeout=10)
+            print(f"\n  {q['title']} — {q['company']} ({q['region']}), {qid}")
+            for rec in resp.recommendations:
+                c = by_id[rec.posting_id]
+                print(
+                    f"    {rec.rank}. {rec.title} — {rec.company} ({rec.region})  "
+                    f"score {rec.score:.3f}, {rec.distance_km:.1f} km"
+                )
+                print("       rules passed: " + "; ".join(_rules_passed(q, c, rec, rules)))
+            want = (
+                batch.filter(pl.col("posting_id") == qid)
+                .sort("rank")
+                .head(len(resp.recommendations))
+            )
+            got = [r.posting_id for r in resp.recommendations]
+            if want["rec_posting_id"].to_list() == got:
+                verdict = "yes"
+            elif len(want) == len(got) and all(
+                abs(a - r.score) < 1e-5
+                for a, r in zip(want["score"], resp.recommendations, strict=True)
+            ):  # the batched and single-query kernels round float32 scores differently
+                verdict = "yes (up to the order of tied scores)"
+            else:
+                verdict = "NO"
+            print(f"       same as the batch refresh: {verdict}")
+        # a new posting that is not indexed, sent inline and encoded by the server
+        q = dict(by_id[queries[0]])
+        q["posting_id"] = ""
+        q["title"] = f"[신규] {q['title']}"
+        resp = stub.SimilarPostings(
+            pb.SimilarPostingsRequest(posting=convert.posting_from_row(q), k=3), timeout=30
+        )
+        print(f"\n  new posting sent inline: {q['title']} ({q['region']})")
+        for rec in resp.recommendations:
+            print(
+                f"    {rec.rank}. {rec.title} — {rec.company}  "
+                f"score {rec.score:.3f}, {rec.distance_km:.1f} km"
+            )

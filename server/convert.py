@@ -1,0 +1,228 @@
+"""The one module converting protobuf messages to and from canonical jobrec values.
+
+Canonical values are the ones the rest of the code base uses: posting rows as dicts / polars
+frames with :data:`core.schema.POSTING_SCHEMA`, ``core.rules.RuleConfig`` and
+``workers.types.Recommendation``. Nothing outside ``server/`` sees a protobuf type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import polars as pl
+
+from core.errors import InvalidInputError
+from core.schema import POSTING_SCHEMA, REQUIRED_COLUMNS, validate_postings
+from server.generated.jobrec.v1 import recommendation_pb2 as pb
+
+DEFAULT_K = 10
+MAX_K = 100
+
+_DATE_FIELDS = ("registered_on", "closes_on")
+_INT_FIELDS = (
+    "min_education_level",
+    "max_education_level",
+    "min_career_years",
+    "wage_min",
+    "wage_max",
+    "monthly_wage",
+)
+_FLOAT_FIELDS = ("lat", "lng")
+_RULE_FIELDS = (
+    "capital_radius_km",
+    "other_radius_km",
+    "education_policy",
+    "career_filter",
+    "exclude_expired",
+    "max_per_company",
+    "ref_date",
+)
+
+
+def _parse_date(value: str, field: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInputError(f"{value!r} is not an ISO date (YYYY-MM-DD)", field=field) from exc
+
+
+def posting_to_dict(
+    msg: pb.Posting, *, prefix: str = "posting", inline: bool = False, today: dt.date | None = None
+) -> dict[str, Any]:
+    """A ``Posting`` message as a canonical row dict (unset optional fields are ``None``).
+
+    Empty required strings are errors naming ``prefix.field``. For ``inline`` query postings
+    the id may be empty and ``registered_on`` defaults to ``today``.
+    """
+    row: dict[str, Any] = {}
+    for name in POSTING_SCHEMA:
+        has_presence = msg.DESCRIPTOR.fields_by_name[name].has_presence
+        if has_presence and not msg.HasField(name):
+            row[name] = None
+            continue
+        value = getattr(msg, name)
+        if name in _DATE_FIELDS:
+            value = None if value == "" else _parse_date(value, f"{prefix}.{name}")
+        elif isinstance(value, str) and value == "" and name in REQUIRED_COLUMNS:
+            value = None
+        row[name] = value
+    if inline:
+        if row["posting_id"] is None:
+            row["posting_id"] = ""
+        if row["registered_on"] is None:
+            row["registered_on"] = today or dt.date.today()
+    missing = [c for c in REQUIRED_COLUMNS if row[c] is None]
+    if missing:
+        raise InvalidInputError(f"{missing[0]} is required", field=f"{prefix}.{missing[0]}")
+    return row
+
+
+def posting_from_row(row: Mapping[str, Any]) -> pb.Posting:
+    """A ``Posting`` message from a canonical row (dict or polars named row)."""
+    kwargs: dict[str, Any] = {}
+    for name in POSTING_SCHEMA:
+        value = row.get(name)
+        if value is None:
+            continue
+        if name in _DATE_FIELDS:
+            value = value.isoformat()
+        elif name in _INT_FIELDS:
+            value = int(value)
+        elif name in _FLOAT_FIELDS:
+            value = float(value)
+        kwargs[name] = value
+    return pb.Posting(**kwargs)
+
+
+def rows_to_frame(rows: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+    """Canonical row dicts as a frame with exactly :data:`POSTING_SCHEMA`."""
+    try:
+        return pl.DataFrame(list(rows), schema=POSTING_SCHEMA, orient="row")
+    except (pl.exceptions.PolarsError, TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInputError(f"posting values do not fit the canonical schema: {exc}") from exc
+
+
+def validated_frame(
+    rows: Sequence[Mapping[str, Any]], *, prefix: str, indexed: bool = True
+) -> pl.DataFrame:
+    """Rows as a validated canonical frame; an error names ``prefix[i].field`` of the culprit.
+
+    With ``indexed`` errors read e.g. ``postings[3].lat``; without (a single inline posting)
+    they read ``posting.lat``.
+    """
+    single = not indexed
+    try:
+        df = rows_to_frame(rows)
+        validate_postings(df)
+        return df
+    except InvalidInputError as exc:
+        if single:
+            raise InvalidInputError(str(exc), field=f"{prefix}.{exc.field or 'posting'}") from exc
+        first_exc = exc
+    # Slow path, errors only: find the first offending posting so the caller can fix it.
+    seen: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        pid = row.get("posting_id")
+        if pid in seen:
+            raise InvalidInputError(
+                f"posting_id {pid!r} appears twice in the stream (also at {seen[pid]})",
+                field=f"{prefix}[{i}].posting_id",
+            ) from first_exc
+        seen[pid] = i
+        try:
+            validate_postings(rows_to_frame([row]))
+        except InvalidInputError as exc:
+            raise InvalidInputError(
+                str(exc), field=f"{prefix}[{i}].{exc.field or 'posting'}"
+            ) from exc
+    raise InvalidInputError(str(first_exc), field=prefix) from first_exc
+
+
+def validate_k(k: int) -> int:
+    """The effective ``k`` of a request: 0 means :data:`DEFAULT_K`; 1..:data:`MAX_K` allowed."""
+    if k == 0:
+        return DEFAULT_K
+    if not 1 <= k <= MAX_K:
+        raise InvalidInputError(f"k must be between 1 and {MAX_K}, got {k}", field="k")
+    return k
+
+
+def rules_from_overrides(base: Any, overrides: pb.RuleOverrides | None, *, has: bool) -> Any:
+    """``base`` (a ``core.rules.RuleConfig``) with the fields set in ``overrides`` replaced.
+
+    Each field is validated on its own so an error names ``rules.<field>``.
+    """
+    if overrides is None or not has:
+        return base
+    changes: dict[str, Any] = {}
+    for name in _RULE_FIELDS:
+        if not overrides.HasField(name):
+            continue
+        value = getattr(overrides, name)
+        if name == "ref_date":
+            value = _parse_date(value, "rules.ref_date")
+        try:
+            dataclasses.replace(base, **{name: value})
+        except (ValueError, TypeError) as exc:
+            raise InvalidInputError(str(exc), field=f"rules.{name}") from exc
+        changes[name] = value
+    if not changes:
+        return base
+    try:
+        return dataclasses.replace(base, **changes)
+    except (ValueError, TypeError) as exc:  # a combination of fields is inconsistent
+        raise InvalidInputError(str(exc), field="rules") from exc
+
+
+def applied_rules(cfg: Any, *, today: dt.date | None = None) -> pb.AppliedRules:
+    """The effective rule configuration as an ``AppliedRules`` message."""
+    ref = cfg.ref_date or today or dt.date.today()
+    return pb.AppliedRules(
+        capital_radius_km=float(cfg.capital_radius_km),
+        other_radius_km=float(cfg.other_radius_km),
+        education_policy=str(cfg.education_policy),
+        career_filter=bool(cfg.career_filter),
+        exclude_expired=bool(cfg.exclude_expired),
+        max_per_company=int(cfg.max_per_company),
+        ref_date=ref.isoformat(),
+    )
+
+
+def recommendation_to_pb(rec: Any, rank: int) -> pb.Recommendation:
+    """A ``workers.types.Recommendation`` as a message (``rank`` is 1-based)."""
+    return pb.Recommendation(
+        posting_id=str(rec.posting_id),
+        score=float(rec.score),
+        distance_km=float(rec.distance_km),
+        title=str(rec.title or ""),
+        company=str(rec.company or ""),
+        region=str(rec.region or ""),
+        rank=rank,
+    )
+
+
+def similar_response(
+    recs: Iterable[Any], *, query_posting_id: str, rules: Any, today: dt.date | None = None
+) -> pb.SimilarPostingsResponse:
+    """The ``SimilarPostingsResponse`` for a ranked list of recommendations."""
+    return pb.SimilarPostingsResponse(
+        recommendations=[recommendation_to_pb(r, i) for i, r in enumerate(recs, start=1)],
+        query_posting_id=query_posting_id,
+        rules=applied_rules(rules, today=today),
+    )
+
+
+def recommendation_from_pb(msg: pb.Recommendation) -> dict[str, Any]:
+    """A ``Recommendation`` message as a plain dict (for clients and tests)."""
+    return {
+        "posting_id": msg.posting_id,
+        "rank": msg.rank,
+        "score": msg.score,
+        "distance_km": msg.distance_km,
+        "title": msg.title,
+        "company": msg.company,
+        "region": msg.region,
+    }

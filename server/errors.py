@@ -1,0 +1,120 @@
+"""The one table mapping ``core.errors`` classes to gRPC status codes.
+
+Anything not in the table becomes ``INTERNAL``: the traceback is logged with a reference id
+and the caller only sees the id, never the traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+
+import grpc
+
+from core.errors import (
+    AlreadyExistsError,
+    InvalidInputError,
+    JobrecError,
+    MalformedSourceError,
+    ModelError,
+    NotFoundError,
+    OverloadedError,
+    UnavailableError,
+    UpstreamApiError,
+)
+
+log = logging.getLogger("jobrec.server")
+
+# Most specific class first: the first isinstance match wins.
+STATUS_TABLE: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
+    (MalformedSourceError, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
+    (UnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (UpstreamApiError, grpc.StatusCode.UNAVAILABLE),
+    (ModelError, grpc.StatusCode.FAILED_PRECONDITION),
+    (TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),
+)
+
+# Ray errors that mean "the shard actors cannot be reached"; matched by class name so this
+# module does not import ray. The backend should already raise UnavailableError for these.
+_RAY_UNAVAILABLE = frozenset(
+    {
+        "RayActorError",
+        "ActorDiedError",
+        "ActorUnavailableError",
+        "ActorUnschedulableError",
+        "NodeDiedError",
+        "RaySystemError",
+        "ObjectLostError",
+        "OwnerDiedError",
+    }
+)
+
+# Trailing-metadata key carrying the offending field of an INVALID_ARGUMENT.
+FIELD_METADATA_KEY = "jobrec-field"
+# Trailing-metadata key carrying the log reference of an INTERNAL error.
+ERROR_ID_METADATA_KEY = "jobrec-error-id"
+
+
+@dataclass(frozen=True)
+class MappedError:
+    """A gRPC status for an exception: code, caller-visible details, trailing metadata."""
+
+    code: grpc.StatusCode
+    details: str
+    metadata: tuple[tuple[str, str], ...] = ()
+
+
+def _is_ray_unavailable(exc: BaseException) -> bool:
+    return any(
+        cls.__name__ in _RAY_UNAVAILABLE and cls.__module__.startswith("ray")
+        for cls in type(exc).__mro__
+    )
+
+
+def status_for(exc: BaseException) -> grpc.StatusCode:
+    """The gRPC status code of an exception (``INTERNAL`` when unmapped)."""
+    for cls, code in STATUS_TABLE:
+        if isinstance(exc, cls):
+            return code
+    if _is_ray_unavailable(exc):
+        return grpc.StatusCode.UNAVAILABLE
+    return grpc.StatusCode.INTERNAL
+
+
+def map_exception(exc: BaseException, *, method: str = "") -> MappedError:
+    """Translate ``exc`` for the caller; log unmapped errors with their traceback."""
+    code = status_for(exc)
+    if code == grpc.StatusCode.INTERNAL:
+        ref = uuid.uuid4().hex[:12]
+        log.error(
+            "unhandled error in %s (error_id=%s)",
+            method or "rpc",
+            ref,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        return MappedError(
+            code, f"internal error (error_id={ref})", ((ERROR_ID_METADATA_KEY, ref),)
+        )
+    if isinstance(exc, InvalidInputError) and exc.field:
+        return MappedError(
+            code, f"invalid {exc.field}: {exc}", ((FIELD_METADATA_KEY, str(exc.field)),)
+        )
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return MappedError(code, "deadline exceeded before the request completed")
+    if code == grpc.StatusCode.UNAVAILABLE and not isinstance(exc, JobrecError):
+        return MappedError(code, f"recommendation shards unavailable: {type(exc).__name__}")
+    return MappedError(code, str(exc) or type(exc).__name__)
+
+
+async def abort_with(context: grpc.aio.ServicerContext, exc: BaseException, method: str = ""):
+    """Abort the RPC with the status mapped from ``exc`` (raises ``grpc.aio.AbortError``)."""
+    if isinstance(exc, asyncio.CancelledError):  # the caller went away: nothing to report
+        raise exc
+    mapped = map_exception(exc, method=method)
+    await context.abort(mapped.code, mapped.details, trailing_metadata=mapped.metadata)
