@@ -32,17 +32,8 @@ from core.ingest import ingest, worknet_xml
 from core.reference import occupations
 from core.regions import RegionResolver, default_resolver
 from core.schema import EDUCATION_LEVELS
-
-WAGE_KO = {"hourly": "시급", "daily": "일급", "monthly": "월급", "yearly": "연봉"}
-EMP_KO = {
-    "permanent": "기간의 정함이 없는 근로계약",
-    "permanent_part_time": "기간의 정함이 없는 근로계약(시간(선택)제)",
-    "fixed_term": "기간의 정함이 있는 근로계약",
-    "fixed_term_part_time": "기간의 정함이 있는 근로계약(시간(선택)제)",
-    "dispatch": "파견근로",
-    "daily": "일용근로",
-    "other": "기타",
-}
+from core.synth.worknet import EMP_NAMES as EMP_KO
+from core.synth.worknet import WAGE_NAMES as WAGE_KO
 
 
 def _timed(fn, repeat: int) -> tuple[float, float, object]:

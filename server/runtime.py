@@ -104,16 +104,21 @@ def encode_postings(postings: pl.DataFrame, encoder: Any, cache_path: str | Path
         return np.asarray(_encode(postings, encoder, cache=cache), dtype=np.float32)
 
 
-def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
-    """Connect to ``address`` (``ray://`` client or a cluster address) or start a local Ray."""
+def init_ray(
+    address: str | None = None, *, num_cpus: int | None = None, log_to_driver: bool = False
+) -> None:
+    """Connect to ``address`` (``ray://`` client or a cluster address) or start a local Ray.
+
+    ``log_to_driver`` forwards what actors print (the demo shows Ray Train's progress that way).
+    """
     import ray
 
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=log_to_driver)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver)
 
 
 def build_backend(

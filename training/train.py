@@ -738,7 +738,8 @@ def train_model(
         from training.ray_train import run_phase_ray
 
         runner = run_phase_ray
-    out = Path(out_dir)
+    # Ray workers run in their own working directory: hand them absolute paths only
+    out = Path(out_dir).resolve()
     work = out / ".work"
     if not resume and work.exists():
         shutil.rmtree(work)
