@@ -329,3 +329,103 @@ def test_parents_np_matches_h3():
     cells = geo.cells(np.array([37.5, 35.1, 33.4]), np.array([127.0, 129.0, 126.5]), 7)
     for res in (2, 4, 6, 7):
         assert parents_np(cells, res).tolist() == [h3n.cell_to_parent(int(c), res) for c in cells]
+
+
+# ------------------------------------------------------- batch and single paths agree
+def _single_and_batch(shards, owner, rows, k):
+    """{query id: [(id, score, distance)]} from recommend_owned and from similar()."""
+    batch = pl.concat([s.recommend_owned(k) for s in shards]).sort(["posting_id", "rank"])
+    got_b: dict[str, list] = {}
+    for r in batch.iter_rows(named=True):
+        got_b.setdefault(r["posting_id"], []).append(
+            (r["rec_posting_id"], r["score"], r["distance_km"])
+        )
+    got_s = {}
+    for i, r in enumerate(rows):
+        res = shards[owner[i]].similar(r["posting_id"], k)
+        got_s[r["posting_id"]] = [(x["posting_id"], x["score"], x["distance_km"]) for x in res]
+    return got_b, got_s
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_batch_and_single_query_paths_agree_exactly(shards):
+    """Same ids in the same order and the same float32 scores, on a few hundred postings
+    with exact ties (duplicated vectors) and near-ties (vectors a few ulps apart, whose
+    float32 BLAS scores differ in the last bits)."""
+    n, dim = 360, 64
+    df, vec = make_postings(21, n, dim=dim, spread_deg=0.15, n_companies=30)
+    rng = np.random.default_rng(4)
+    vec = vec / np.linalg.norm(vec, axis=1, keepdims=True)
+    vec[60:120] = vec[rng.integers(0, 60, 60)]  # exact duplicates
+    near = vec[rng.integers(0, 60, 80)].copy()
+    near[:, 0] = np.nextafter(near[:, 0], np.float32(2), dtype=np.float32)  # one ulp apart
+    near[40:, 1] += np.float32(3e-7)  # a few more ulps
+    vec[120:200] = near
+    cfg = RuleConfig(ref_date=REF, max_per_company=2)
+    _, owner, sh = build_local(df, vec.astype(np.float32), ShardingConfig(num_shards=shards), cfg)
+    rows = df.to_dicts()
+    got_b, got_s = _single_and_batch(sh, owner, rows, 10)
+    unit = unit_rows(vec.astype(np.float32))
+    n_ties = 0
+    for i, r in enumerate(rows):
+        pid = r["posting_id"]
+        b, s = got_b.get(pid, []), got_s[pid]
+        assert [x[0] for x in b] == [x[0] for x in s], pid
+        assert np.array_equal(np.float32([x[1] for x in b]), np.float32([x[1] for x in s])), pid
+        assert [x[2] for x in b] == [x[2] for x in s], pid  # float32 distances
+        sc = [x[1] for x in s]
+        n_ties += sum(1 for a_, b_ in zip(sc, sc[1:], strict=False) if abs(a_ - b_) < 1e-5)
+        if i % 9 == 0:  # and both are the exact answer
+            want, qual = oracle(rows, unit, i, cfg, 10)
+            assert_matches(s, want, qual, cfg, pid)
+    assert n_ties > 100  # the ties and near-ties were really there, inside the top-k
+
+
+def test_exact_scores_do_not_depend_on_batch_shape():
+    from workers.shard import exact_scores
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((300, 256)).astype(np.float32)
+    b = rng.standard_normal((300, 256)).astype(np.float32)
+    full = exact_scores(a, b)
+    for lo, hi in [(0, 1), (5, 6), (3, 70), (299, 300)]:
+        assert np.array_equal(exact_scores(a[lo:hi], b[lo:hi]), full[lo:hi])
+    assert np.array_equal(exact_scores(np.broadcast_to(a[7], b.shape), b)[:1],
+                          exact_scores(a[7:8], b[:1]))  # fmt: skip
+    want = np.array([math.fsum(float(x) * float(y) for x, y in zip(a[i], b[i], strict=True))
+                     for i in range(20)], dtype=np.float32)  # fmt: skip
+    np.testing.assert_array_max_ulp(full[:20], want, maxulp=1)
+
+
+@pytest.mark.parametrize("delta_max", [2048, 7])
+def test_upserts_and_deletes_after_the_index_is_built_match_oracle(monkeypatch, delta_max):
+    """Rows written after the cell index was built (scanned directly until the index is
+    rebuilt) and deleted rows (skipped) give the oracle's answers on both paths."""
+    import workers.shard as shard_mod
+
+    monkeypatch.setattr(shard_mod, "_DELTA_MAX", delta_max)
+    df, vec = make_postings(8, 160, spread_deg=0.3, n_companies=6)
+    cfg = RuleConfig(ref_date=REF)
+    sh = Shard(0, dim=vec.shape[1], rules=cfg)
+    sh.load(df[:100], vec[:100], np.ones(100, bool))
+    sh.similar(df["posting_id"][0], 5)  # builds the index
+    for a in range(100, 160, 20):  # inserts, in a few batches
+        sh.upsert(df[a : a + 20], vec[a : a + 20], np.ones(20, bool))
+    # move five postings far away and back close, and delete a few
+    moved = df[10:15].with_columns(pl.col("lat") + 0.2)
+    sh.upsert(moved, vec[10:15], np.ones(5, bool))
+    sh.delete(df["posting_id"][20:25].to_list())
+    cur = pl.concat([df[:10], moved, df[15:20], df[25:]])
+    cvec = np.concatenate([vec[:20], vec[25:]])
+    rows, unit = cur.to_dicts(), unit_rows(cvec)
+    assert sh.size() == len(rows)
+    got_b, got_s = _single_and_batch([sh], np.zeros(len(rows), int), rows, 6)
+    for i, r in enumerate(rows):
+        want, qual = oracle(rows, unit, i, cfg, 6)
+        assert_matches(got_s[r["posting_id"]], want, qual, cfg, f"single {r['posting_id']}")
+        assert got_b.get(r["posting_id"], []) == got_s[r["posting_id"]]
+    # _cell_rows (used by bench/refresh.py) sees exactly the live rows of the cells asked for
+    cells = geo.cells(cur["lat"].to_numpy(), cur["lng"].to_numpy(), sh.fine_res)
+    got = sorted(sh._ids[r] for r in sh._cell_rows(np.unique(cells[:40])).tolist())
+    want = sorted(p for p, c in zip(cur["posting_id"], cells, strict=True) if c in set(cells[:40]))
+    assert got == want
