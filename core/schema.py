@@ -131,12 +131,6 @@ def validate_postings(df: pl.DataFrame) -> None:
             "posting table does not have the canonical schema: "
             f"expected {list(POSTING_SCHEMA.items())}, got {list(df.schema.items())}"
         )
-    for col in REQUIRED_COLUMNS:
-        nulls = df[col].null_count()
-        if nulls:
-            raise InvalidInputError(f"column {col!r} has {nulls} null values", field=col)
-    if df["posting_id"].n_unique() != df.height:
-        raise InvalidInputError("posting_id values are not unique", field="posting_id")
     checks = {
         "career": ~pl.col("career").is_in(list(CAREER_VALUES)),
         "wage_type": pl.col("wage_type").is_not_null()
@@ -150,10 +144,24 @@ def validate_postings(df: pl.DataFrame) -> None:
         "occupation_code": ~pl.col("occupation_code").str.contains(r"^\d{6}$"),
         "min_career_years": pl.col("min_career_years") < 0,
     }
-    for col, bad in checks.items():
-        n = df.select(bad.fill_null(False).sum()).item()
-        if n:
-            raise InvalidInputError(f"column {col!r} has {n} invalid values", field=col)
+    # one pass over the frame: the online path validates single inline postings
+    counts = df.select(
+        [pl.col(c).null_count().alias(f"null:{c}") for c in REQUIRED_COLUMNS]
+        + [(pl.col("posting_id").n_unique() != pl.len()).alias("dup:posting_id")]
+        + [bad.fill_null(False).sum().alias(f"bad:{c}") for c, bad in checks.items()]
+    ).row(0, named=True)
+    for col in REQUIRED_COLUMNS:
+        if counts[f"null:{col}"]:
+            raise InvalidInputError(
+                f"column {col!r} has {counts[f'null:{col}']} null values", field=col
+            )
+    if df.height and counts["dup:posting_id"]:
+        raise InvalidInputError("posting_id values are not unique", field="posting_id")
+    for col in checks:
+        if counts[f"bad:{col}"]:
+            raise InvalidInputError(
+                f"column {col!r} has {counts[f'bad:{col}']} invalid values", field=col
+            )
 
 
 def is_capital_area(sido: str) -> bool:
