@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from pathlib import Path
 
-
-def _date(value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an ISO date (YYYY-MM-DD): {value!r}") from exc
+from core.cli_args import iso_date
 
 
 def register(subparsers) -> None:
@@ -29,7 +23,7 @@ def register(subparsers) -> None:
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: local)")
     p.add_argument("--shards", type=int, default=None, help="number of geo shards")
     p.add_argument(
-        "--ref-date", type=_date, default=None,
+        "--ref-date", type=iso_date, default=None,
         help="date expiry is judged against (default: today, at query time)",
     )  # fmt: skip
     p.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port")

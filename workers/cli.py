@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-from datetime import date
 
-
-def _date(s: str) -> date:
-    try:
-        return date.fromisoformat(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {s!r}") from None
+from core.cli_args import iso_date
 
 
 def register(subparsers) -> None:
@@ -26,7 +19,7 @@ def register(subparsers) -> None:
     p.add_argument("--model", help="W-BERT model directory (not needed with --vectors)")
     p.add_argument("--out", required=True, help="output parquet of recommendations")
     p.add_argument("--k", type=int, default=10, help="recommendations per posting (default 10)")
-    p.add_argument("--ref-date", type=_date, default=None, help="expiry reference date (today)")
+    p.add_argument("--ref-date", type=iso_date, default=None, help="expiry reference date (today)")
     p.add_argument("--shards", type=int, default=2, help="number of geo shards (default 2)")
     p.add_argument("--threads-per-shard", type=int, default=1, help="BLAS threads per shard")
     p.add_argument("--embeddings-out", default=None, help="write the vectors used (parquet)")

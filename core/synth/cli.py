@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+from core.cli_args import iso_date
 
 
 def _count(text: str) -> int:
@@ -39,7 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--xml", action="store_true", help="also write the postings as Worknet XML")
     p.add_argument("--per-file", type=_count, default=1000, metavar="K",
                    help="postings per XML file (default 1000)")
-    p.add_argument("--ref-date", type=_date, default=None, metavar="YYYY-MM-DD",
+    p.add_argument("--ref-date", type=iso_date, default=None, metavar="YYYY-MM-DD",
                    help="date the corpus is 'as of' (default: core.synth.DEFAULT_REF_DATE)")
     p.set_defaults(func=_run)
 
