@@ -90,10 +90,15 @@ def scrub_pii(s: str | None) -> str:
         return ""
     if not _PII_HINT.search(s):
         return s
-    if "@" in s:
-        s = _EMAIL_RE.sub(EMAIL, s)
-    s = _URL_RE.sub(URL, s)
-    return _PHONE_RE.sub(PHONE, s)
+    # A replacement can expose a new match next to it ("0.krwww.x" -> "0.kr[URL]", whose
+    # "0.kr" now ends at a word boundary), so substitute until nothing changes: that makes
+    # the function idempotent. Placeholders never match, so this ends within a few passes.
+    while True:
+        t = _EMAIL_RE.sub(EMAIL, s) if "@" in s else s
+        t = _PHONE_RE.sub(PHONE, _URL_RE.sub(URL, t))
+        if t == s:
+            return t
+        s = t
 
 
 def clean_and_scrub(s: str | None) -> str:
