@@ -13,8 +13,8 @@ import pytest
 
 from core.errors import InvalidInputError, MalformedSourceError
 from core.ingest import ingest
-from core.reference import regions
 from core.schema import validate_postings
+from tests.helpers import coords
 
 FIXTURES = Path(__file__).parent / "fixtures" / "worknet"
 REF = dt.date(2025, 11, 23)
@@ -36,17 +36,6 @@ ROWS = [
     ["K2000000000001", "가나상사", "중복", "", "사무 보조원", "서울 서초구", "고졸", "신입", "월급",
      "2000000", "", "", "", "25-11-03", ""],
 ]
-
-
-def coords(*parts: str) -> tuple[float, float]:
-    padded = list(parts) + [""] * (5 - len(parts))
-    cols = ("sido", "sigungu", "gu_or_eupmyeondong", "eupmyeondong", "ri")
-    expr = pl.lit(True)
-    for c, v in zip(cols, padded, strict=True):
-        expr = expr & (pl.col(c) == v)
-    row = regions().filter(expr)
-    assert row.height == 1
-    return row["lat"][0], row["lng"][0]
 
 
 def write_csv(path: Path, headers: list[str], rows: list[list[str]], encoding: str = "utf-8-sig") -> Path:

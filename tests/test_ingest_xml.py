@@ -15,24 +15,13 @@ import pytest
 
 from core.errors import MalformedSourceError, UpstreamApiError
 from core.ingest import REJECT_REASONS, ingest
-from core.reference import regions
 from core.schema import POSTING_SCHEMA, REJECT_SCHEMA, validate_postings
 from jobrec import cli
+from tests.helpers import coords
 
 FIXTURES = Path(__file__).parent / "fixtures" / "worknet"
 REF = dt.date(2025, 11, 23)
 PII = re.compile(r"\d{2,4}[-)]\d{3,4}-\d{4}|@|https?://|www\.|010-")
-
-
-def coords(*parts: str) -> tuple[float, float]:
-    padded = list(parts) + [""] * (5 - len(parts))
-    cols = ("sido", "sigungu", "gu_or_eupmyeondong", "eupmyeondong", "ri")
-    expr = pl.lit(True)
-    for c, v in zip(cols, padded, strict=True):
-        expr = expr & (pl.col(c) == v)
-    row = regions().filter(expr)
-    assert row.height == 1
-    return row["lat"][0], row["lng"][0]
 
 
 GOOD = {

@@ -759,24 +759,23 @@ def train_model(
     arrays = data.arrays()
     histories: dict[str, list[dict]] = {}
     init_from = cfg.base_model
-    if cfg.effective_mlm_epochs > 0:
-        spec = _phase_spec("mlm", cfg, data, work, init_from)
+
+    def run_or_reuse(kind: str, init: str | None) -> None:
+        # a phase finished by an earlier (resumed) run is not trained again
+        spec = _phase_spec(kind, cfg, data, work, init)
         t0 = time.perf_counter()
-        if (work / "mlm" / DONE).exists():
-            histories["mlm"] = json.loads((work / "mlm" / HISTORY).read_text())
+        if (work / kind / DONE).exists():
+            histories[kind] = json.loads((work / kind / HISTORY).read_text())
         else:
-            histories["mlm"] = runner(spec, arrays, cfg, resume)
-        timings["mlm_s"] = time.perf_counter() - t0
+            histories[kind] = runner(spec, arrays, cfg, resume)
+        timings[f"{kind}_s"] = time.perf_counter() - t0
+
+    if cfg.effective_mlm_epochs > 0:
+        run_or_reuse("mlm", init_from)
         init_from = str(work / "mlm" / "best")
     if init_from is None:
         raise InvalidInputError("nothing to fine-tune: no base model and mlm_epochs is 0")
-    spec = _phase_spec("finetune", cfg, data, work, init_from)
-    t0 = time.perf_counter()
-    if (work / "finetune" / DONE).exists():
-        histories["finetune"] = json.loads((work / "finetune" / HISTORY).read_text())
-    else:
-        histories["finetune"] = runner(spec, arrays, cfg, resume)
-    timings["finetune_s"] = time.perf_counter() - t0
+    run_or_reuse("finetune", init_from)
 
     best = work / "finetune" / "best"
     for f in best.iterdir():
