@@ -162,8 +162,3 @@ def validate_postings(df: pl.DataFrame) -> None:
             raise InvalidInputError(
                 f"column {col!r} has {counts[f'bad:{col}']} invalid values", field=col
             )
-
-
-def is_capital_area(sido: str) -> bool:
-    """True for 서울특별시, 경기도 and 인천광역시."""
-    return sido in CAPITAL_AREA_SIDO

@@ -26,6 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from core.errors import InvalidInputError
+from core.rules import RuleConfig
 from server import convert
 from server.auth import ApiKeyInterceptor
 from server.errors import abort_with
@@ -33,10 +34,10 @@ from server.generated.jobrec.v1 import recommendation_pb2 as pb
 from server.generated.jobrec.v1 import recommendation_pb2_grpc as pb_grpc
 from server.interceptors import InFlightLimiter
 from server.metrics import Metrics, MetricsInterceptor
+from workers.types import Backend, TextEncoder
 
 log = logging.getLogger("jobrec.server")
 
-_RULE_FIELDS = frozenset(pb.RuleOverrides.DESCRIPTOR.fields_by_name)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RecommendationService"].full_name
 HEALTH_SERVICE_NAME = health.SERVICE_NAME
 
@@ -120,7 +121,9 @@ class EncodeBatcher:
     runs in ``executor``.
     """
 
-    def __init__(self, encoder: Any, executor: concurrent.futures.Executor, max_batch: int = 64):
+    def __init__(
+        self, encoder: TextEncoder, executor: concurrent.futures.Executor, max_batch: int = 64
+    ):
         self.encoder = encoder
         self.executor = executor
         self.max_batch = max_batch
@@ -192,9 +195,9 @@ class RecommendationServicer(pb_grpc.RecommendationServiceServicer):
 
     def __init__(
         self,
-        backend: Any,
-        encoder: Any,
-        rules: Any,
+        backend: Backend,
+        encoder: TextEncoder | None,
+        rules: RuleConfig,
         *,
         executor: concurrent.futures.Executor,
         config: ServerConfig,
@@ -233,11 +236,11 @@ class RecommendationServicer(pb_grpc.RecommendationServiceServicer):
             return await self._similar(request, context, k, rules)
         except InvalidInputError as exc:
             # the backend names rule fields bare ("capital_radius_km"): say where they live
-            if exc.field in _RULE_FIELDS:
+            if exc.field in convert.RULE_FIELDS:
                 raise InvalidInputError(str(exc), field=f"rules.{exc.field}") from exc
             raise
 
-    async def _similar(self, request, context, k: int, rules: Any):
+    async def _similar(self, request, context, k: int, rules: RuleConfig):
         which = request.WhichOneof("query")
         if which == "posting_id":
             pid = request.posting_id.strip()
@@ -318,7 +321,11 @@ class JobrecServer:
     """The whole gRPC server around one backend; ``await start()``, ``await stop()``."""
 
     def __init__(
-        self, backend: Any, encoder: Any, rules: Any, config: ServerConfig | None = None
+        self,
+        backend: Backend,
+        encoder: TextEncoder | None,
+        rules: RuleConfig,
+        config: ServerConfig | None = None,
     ) -> None:
         self.backend = backend
         self.encoder = encoder
@@ -495,12 +502,3 @@ class BackgroundServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-async def serve_forever(server: JobrecServer) -> None:
-    """Start ``server`` and serve until cancelled (Ctrl-C), then stop gracefully."""
-    await server.start()
-    try:
-        await server.wait()
-    finally:
-        await server.stop()

@@ -9,7 +9,10 @@ from core.cli_args import iso_date
 
 
 def register(subparsers) -> None:
-    """Add the ``serve`` sub-command."""
+    """Add the ``serve`` sub-command (defaults from :class:`server.app.ServerConfig`)."""
+    from server.app import ServerConfig
+
+    d = ServerConfig()
     p = subparsers.add_parser(
         "serve",
         help="serve recommendations over gRPC",
@@ -18,30 +21,36 @@ def register(subparsers) -> None:
     )
     p.add_argument("--postings", required=True, type=Path, help="canonical posting table")
     p.add_argument("--model", required=True, type=Path, help="trained W-BERT model directory")
-    p.add_argument("--port", type=int, default=50051, help="gRPC port (0 = any free port)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a pod)")
+    p.add_argument("--port", type=int, default=d.port, help="gRPC port (0 = any free port)")
+    p.add_argument("--host", default=d.host, help="address to bind (0.0.0.0 in a pod)")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: local)")
     p.add_argument("--shards", type=int, default=None, help="number of geo shards")
     p.add_argument(
         "--ref-date", type=iso_date, default=None,
         help="date expiry is judged against (default: today, at query time)",
     )  # fmt: skip
-    p.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port")
-    p.add_argument("--metrics-host", default="127.0.0.1", help="address of the metrics port")
+    p.add_argument(
+        "--metrics-port", type=int, default=d.metrics_port, help="Prometheus /metrics port"
+    )
+    p.add_argument("--metrics-host", default=d.metrics_host, help="address of the metrics port")
     p.add_argument(
         "--api-keys-file", type=Path, default=None,
         help="file with one API key per line (also: JOBREC_API_KEYS=k1,k2)",
     )  # fmt: skip
     p.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate chain")
     p.add_argument("--tls-key", type=Path, default=None, help="PEM private key")
-    p.add_argument("--max-in-flight", type=int, default=256, help="RESOURCE_EXHAUSTED beyond")
     p.add_argument(
-        "--max-message-bytes", type=int, default=4 * 1024 * 1024, help="request size limit"
+        "--max-in-flight", type=int, default=d.max_in_flight, help="RESOURCE_EXHAUSTED beyond"
     )
     p.add_argument(
+        "--max-message-bytes", type=int, default=d.max_receive_message_bytes,
+        help="request size limit",
+    )  # fmt: skip
+    p.add_argument(
         "--embeddings", type=Path, default=None,
-        help="precomputed vectors (.npy, rows in posting order, e.g. from `jobrec refresh "
-        "--embeddings-out`); default: encode the postings (cached next to the model)",
+        help="precomputed vectors: a (posting_id, vector) parquet as `jobrec refresh "
+        "--embeddings-out` writes, or .npy rows in posting order; postings it does not "
+        "cover are encoded (through --embedding-cache when given)",
     )  # fmt: skip
     p.add_argument(
         "--embedding-cache", type=Path, default=None,
@@ -66,19 +75,20 @@ def run_serve(args: argparse.Namespace) -> int:
         args.log_format, logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
     )
     log = logging.getLogger("jobrec.server")
-    if (args.tls_cert is None) != (args.tls_key is None):
-        raise SystemExit("jobrec serve: --tls-cert and --tls-key go together")
-    config = ServerConfig(
-        host=args.host,
-        port=args.port,
-        max_in_flight=args.max_in_flight,
-        max_receive_message_bytes=args.max_message_bytes,
-        api_keys=load_api_keys(args.api_keys_file),
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        metrics_port=args.metrics_port,
-        metrics_host=args.metrics_host,
-    )
+    try:  # ServerConfig validates (e.g. --tls-cert and --tls-key go together)
+        config = ServerConfig(
+            host=args.host,
+            port=args.port,
+            max_in_flight=args.max_in_flight,
+            max_receive_message_bytes=args.max_message_bytes,
+            api_keys=load_api_keys(args.api_keys_file),
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"jobrec serve: {exc}") from exc
     postings = load_postings(args.postings)
     log.info("postings loaded", extra={"postings": postings.height, "path": str(args.postings)})
     encoder = load_encoder(args.model)

@@ -15,11 +15,10 @@ from typing import Any
 import polars as pl
 
 from core.errors import InvalidInputError
+from core.rules import DEFAULT_K, MAX_K, RuleConfig
 from core.schema import POSTING_SCHEMA, REQUIRED_COLUMNS, validate_postings
 from server.generated.jobrec.v1 import recommendation_pb2 as pb
-
-DEFAULT_K = 10
-MAX_K = 100
+from workers.types import Recommendation
 
 _DATE_FIELDS = ("registered_on", "closes_on")
 _INT_FIELDS = (
@@ -31,15 +30,8 @@ _INT_FIELDS = (
     "monthly_wage",
 )
 _FLOAT_FIELDS = ("lat", "lng")
-_RULE_FIELDS = (
-    "capital_radius_km",
-    "other_radius_km",
-    "education_policy",
-    "career_filter",
-    "exclude_expired",
-    "max_per_company",
-    "ref_date",
-)
+# the RuleConfig fields a request may override (the proto mirrors RuleConfig)
+RULE_FIELDS: tuple[str, ...] = tuple(pb.RuleOverrides.DESCRIPTOR.fields_by_name)
 
 
 def _parse_date(value: str, field: str) -> dt.date:
@@ -142,7 +134,8 @@ def validated_frame(
 
 
 def validate_k(k: int) -> int:
-    """The effective ``k`` of a request: 0 means :data:`DEFAULT_K`; 1..:data:`MAX_K` allowed."""
+    """The effective ``k`` of a request: 0 (the protobuf default) means
+    :data:`core.rules.DEFAULT_K`; 1..:data:`core.rules.MAX_K` allowed."""
     if k == 0:
         return DEFAULT_K
     if not 1 <= k <= MAX_K:
@@ -150,15 +143,17 @@ def validate_k(k: int) -> int:
     return k
 
 
-def rules_from_overrides(base: Any, overrides: pb.RuleOverrides | None, *, has: bool) -> Any:
-    """``base`` (a ``core.rules.RuleConfig``) with the fields set in ``overrides`` replaced.
+def rules_from_overrides(
+    base: RuleConfig, overrides: pb.RuleOverrides | None, *, has: bool
+) -> RuleConfig:
+    """``base`` with the fields set in ``overrides`` replaced.
 
     Each field is validated on its own so an error names ``rules.<field>``.
     """
     if overrides is None or not has:
         return base
     changes: dict[str, Any] = {}
-    for name in _RULE_FIELDS:
+    for name in RULE_FIELDS:
         if not overrides.HasField(name):
             continue
         value = getattr(overrides, name)
@@ -177,7 +172,7 @@ def rules_from_overrides(base: Any, overrides: pb.RuleOverrides | None, *, has: 
         raise InvalidInputError(str(exc), field="rules") from exc
 
 
-def applied_rules(cfg: Any, *, today: dt.date | None = None) -> pb.AppliedRules:
+def applied_rules(cfg: RuleConfig, *, today: dt.date | None = None) -> pb.AppliedRules:
     """The effective rule configuration as an ``AppliedRules`` message."""
     ref = cfg.ref_date or today or dt.date.today()
     return pb.AppliedRules(
@@ -191,7 +186,7 @@ def applied_rules(cfg: Any, *, today: dt.date | None = None) -> pb.AppliedRules:
     )
 
 
-def recommendation_to_pb(rec: Any, rank: int) -> pb.Recommendation:
+def recommendation_to_pb(rec: Recommendation, rank: int) -> pb.Recommendation:
     """A ``workers.types.Recommendation`` as a message (``rank`` is 1-based)."""
     return pb.Recommendation(
         posting_id=str(rec.posting_id),
@@ -205,7 +200,7 @@ def recommendation_to_pb(rec: Any, rank: int) -> pb.Recommendation:
 
 
 def similar_response(
-    recs: Iterable[Any], *, query_posting_id: str, rules: Any, today: dt.date | None = None
+    recs: Iterable[Recommendation], *, query_posting_id: str, rules: RuleConfig, today: dt.date | None = None
 ) -> pb.SimilarPostingsResponse:
     """The ``SimilarPostingsResponse`` for a ranked list of recommendations."""
     return pb.SimilarPostingsResponse(
@@ -213,16 +208,3 @@ def similar_response(
         query_posting_id=query_posting_id,
         rules=applied_rules(rules, today=today),
     )
-
-
-def recommendation_from_pb(msg: pb.Recommendation) -> dict[str, Any]:
-    """A ``Recommendation`` message as a plain dict (for clients and tests)."""
-    return {
-        "posting_id": msg.posting_id,
-        "rank": msg.rank,
-        "score": msg.score,
-        "distance_km": msg.distance_km,
-        "title": msg.title,
-        "company": msg.company,
-        "region": msg.region,
-    }

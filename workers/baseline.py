@@ -1,7 +1,7 @@
 """A faithful re-implementation of the old prototype, kept only for the benchmark.
 
 The prototype searched a global FAISS ``IndexFlatIP`` for the top-k' (100) neighbours of
-every posting, then filtered them one by one in Python using a precomputed
+every posting, then filtered them using a precomputed
 region-to-region distance matrix of 시군구 centroids (distance between postings taken as the
 distance between their regions' centroids), with no education filter for 학력무관 postings,
 and kept the first k that passed. Postings whose k' neighbours contain fewer than k that
@@ -17,8 +17,8 @@ import numpy as np
 import polars as pl
 
 from core.reference import regions
-from core.rules import RuleConfig, date_to_days, haversine_km
-from core.schema import CAPITAL_AREA_SIDO, conform
+from core.rules import POSTING_RULES, RuleConfig, haversine_km, posting_rule_columns
+from core.schema import conform
 from workers.types import RECS_SCHEMA
 
 OLD_RULES = RuleConfig(education_policy="lenient_no_requirement")
@@ -69,44 +69,45 @@ class OldPrototype:
         self.build_s = time.perf_counter() - t0
 
     def recommend_all(self, k: int = 10) -> tuple[pl.DataFrame, dict]:
-        """(recommendations, timings): the prototype's FAISS search + Python filter loop."""
+        """(recommendations, timings): the prototype's FAISS search, its filter (the rule
+        kernel over its k' neighbours, region-centroid distances) and first-k selection."""
         t0 = time.perf_counter()
         scores, nbrs = self.index.search(self.vectors, self.k_prime + 1)
         t_faiss = time.perf_counter() - t0
         t0 = time.perf_counter()
         df, cfg = self.df, self.rules
+        n, width = nbrs.shape
+        cols = posting_rule_columns(
+            df["min_education_level"].to_list(), df["career"].to_list(),
+            df["min_career_years"].to_list(), df["closes_on"].to_list(), df["sido"].to_list(),
+        )  # fmt: skip
+        cols["row"] = np.arange(n)
+        # every (posting, neighbour) pair through the rule kernel at once, with the
+        # prototype's distance: that of the two postings' region centroids
+        qi, cj = np.repeat(np.arange(n), width), nbrs.ravel()
+        live = cj >= 0
+        qi, cj = qi[live], cj[live]
+        ok = np.zeros(n * width, dtype=bool)
+        ok[live] = POSTING_RULES.pairs_mask(
+            {c: v[qi] for c, v in cols.items()}, {c: v[cj] for c, v in cols.items()}, cfg,
+            distance_km=self.region_km[self.region[qi], self.region[cj]],
+        )  # fmt: skip
+        ok = ok.reshape(n, width)
         ids = df["posting_id"].to_list()
         company = df["company"].to_list()
-        edu = df["min_education_level"].to_list()
-        career = df["career"].to_list()
-        years = [y or 0 for y in df["min_career_years"].to_list()]
-        capital = [s in CAPITAL_AREA_SIDO for s in df["sido"].to_list()]
-        ref = date_to_days(cfg.effective_ref_date())
-        closes = [date_to_days(d) for d in df["closes_on"].to_list()]
         region = self.region.tolist()
         dist = self.region_km
+        cap = POSTING_RULES.cap(cfg)
         out_q, out_c, out_r, out_s, out_d = [], [], [], [], []
-        for i in range(df.height):
-            radius = cfg.capital_radius_km if capital[i] else cfg.other_radius_km
+        for i in range(n):
             ri, picked, per = region[i], 0, {}
-            for s, j in zip(scores[i].tolist(), nbrs[i].tolist(), strict=True):
-                if j < 0 or j == i:
-                    continue
-                d = dist[ri, region[j]]
-                if d > radius:
-                    continue
-                lenient = cfg.education_policy == "lenient_no_requirement" and edu[i] == 0
-                if not lenient and edu[j] > edu[i]:
-                    continue
-                if cfg.career_filter and career[i] != "any":
-                    if career[i] == "entry" and career[j] == "experienced":
-                        continue
-                    if years[i] >= 1 and years[j] > years[i]:
-                        continue
-                if cfg.exclude_expired and closes[j] < ref:
+            # the prototype's selection: neighbours in FAISS order, first k passing
+            for s, j, good in zip(scores[i].tolist(), nbrs[i].tolist(), ok[i].tolist(),
+                                  strict=True):  # fmt: skip
+                if not good:
                     continue
                 c = company[j]
-                if cfg.max_per_company and per.get(c, 0) >= cfg.max_per_company:
+                if cap and per.get(c, 0) >= cap:
                     continue
                 per[c] = per.get(c, 0) + 1
                 picked += 1
@@ -114,7 +115,7 @@ class OldPrototype:
                 out_c.append(ids[j])
                 out_r.append(picked)
                 out_s.append(s)
-                out_d.append(float(d))
+                out_d.append(float(dist[ri, region[j]]))
                 if picked == k:
                     break
         t_filter = time.perf_counter() - t0

@@ -8,7 +8,12 @@ from core.cli_args import iso_date
 
 
 def register(subparsers) -> None:
-    """Add the ``refresh`` sub-command."""
+    """Add the ``refresh`` sub-command (defaults from the configs)."""
+    from core.rules import DEFAULT_K
+    from workers.refresh import REFRESH_SHARDS
+    from workers.sharding import ShardingConfig
+
+    threads = ShardingConfig().threads_per_shard
     p = subparsers.add_parser(
         "refresh",
         help="recompute every posting's recommendations (Ray, geo-sharded exact search)",
@@ -18,10 +23,12 @@ def register(subparsers) -> None:
     p.add_argument("--postings", required=True, help="canonical postings (parquet/csv/jsonl)")
     p.add_argument("--model", help="W-BERT model directory (not needed with --vectors)")
     p.add_argument("--out", required=True, help="output parquet of recommendations")
-    p.add_argument("--k", type=int, default=10, help="recommendations per posting (default 10)")
+    p.add_argument("--k", type=int, default=DEFAULT_K,
+                   help=f"recommendations per posting (default {DEFAULT_K})")  # fmt: skip
     p.add_argument("--ref-date", type=iso_date, default=None, help="expiry reference date (today)")
-    p.add_argument("--shards", type=int, default=2, help="number of geo shards (default 2)")
-    p.add_argument("--threads-per-shard", type=int, default=1, help="BLAS threads per shard")
+    p.add_argument("--shards", type=int, default=REFRESH_SHARDS,
+                   help=f"number of geo shards (default {REFRESH_SHARDS})")  # fmt: skip
+    p.add_argument("--threads-per-shard", type=int, default=threads, help="BLAS threads per shard")
     p.add_argument("--embeddings-out", default=None, help="write the vectors used (parquet)")
     p.add_argument("--vectors", default=None, help="parquet (posting_id, vector): skip encoding")
     p.add_argument("--cache", default=None, help="embedding cache file (default: next to --out)")

@@ -38,13 +38,6 @@ def cells(lat: np.ndarray, lng: np.ndarray, res: int) -> np.ndarray:
     return out
 
 
-def parents(cell_ids: np.ndarray, res: int) -> np.ndarray:
-    """Parent cells at the coarser resolution ``res``."""
-    uniq, inv = np.unique(np.asarray(cell_ids, dtype=np.uint64), return_inverse=True)
-    par = np.array([h3n.cell_to_parent(int(c), res) for c in uniq.tolist()], dtype=np.uint64)
-    return par[inv]
-
-
 def destination(lat, lng, bearing_rad, dist_km):
     """Point reached from (lat, lng) going ``dist_km`` along ``bearing_rad`` (vectorised)."""
     p1, l1 = np.radians(lat), np.radians(lng)

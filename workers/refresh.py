@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from core.errors import InvalidInputError, MalformedSourceError
-from core.rules import RuleConfig, check_k
+from core.rules import DEFAULT_K, RuleConfig, check_k
 from core.schema import conform, validate_postings
 from workers.sharding import ShardingConfig
 from workers.types import RECS_SCHEMA, RefreshReport
@@ -25,6 +25,7 @@ from workers.types import RECS_SCHEMA, RefreshReport
 log = logging.getLogger(__name__)
 
 ENCODE_CHUNK = 2048
+REFRESH_SHARDS = 2  # the batch refresh's default shard count (one per core of a small box)
 
 
 def read_postings(path: str | Path) -> pl.DataFrame:
@@ -111,9 +112,9 @@ def run_refresh(
     model_dir: str | Path | None,
     out_path: str | Path,
     *,
-    k: int = 10,
+    k: int = DEFAULT_K,
     ref_date: date | None = None,
-    num_shards: int = 2,
+    num_shards: int = REFRESH_SHARDS,
     embeddings_out: str | Path | None = None,
     ray_address: str | None = None,
     vectors_path: str | Path | None = None,
