@@ -23,7 +23,7 @@ and the old-prototype baseline all evaluate it. Other item kinds declare their o
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Generic, Protocol, TypeVar
@@ -181,6 +181,99 @@ NO_LIMIT = int(np.iinfo(np.int16).max)  # an AtMost limit no candidate value exc
 DISTANCE_MARGIN_KM = 0.01  # cosine pre-check margin; pairs in the band get the haversine
 
 
+class RowView(Mapping[str, np.ndarray]):
+    """Columns of ``source`` at ``rows``, gathered lazily on first access (the kernel then
+    reads only the columns its rules use, and the distance rule only the rows still
+    alive). ``extra`` columns are given directly (e.g. ``row``)."""
+
+    __slots__ = ("source", "rows", "extra", "_cache")
+
+    def __init__(self, source: Columns, rows: np.ndarray, extra: Columns | None = None) -> None:
+        self.source, self.rows = source, rows
+        self.extra = dict(extra or {})
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        v = self.extra.get(name)
+        if v is None:
+            v = self._cache.get(name)
+            if v is None:
+                v = self._cache[name] = self.source[name][self.rows]
+        return v
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**dict.fromkeys(self.source), **self.extra})
+
+    def __len__(self) -> int:
+        return len({**dict.fromkeys(self.source), **self.extra})
+
+    def subset(self, idx: np.ndarray | slice) -> RowView:
+        """The view of ``rows[idx]``."""
+        return RowView(self.source, self.rows[idx], {k: v[idx] for k, v in self.extra.items()})
+
+
+def _spans(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(s, s + c)`` for each pair."""
+    offs = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    return np.arange(int(counts.sum()), dtype=np.int64) + offs
+
+
+def _subset(cols: Columns, idx: np.ndarray | slice) -> Columns:
+    if isinstance(cols, RowView):
+        return cols.subset(idx)
+    return _Lazy(cols, idx)
+
+
+class _Lazy(Mapping[str, np.ndarray]):
+    """``{k: cols[k][idx]}``, computed per key on access."""
+
+    def __init__(self, cols: Columns, idx: np.ndarray | slice) -> None:
+        self.cols, self.idx = cols, idx
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.cols[name][self.idx]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.cols)
+
+    def __len__(self) -> int:
+        return len(self.cols)
+
+
+class _First(Mapping[str, np.ndarray]):
+    """The values of a one-query ``cols`` as 0-d arrays (rules then compare them with whole
+    candidate columns, no broadcasting views)."""
+
+    def __init__(self, cols: Columns) -> None:
+        self.cols = cols
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.cols[name][0]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.cols)
+
+    def __len__(self) -> int:
+        return len(self.cols)
+
+
+class _Axis(Mapping[str, np.ndarray]):
+    """1-d columns of ``cols`` as ``(m, 1)`` (``axis=1``) or ``(1, n)`` (``axis=0``)."""
+
+    def __init__(self, cols: Columns, axis: int) -> None:
+        self.cols, self.axis = cols, axis
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        v = self.cols[name]
+        return v[None, :] if self.axis == 0 else v[:, None]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.cols)
+
+    def __len__(self) -> int:
+        return len(self.cols)
+
+
 class Rule(Protocol[Cfg]):
     """A per-pair rule: ``evaluate`` gets query columns and candidate columns that broadcast
     against each other (``(m, 1)`` vs ``(1, n)``, or aligned ``(p,)``) and returns the pass
@@ -222,10 +315,10 @@ class Forbid(Generic[Cfg]):
     def evaluate(self, q: Columns, c: Columns, cfg: Cfg) -> np.ndarray | None:
         if not self.active(cfg):
             return None
-        hit = q[self.query_column] == self.query_value
-        if not hit.any():
+        miss = q[self.query_column] != self.query_value
+        if miss.all():
             return None
-        return ~(hit & (c[self.candidate_column] == self.candidate_value))
+        return miss | (c[self.candidate_column] != self.candidate_value)
 
 
 @dataclass(frozen=True)
@@ -252,6 +345,20 @@ class NotSame(Generic[Cfg]):
 
     def evaluate(self, q: Columns, c: Columns, cfg: Cfg) -> np.ndarray | None:
         return q[self.column] != c[self.column]
+
+    def clear(self, ok: np.ndarray, q: Columns, c: Columns) -> None:
+        """Matrix form in place: clear the (few) pairs of a query with itself, found by
+        key intersection instead of an m x n comparison."""
+        ck = c[self.column]
+        order = np.argsort(ck, kind="stable")
+        sk = ck[order]
+        qk = q[self.column]
+        lo = np.searchsorted(sk, qk, side="left")
+        hi = np.searchsorted(sk, qk, side="right")
+        cnt = hi - lo
+        if cnt.any():
+            from_ = np.repeat(np.arange(qk.size), cnt)
+            ok[from_, order[_spans(lo, cnt)]] = False
 
 
 @dataclass(frozen=True)
@@ -294,10 +401,10 @@ class RuleSet(Generic[Cfg]):
 
     def radius_km(self, q: Columns, cfg: Cfg) -> np.ndarray:
         """Per-query radius (km); ``inf`` when the set has no distance rule."""
-        n = len(next(iter(q.values())))
         if self.distance is None:
-            return np.full(n, np.inf)
-        return np.broadcast_to(np.asarray(self.distance.radius(q, cfg), dtype=np.float64), (n,))
+            return np.full(_length(q), np.inf)
+        r = np.asarray(self.distance.radius(q, cfg), dtype=np.float64)
+        return r if r.ndim == 1 else np.full(_length(q), float(r))
 
     def candidate_mask(self, c: Columns, cfg: Cfg) -> np.ndarray | None:
         """AND of the candidate-only rules (:class:`AtLeast`) per candidate; None if none apply."""
@@ -326,38 +433,62 @@ class RuleSet(Generic[Cfg]):
         already dropped the candidates failing them).
         """
         m, n = _length(q), _length(c)
-        qb = {k: v[:, None] for k, v in q.items() if v.ndim == 1}
-        cb = {k: v[None, :] for k, v in c.items() if v.ndim == 1}
-        ok = np.ones((m, n), dtype=bool)
+        one = m == 1  # one query: its values are scalars against candidate columns
+        qb, cb = (_First(q), c) if one else (_Axis(q, 1), _Axis(c, 0))
+        shape = (n,) if one else (m, n)
+        ok: np.ndarray | None = None
+        same = []
         for r in self.rules:
+            if isinstance(r, NotSame) and not one:
+                same.append(r)
+                continue
             if not candidate_rules and isinstance(r, AtLeast):
                 continue
             res = r.evaluate(qb, cb, cfg)
-            if res is not None:
+            if res is None:
+                continue
+            if ok is None:
+                ok = np.broadcast_to(res, shape).copy() if res.shape != shape else res
+            else:
                 ok &= res
+        if ok is None:
+            ok = np.ones(shape, dtype=bool)
+        if one:
+            ok = ok[None, :]
+        for r in same:
+            r.clear(ok, q, c)
         if self.distance is not None and known_within < n:
             self._distance_matrix(ok, q, c, cfg, known_within)
         return ok
 
     def _distance_matrix(self, ok: np.ndarray, q: Columns, c: Columns, cfg: Cfg, start: int):
         radius = self.radius_km(q, cfg)
-        live = start + np.flatnonzero(ok[:, start:].any(axis=0))  # a query still wants them
-        if live.size == 0:
-            return
-        sub = ok[:, live]
         # cosine of the central angle (a 3-d dot product) settles all but a thin band
         # around the radius, where the haversine decides
-        cos = q["xyz"] @ c["xyz"][live].T
-        far = cos < np.cos(np.minimum(np.pi, (radius + DISTANCE_MARGIN_KM) / EARTH_RADIUS_KM))[:, None]
-        near = cos >= np.cos(np.maximum(0.0, radius - DISTANCE_MARGIN_KM) / EARTH_RADIUS_KM)[:, None]
-        sub &= ~far
-        i, j = np.nonzero(sub & ~near)
+        cos_far = np.cos(np.minimum(np.pi, (radius + DISTANCE_MARGIN_KM) / EARTH_RADIUS_KM))
+        cos_near = np.cos(np.maximum(0.0, radius - DISTANCE_MARGIN_KM) / EARTH_RADIUS_KM)
+        if ok.shape[0] == 1:  # one query: only the candidates still passing
+            cols = start + np.flatnonzero(ok[0, start:])
+            if cols.size == 0:
+                return
+            cc = _subset(c, cols)
+            cos = cc["xyz"] @ q["xyz"][0]
+            inside = cos >= cos_far[0]
+            band = np.flatnonzero(inside & (cos < cos_near[0]))
+            if band.size:
+                d = haversine_km(q["lat"][0], q["lng"][0], cc["lat"][band], cc["lng"][band])
+                inside[band[d > radius[0]]] = False
+            ok[0, cols] = inside
+            return
+        cc = _subset(c, slice(start, None))
+        view = ok[:, start:]
+        cos = q["xyz"] @ cc["xyz"].T
+        view &= cos >= cos_far[:, None]
+        i, j = np.nonzero(view & (cos < cos_near[:, None]))
         if i.size:
-            cj = live[j]
-            d = haversine_km(q["lat"][i], q["lng"][i], c["lat"][cj], c["lng"][cj])
+            d = haversine_km(q["lat"][i], q["lng"][i], cc["lat"][j], cc["lng"][j])
             over = d > radius[i]
-            sub[i[over], j[over]] = False
-        ok[:, live] = sub
+            view[i[over], j[over]] = False
 
     def pairs_mask(
         self, q: Columns, c: Columns, cfg: Cfg, *, distance_km: np.ndarray | None = None
@@ -378,7 +509,12 @@ class RuleSet(Generic[Cfg]):
 
 
 def _length(cols: Columns) -> int:
-    return len(next(iter(cols.values())))
+    """Items in ``cols`` (without gathering anything from a lazy view)."""
+    if isinstance(cols, RowView):
+        return len(cols.rows)
+    for v in cols.values():
+        return len(v)
+    return 0
 
 
 # ------------------------------------------------------------------ postings

@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from core.errors import InvalidInputError, NotFoundError
-from core.rules import Columns, RuleSet, haversine_km, unit_xyz
+from core.rules import Columns, RowView, RuleSet, haversine_km, unit_xyz
 from workers import geo
 from workers.cellindex import CellIndex
 from workers.columns import ColumnSpec, ColumnStore, Labels
@@ -73,7 +73,8 @@ class CollectionKind(Generic[R]):
       the same name; ``rules.group_column`` must be one of them) for results and caps;
     - ``query_columns``: an inline query item (a dict) as 1-row rule columns;
       ``check_item`` raises :class:`InvalidInputError` for an item that cannot be a query;
-    - ``result``: builds the result object from (id, score, distance, labels).
+    - ``result``: builds the result object from (id, score, distance, label values in
+      ``labels`` order).
     """
 
     name: str
@@ -87,7 +88,7 @@ class CollectionKind(Generic[R]):
     labels: tuple[str, ...]
     query_columns: Callable[[Mapping[str, object]], dict[str, np.ndarray]]
     check_item: Callable[[Mapping[str, object]], None]
-    result: Callable[[str, float, float, Mapping[str, object]], R]
+    result: Callable[[str, float, float, tuple], R]
     kernel_columns: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -345,15 +346,16 @@ class Collection(Generic[R]):
             rows = np.concatenate([rows, recent])
         return rows[self.store["alive"][rows]]
 
-    def candidates(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """The rule kernel's candidate columns of ``rows``."""
-        c = self.store.gather(rows, self.kind.kernel_columns)
-        c["row"] = rows
-        return c
+    def candidates(self, rows: np.ndarray) -> RowView:
+        """The rule kernel's columns of ``rows`` (gathered lazily, plus ``row``)."""
+        return RowView(self.store, rows, {"row": rows})
 
     def query_of_row(self, r: int) -> QuerySide:
         """A stored item as a query."""
-        return QuerySide(self.candidates(np.array([r], dtype=np.int64)), self.store["vector"][r])
+        rows = np.array([r], dtype=np.int64)
+        cols = self.store.gather(rows, self.kind.kernel_columns)
+        cols["row"] = rows
+        return QuerySide(cols, self.store["vector"][r])
 
     def query_of_item(self, item: Mapping[str, object], vector: np.ndarray) -> QuerySide:
         """An inline item (checked by the caller with ``kind.check_item``; ``vector``
@@ -406,9 +408,14 @@ class Collection(Generic[R]):
 
     def results(self, hits: Sequence[Hit]) -> list[R]:
         """The kind's result objects of ``hits``."""
-        st, labs = self.store, self.labels
-        out = []
-        for h in hits:
-            lab = {name: labs[name].names[int(st[name][h.row])] for name in labs}
-            out.append(self.kind.result(self.ids[h.row], h.score, h.distance_km, lab))
-        return out
+        rows = np.array([h.row for h in hits], dtype=np.int64)
+        cols = [
+            [lab.names[c] for c in self.store[name][rows].tolist()]
+            for name, lab in self.labels.items()
+        ]
+        make, ids = self.kind.result, self.ids
+        return [
+            make(ids[h.row], h.score, h.distance_km, lab)
+            for h, lab in zip(hits, zip(*cols, strict=True) if cols else [()] * len(hits),
+                              strict=True)
+        ]  # fmt: skip

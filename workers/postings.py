@@ -60,9 +60,9 @@ def check_query_posting(posting: Mapping[str, object]) -> None:
         raise InvalidInputError("min_career_years must be in 0..60", field="min_career_years")
 
 
-def _result(item_id: str, score: float, distance_km: float, labels: Mapping) -> Recommendation:
-    return Recommendation(item_id, score, distance_km, labels["title"], labels["company"],
-                          labels["region"])  # fmt: skip
+def _result(item_id: str, score: float, distance_km: float, labels: tuple) -> Recommendation:
+    title, company, region = labels
+    return Recommendation(item_id, score, distance_km, title, company, region)
 
 
 POSTING_KIND: CollectionKind[Recommendation] = register_kind(
@@ -75,7 +75,7 @@ POSTING_KIND: CollectionKind[Recommendation] = register_kind(
         rules=POSTING_RULES,
         rule_columns=_RULE_COLUMNS,
         encode=_encode,
-        labels=("company", "region", "title"),
+        labels=("title", "company", "region"),
         query_columns=_query_columns,
         check_item=check_query_posting,
         result=_result,
