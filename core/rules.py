@@ -23,13 +23,14 @@ and the old-prototype baseline all evaluate it. Other item kinds declare their o
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
+from core.colviews import Axis, Columns, First, length, subset
 from core.errors import InvalidInputError
 from core.schema import CAPITAL_AREA_SIDO
 
@@ -174,104 +175,23 @@ def unit_xyz(lat, lng) -> np.ndarray:
 
 
 # ------------------------------------------------------------------- the kernel
-Columns = Mapping[str, np.ndarray]
-"""Named columns of one side of a pair (queries or candidates), one entry per item."""
 Cfg = TypeVar("Cfg")  # a rule configuration: RuleConfig for postings
 NO_LIMIT = int(np.iinfo(np.int16).max)  # an AtMost limit no candidate value exceeds
 DISTANCE_MARGIN_KM = 0.01  # cosine pre-check margin; pairs in the band get the haversine
 
 
-class RowView(Mapping[str, np.ndarray]):
-    """Columns of ``source`` at ``rows``, gathered lazily on first access (the kernel then
-    reads only the columns its rules use, and the distance rule only the rows still
-    alive). ``extra`` columns are given directly (e.g. ``row``)."""
-
-    __slots__ = ("source", "rows", "extra", "_cache")
-
-    def __init__(self, source: Columns, rows: np.ndarray, extra: Columns | None = None) -> None:
-        self.source, self.rows = source, rows
-        self.extra = dict(extra or {})
-        self._cache: dict[str, np.ndarray] = {}
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        v = self.extra.get(name)
-        if v is None:
-            v = self._cache.get(name)
-            if v is None:
-                v = self._cache[name] = self.source[name][self.rows]
-        return v
-
-    def __iter__(self) -> Iterator[str]:
-        return iter({**dict.fromkeys(self.source), **self.extra})
-
-    def __len__(self) -> int:
-        return len({**dict.fromkeys(self.source), **self.extra})
-
-    def subset(self, idx: np.ndarray | slice) -> RowView:
-        """The view of ``rows[idx]``."""
-        return RowView(self.source, self.rows[idx], {k: v[idx] for k, v in self.extra.items()})
+def _all(x: object) -> bool:
+    """``all`` of a Python bool (one query) or a bool array."""
+    return x if isinstance(x, bool) else bool(np.all(x))
 
 
-def _spans(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Concatenation of ``arange(s, s + c)`` for each pair."""
-    offs = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
-    return np.arange(int(counts.sum()), dtype=np.int64) + offs
-
-
-def _subset(cols: Columns, idx: np.ndarray | slice) -> Columns:
-    if isinstance(cols, RowView):
-        return cols.subset(idx)
-    return _Lazy(cols, idx)
-
-
-class _Lazy(Mapping[str, np.ndarray]):
-    """``{k: cols[k][idx]}``, computed per key on access."""
-
-    def __init__(self, cols: Columns, idx: np.ndarray | slice) -> None:
-        self.cols, self.idx = cols, idx
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return self.cols[name][self.idx]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.cols)
-
-    def __len__(self) -> int:
-        return len(self.cols)
-
-
-class _First(Mapping[str, np.ndarray]):
-    """The values of a one-query ``cols`` as 0-d arrays (rules then compare them with whole
-    candidate columns, no broadcasting views)."""
-
-    def __init__(self, cols: Columns) -> None:
-        self.cols = cols
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return self.cols[name][0]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.cols)
-
-    def __len__(self) -> int:
-        return len(self.cols)
-
-
-class _Axis(Mapping[str, np.ndarray]):
-    """1-d columns of ``cols`` as ``(m, 1)`` (``axis=1``) or ``(1, n)`` (``axis=0``)."""
-
-    def __init__(self, cols: Columns, axis: int) -> None:
-        self.cols, self.axis = cols, axis
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        v = self.cols[name]
-        return v[None, :] if self.axis == 0 else v[:, None]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.cols)
-
-    def __len__(self) -> int:
-        return len(self.cols)
+def where(cond: object, a: object, b: object) -> object:
+    """``np.where`` that keeps Python scalars scalar (the one-query path): rule
+    callables use it so one definition serves both forms. Arrays give int16/float64
+    results as ``np.where`` does; pass ``a``/``b`` of the wanted dtype."""
+    if isinstance(cond, bool):
+        return a if cond else b
+    return np.where(cond, a, b)
 
 
 class Rule(Protocol[Cfg]):
@@ -295,7 +215,7 @@ class AtMost(Generic[Cfg]):
 
     def evaluate(self, q: Columns, c: Columns, cfg: Cfg) -> np.ndarray | None:
         lim = self.limit(q, cfg)
-        if lim is None or bool((np.asarray(lim) >= NO_LIMIT).all()):
+        if lim is None or _all(lim >= NO_LIMIT):
             return None
         return c[self.column] <= lim
 
@@ -316,9 +236,10 @@ class Forbid(Generic[Cfg]):
         if not self.active(cfg):
             return None
         miss = q[self.query_column] != self.query_value
-        if miss.all():
+        if _all(miss):
             return None
-        return miss | (c[self.candidate_column] != self.candidate_value)
+        other = c[self.candidate_column] != self.candidate_value
+        return other if miss is False else miss | other
 
 
 @dataclass(frozen=True)
@@ -348,17 +269,17 @@ class NotSame(Generic[Cfg]):
 
     def clear(self, ok: np.ndarray, q: Columns, c: Columns) -> None:
         """Matrix form in place: clear the (few) pairs of a query with itself, found by
-        key intersection instead of an m x n comparison."""
-        ck = c[self.column]
-        order = np.argsort(ck, kind="stable")
-        sk = ck[order]
-        qk = q[self.column]
-        lo = np.searchsorted(sk, qk, side="left")
-        hi = np.searchsorted(sk, qk, side="right")
-        cnt = hi - lo
-        if cnt.any():
-            from_ = np.repeat(np.arange(qk.size), cnt)
-            ok[from_, order[_spans(lo, cnt)]] = False
+        looking the candidates' keys up among the queries' (sorted, unique) keys instead
+        of an m x n comparison."""
+        qk, ck = q[self.column], c[self.column]
+        oq = np.argsort(qk, kind="stable")
+        sq = qk[oq]
+        if sq.size > 1 and not (sq[1:] != sq[:-1]).all():  # repeated query keys
+            ok &= qk[:, None] != ck[None, :]
+            return
+        pos = np.minimum(np.searchsorted(sq, ck), max(sq.size - 1, 0))
+        j = np.flatnonzero(sq[pos] == ck) if sq.size else np.zeros(0, np.int64)
+        ok[oq[pos[j]], j] = False
 
 
 @dataclass(frozen=True)
@@ -402,9 +323,15 @@ class RuleSet(Generic[Cfg]):
     def radius_km(self, q: Columns, cfg: Cfg) -> np.ndarray:
         """Per-query radius (km); ``inf`` when the set has no distance rule."""
         if self.distance is None:
-            return np.full(_length(q), np.inf)
+            return np.full(length(q), np.inf)
         r = np.asarray(self.distance.radius(q, cfg), dtype=np.float64)
-        return r if r.ndim == 1 else np.full(_length(q), float(r))
+        return r if r.ndim == 1 else np.full(length(q), float(r))
+
+    def radius_one(self, q: Columns, cfg: Cfg) -> float:
+        """The radius (km) of a one-query ``q``."""
+        if self.distance is None:
+            return math.inf
+        return float(self.distance.radius(First(q), cfg))
 
     def candidate_mask(self, c: Columns, cfg: Cfg) -> np.ndarray | None:
         """AND of the candidate-only rules (:class:`AtLeast`) per candidate; None if none apply."""
@@ -432,9 +359,9 @@ class RuleSet(Generic[Cfg]):
         ``candidate_rules=False`` the :class:`AtLeast` rules are skipped (the caller has
         already dropped the candidates failing them).
         """
-        m, n = _length(q), _length(c)
+        m, n = length(q), length(c)
         one = m == 1  # one query: its values are scalars against candidate columns
-        qb, cb = (_First(q), c) if one else (_Axis(q, 1), _Axis(c, 0))
+        qb, cb = (First(q), c) if one else (Axis(q, 1), Axis(c, 0))
         shape = (n,) if one else (m, n)
         ok: np.ndarray | None = None
         same = []
@@ -462,25 +389,27 @@ class RuleSet(Generic[Cfg]):
         return ok
 
     def _distance_matrix(self, ok: np.ndarray, q: Columns, c: Columns, cfg: Cfg, start: int):
-        radius = self.radius_km(q, cfg)
         # cosine of the central angle (a 3-d dot product) settles all but a thin band
         # around the radius, where the haversine decides
-        cos_far = np.cos(np.minimum(np.pi, (radius + DISTANCE_MARGIN_KM) / EARTH_RADIUS_KM))
-        cos_near = np.cos(np.maximum(0.0, radius - DISTANCE_MARGIN_KM) / EARTH_RADIUS_KM)
         if ok.shape[0] == 1:  # one query: only the candidates still passing
+            r = self.radius_one(q, cfg)
             cols = start + np.flatnonzero(ok[0, start:])
             if cols.size == 0:
                 return
-            cc = _subset(c, cols)
+            cc = subset(c, cols)
             cos = cc["xyz"] @ q["xyz"][0]
-            inside = cos >= cos_far[0]
-            band = np.flatnonzero(inside & (cos < cos_near[0]))
+            inside = cos >= math.cos(min(math.pi, (r + DISTANCE_MARGIN_KM) / EARTH_RADIUS_KM))
+            near = math.cos(max(0.0, r - DISTANCE_MARGIN_KM) / EARTH_RADIUS_KM)
+            band = np.flatnonzero(inside & (cos < near))
             if band.size:
                 d = haversine_km(q["lat"][0], q["lng"][0], cc["lat"][band], cc["lng"][band])
-                inside[band[d > radius[0]]] = False
+                inside[band[d > r]] = False
             ok[0, cols] = inside
             return
-        cc = _subset(c, slice(start, None))
+        radius = self.radius_km(q, cfg)
+        cos_far = np.cos(np.minimum(np.pi, (radius + DISTANCE_MARGIN_KM) / EARTH_RADIUS_KM))
+        cos_near = np.cos(np.maximum(0.0, radius - DISTANCE_MARGIN_KM) / EARTH_RADIUS_KM)
+        cc = subset(c, slice(start, None))
         view = ok[:, start:]
         cos = q["xyz"] @ cc["xyz"].T
         view &= cos >= cos_far[:, None]
@@ -496,7 +425,7 @@ class RuleSet(Generic[Cfg]):
         """Pass mask of aligned pairs ``(q[i], c[i])``. The distance rule uses
         ``distance_km`` when given (e.g. the old prototype's region distances), else the
         exact haversine of the pairs' coordinates."""
-        ok = np.ones(_length(c), dtype=bool)
+        ok = np.ones(length(c), dtype=bool)
         for r in self.rules:
             res = r.evaluate(q, c, cfg)
             if res is not None:
@@ -508,20 +437,18 @@ class RuleSet(Generic[Cfg]):
         return ok
 
 
-def _length(cols: Columns) -> int:
-    """Items in ``cols`` (without gathering anything from a lazy view)."""
-    if isinstance(cols, RowView):
-        return len(cols.rows)
-    for v in cols.values():
-        return len(v)
-    return 0
-
-
 # ------------------------------------------------------------------ postings
+_NO_LIMIT16 = np.int16(NO_LIMIT)
+
+
+def _int16(x):
+    return x if isinstance(x, int) else x.astype(np.int16)
+
+
 def _education_limit(q: Columns, cfg: RuleConfig) -> np.ndarray:
     edu = q["education"]
     if cfg.education_policy == "lenient_no_requirement":
-        return np.where(edu == 0, np.int16(NO_LIMIT), edu.astype(np.int16))
+        return where(edu == 0, _NO_LIMIT16, _int16(edu))
     return edu
 
 
@@ -529,7 +456,7 @@ def _years_limit(q: Columns, cfg: RuleConfig) -> np.ndarray | None:
     if not cfg.career_filter:
         return None
     qc, qy = q["career"], q["min_years"]
-    return np.where((qc != _CAREER_ANY) & (qy >= 1), qy.astype(np.int16), np.int16(NO_LIMIT))
+    return where((qc != _CAREER_ANY) & (qy >= 1), _int16(qy), _NO_LIMIT16)
 
 
 def _ref_days(cfg: RuleConfig) -> int | None:
@@ -537,7 +464,7 @@ def _ref_days(cfg: RuleConfig) -> int | None:
 
 
 def _posting_radius(q: Columns, cfg: RuleConfig) -> np.ndarray:
-    return np.where(q["capital"], cfg.capital_radius_km, cfg.other_radius_km)
+    return where(q["capital"], cfg.capital_radius_km, cfg.other_radius_km)
 
 
 def _career_filter_on(cfg: RuleConfig) -> bool:

@@ -13,13 +13,14 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 import numpy as np
 import polars as pl
 
+from core.colviews import Columns, RowView
 from core.errors import InvalidInputError, NotFoundError
-from core.rules import Columns, RowView, RuleSet, haversine_km, unit_xyz
+from core.rules import RuleSet, haversine_km, unit_xyz
 from workers import geo
 from workers.cellindex import CellIndex
 from workers.columns import ColumnSpec, ColumnStore, Labels
@@ -41,8 +42,7 @@ GEO_COLUMNS: ColumnSpec = {
 KERNEL_GEO = ("lat", "lng", "xyz")  # what the rule kernel's distance rule reads
 
 
-@dataclass(frozen=True)
-class Hit:
+class Hit(NamedTuple):
     """One search result inside a shard: ``row`` of the collection, exact float32 score and
     distance."""
 
@@ -352,10 +352,10 @@ class Collection(Generic[R]):
 
     def query_of_row(self, r: int) -> QuerySide:
         """A stored item as a query."""
-        rows = np.array([r], dtype=np.int64)
-        cols = self.store.gather(rows, self.kind.kernel_columns)
-        cols["row"] = rows
-        return QuerySide(cols, self.store["vector"][r])
+        st = self.store
+        cols = {name: st[name][r : r + 1] for name in self.kind.kernel_columns}  # views
+        cols["row"] = np.array([r], dtype=np.int64)
+        return QuerySide(cols, st["vector"][r])
 
     def query_of_item(self, item: Mapping[str, object], vector: np.ndarray) -> QuerySide:
         """An inline item (checked by the caller with ``kind.check_item``; ``vector``
@@ -379,7 +379,7 @@ class Collection(Generic[R]):
         k-th pick are rescored exactly (:func:`workers.scoring.pick_one`).
         """
         rules = self.kind.rules
-        radius = float(rules.radius_km(q.columns, cfg)[0])
+        radius = rules.radius_one(q.columns, cfg)
         ix = self.cell_index()
         inner, edge = ix.near_rows(q.columns["xyz"][0], radius)
         alive = self.store["alive"]
