@@ -34,7 +34,10 @@ def init_ray(
     if address:
         ray.init(address=address, log_to_driver=log_to_driver)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver)
+        # "local": a new local Ray even if another one runs on this machine (without it
+        # ray.init joins that one, and refuses num_cpus)
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                 log_to_driver=log_to_driver)  # fmt: skip
     return True
 
 

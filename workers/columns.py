@@ -55,10 +55,6 @@ class ColumnStore(Mapping[str, np.ndarray]):
         self.n = need
         return s
 
-    def gather(self, rows: np.ndarray, names: Iterable[str]) -> dict[str, np.ndarray]:
-        """The values of ``names`` at ``rows`` (copies)."""
-        return {name: self._cols[name][rows] for name in names}
-
     def nbytes(self, exclude: Iterable[str] = ()) -> int:
         """Bytes of the live rows of every column but ``exclude``."""
         skip = set(exclude)
