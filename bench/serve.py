@@ -229,7 +229,7 @@ def structured_vectors(postings, dim: int, seed: int) -> np.ndarray:
 
 def find_or_train_model(model: Path | None, work: Path) -> tuple[Path, str]:
     """A model directory for the encoder: given, the demo's/default one, or a quick tiny one."""
-    from training.model import default_model_dir, is_trained_model_dir
+    from encoding.encoder import default_model_dir, is_trained_model_dir
 
     if model is not None:
         return model, "given"

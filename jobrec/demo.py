@@ -84,13 +84,13 @@ def _corpus(args, steps: _Steps, ref: dt.date):
 
 
 def _model(args, steps: _Steps, postings) -> Path:
-    from training.model import is_trained_model_dir
+    from encoding.encoder import is_trained_model_dir
 
     if args.model is not None:
         steps.start(f"using the model in {args.model}")
         steps.done()
         return args.model
-    from training.model import default_model_dir
+    from encoding.encoder import default_model_dir
 
     # the model `jobrec train` wrote, else one this demo trained before
     for model_dir in (default_model_dir(), args.workdir / "model"):

@@ -13,9 +13,10 @@ import pytest
 from core.errors import InvalidInputError
 from core.rules import RuleConfig
 from core.synth import generate_postings
+from encoding.vectors import read_vectors, write_vectors
 from tests.test_retrieval_oracle import assert_matches, oracle, unit_rows
 from workers import cli
-from workers.refresh import read_vectors, run_refresh, write_vectors
+from workers.refresh import run_refresh
 from workers.types import RECS_SCHEMA
 
 REF = date(2026, 11, 1)
@@ -80,7 +81,8 @@ def test_refresh_rejects_bad_inputs(ray_local, postings, tmp_path):
 
 
 def test_refresh_command_encodes_through_the_cache(ray_local, tmp_path, capsys):
-    from training.encoder import Encoder, EncoderConfig, encode_postings
+    from encoding.cache import encode_postings
+    from encoding.encoder import Encoder, EncoderConfig
     from training.train import TrainConfig, run_local, train_model
 
     df = generate_postings(150, seed=8, ref_date=REF)

@@ -57,7 +57,7 @@ def model_dir(tmp_path_factory, corpus):
 
 @pytest.fixture(scope="module")
 def encoder(model_dir):
-    from training.encoder import Encoder
+    from encoding.encoder import Encoder
 
     return Encoder.load(model_dir)
 
@@ -65,7 +65,7 @@ def encoder(model_dir):
 @pytest.fixture(scope="module")
 def refreshed(ray_local, tmp_path_factory, corpus, model_dir):
     """The batch refresh of the corpus: its recommendations and the vectors it used."""
-    from server.runtime import read_embeddings
+    from encoding.vectors import read_embeddings
     from workers.refresh import run_refresh
 
     d = tmp_path_factory.mktemp("refresh")
@@ -232,7 +232,7 @@ def test_k_default_and_rule_overrides(srv, backend, corpus):
 
 
 def test_inline_posting_matches_backend_similar_to(srv, backend, encoder, corpus):
-    from training.encoder import posting_text
+    from encoding.text import posting_text
 
     rows = _rows(corpus)
     for pid in corpus["posting_id"].to_list()[:15]:
