@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     out["setup_s"] = {"generate": round(time.perf_counter() - t, 1)}
 
     model_dir, model_note = find_or_train_model(args.model, work)
-    encoder = load_encoder(model_dir)
+    encoder = load_encoder(model_dir, postings=postings)
     out["model"] = {"dir": str(model_dir), "note": model_note, "dim": encoder.dim}
     t = time.perf_counter()
     if args.vectors == "model":

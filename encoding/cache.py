@@ -16,6 +16,7 @@ from encoding.text import posting_text
 
 if TYPE_CHECKING:
     from encoding.encoder import Encoder
+    from encoding.hybrid import HybridEncoder
 
 
 class EmbeddingCache:
@@ -81,30 +82,34 @@ class EmbeddingCache:
         self.close()
 
 
-def encode_postings(df, encoder: Encoder, cache: EmbeddingCache | None = None) -> np.ndarray:
+def encode_postings(df, encoder: Encoder | HybridEncoder,
+                    cache: EmbeddingCache | None = None) -> np.ndarray:
     """Vectors for the postings of ``df`` (rows in ``df`` order); only cache misses are encoded.
 
     ``df`` is a polars frame (or anything with ``iter_rows(named=True)``) with at least
-    ``title`` and ``description``. Identical texts are encoded once.
+    ``title`` and ``description``. Identical texts are encoded once. For a
+    :class:`~encoding.hybrid.HybridEncoder` only the W-BERT half is cached (keyed by the W-BERT
+    model): the lexical half is refitted per refresh and cheap to recompute.
     """
+    dense = getattr(encoder, "dense", encoder)
     if not hasattr(df, "iter_rows"):
         raise InvalidInputError("encode_postings needs a polars DataFrame of postings")
     if "title" not in df.columns:
         raise InvalidInputError("postings lack column 'title'", field="title")
     texts = [posting_text(r) for r in df.iter_rows(named=True)]
-    out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
+    out = np.zeros((len(texts), dense.dim), dtype=np.float32)
     if not texts:
-        return out
-    keys = [EmbeddingCache.key(encoder.model_id, t) for t in texts]
+        return np.zeros((0, encoder.dim), dtype=np.float32)
+    keys = [EmbeddingCache.key(dense.model_id, t) for t in texts]
     cached = cache.get_many(keys) if cache is not None else {}
     todo = list(dict.fromkeys(k for k in keys if k not in cached))
     if todo:
         text_of = dict(zip(keys, texts, strict=True))
-        vecs = encoder.encode([text_of[k] for k in todo])
+        vecs = dense.encode([text_of[k] for k in todo])
         fresh = dict(zip(todo, vecs, strict=True))
         if cache is not None:
-            cache.put_many(encoder.model_id, fresh.items())
+            cache.put_many(dense.model_id, fresh.items())
         cached = {**cached, **fresh}
     for i, k in enumerate(keys):
         out[i] = cached[k]
-    return out
+    return encoder.combine(texts, out) if dense is not encoder else out

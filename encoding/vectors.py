@@ -58,17 +58,30 @@ def write_vectors(path: str | Path, posting_ids: list[str], vectors: np.ndarray)
     ).write_parquet(path)
 
 
+def lexical_dir_for(out_path: str | Path) -> Path:
+    """Where a refresh writing ``out_path`` saves its fitted lexical model."""
+    p = Path(out_path)
+    return p.with_name(p.stem + ".lexical")
+
+
 def encode(
     df: pl.DataFrame,
     model_dir: str | Path,
     cache_path: str | Path | None,
     progress: Callable[[int, int], None] | None = None,
+    lexical_dir: str | Path | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """Vectors of ``df`` through W-BERT and its embedding cache (only misses are encoded)."""
+    """Hybrid vectors of ``df``: W-BERT through its embedding cache (only misses are encoded)
+    and a lexical model fitted on ``df``'s postings, saved in ``lexical_dir`` when given (the
+    server loads it from there so inline postings get the same transform)."""
     from encoding.cache import EmbeddingCache, encode_postings
-    from encoding.encoder import Encoder
+    from encoding.hybrid import HybridEncoder
+    from encoding.text import posting_text
 
-    encoder = Encoder.load(model_dir)
+    texts = [posting_text(r) for r in df.iter_rows(named=True)]
+    encoder = HybridEncoder.fit(model_dir, texts)
+    if lexical_dir is not None:
+        encoder.lexical.save(lexical_dir)
     cache = EmbeddingCache(cache_path) if cache_path is not None else None
     out = np.zeros((df.height, encoder.dim), dtype=np.float32)
     try:
@@ -76,7 +89,9 @@ def encode(
             out[s : s + ENCODE_CHUNK] = encode_postings(df[s : s + ENCODE_CHUNK], encoder, cache)
             if progress is not None:
                 progress(min(s + ENCODE_CHUNK, df.height), df.height)
-        info = {"model_id": encoder.model_id, "dim": encoder.dim}
+        info = {"model_id": encoder.model_id, "dim": encoder.dim, "wbert_dim": encoder.dense.dim,
+                "lexical_dim": encoder.lexical.dim, "hybrid_weight": encoder.weight,
+                "lexical_dir": str(lexical_dir) if lexical_dir is not None else None}
         if cache is not None:
             info.update(cache_hits=cache.hits, cache_misses=cache.misses)
     finally:

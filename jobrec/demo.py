@@ -182,7 +182,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from server.app import BackgroundServer, JobrecServer, ServerConfig
     from server.runtime import build_backend, load_encoder, load_vectors
 
-    encoder = load_encoder(model_dir)
+    encoder = load_encoder(model_dir, lexical=report.encoder["lexical_dir"])
     vectors = load_vectors(postings, encoder, emb_path)
     backend, rules = build_backend(postings, vectors, shards=args.shards, ref_date=ref)
     server = BackgroundServer(

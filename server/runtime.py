@@ -25,14 +25,28 @@ def load_postings(path: str | Path) -> pl.DataFrame:
     return read_postings(path)
 
 
-def load_encoder(model_dir: str | Path):
-    """The W-BERT ``Encoder`` of a trained model directory."""
-    from encoding.encoder import Encoder
+def load_encoder(
+    model_dir: str | Path,
+    *,
+    lexical: str | Path | None = None,
+    postings: pl.DataFrame | None = None,
+):
+    """The hybrid encoder of a trained model directory (W-BERT + lexical half).
+
+    The lexical half is loaded from ``lexical`` (what ``jobrec refresh`` saved next to its
+    output, so inline postings get the refresh's transform) or fitted on ``postings``.
+    """
+    from encoding.hybrid import HybridEncoder
+    from encoding.text import posting_text
 
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ModelError(f"model directory {model_dir} does not exist (train one: jobrec train)")
-    return Encoder.load(model_dir)
+    if lexical is not None:
+        return HybridEncoder.load(model_dir, lexical)
+    if postings is None:
+        raise ModelError("the encoder needs a lexical model (--lexical) or the postings to fit one")
+    return HybridEncoder.fit(model_dir, [posting_text(r) for r in postings.iter_rows(named=True)])
 
 
 def load_vectors(

@@ -56,10 +56,11 @@ def model_dir(tmp_path_factory, corpus):
 
 
 @pytest.fixture(scope="module")
-def encoder(model_dir):
-    from encoding.encoder import Encoder
+def encoder(model_dir, refreshed):
+    """The hybrid encoder with the lexical model the refresh fitted and saved."""
+    from server.runtime import load_encoder
 
-    return Encoder.load(model_dir)
+    return load_encoder(model_dir, lexical=refreshed[2])
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,9 @@ def refreshed(ray_local, tmp_path_factory, corpus, model_dir):
     ids, vecs = read_embeddings(d / "emb.parquet")
     pos = {p: i for i, p in enumerate(ids)}
     vectors = vecs[[pos[p] for p in corpus["posting_id"].to_list()]]
-    return pl.read_parquet(d / "recs.parquet"), vectors
+    from encoding.vectors import lexical_dir_for
+
+    return pl.read_parquet(d / "recs.parquet"), vectors, lexical_dir_for(d / "recs.parquet")
 
 
 def _build(corpus, vectors, shards=2, max_restarts=3):

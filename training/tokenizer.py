@@ -13,9 +13,28 @@ from pathlib import Path
 
 SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
+# Every character a posting is likely to contain, whatever corpus the vocabulary was learnt
+# on: all 11,172 Hangul syllables, the jamo blocks, lower-case ASCII letters, digits and common
+# symbols. Letters and digits also get their "##" continuation form, so an unseen word is
+# spelt out character by character instead of becoming [UNK].
+HANGUL_SYLLABLES = "".join(chr(c) for c in range(0xAC00, 0xD7A4))
+FULLWIDTH = "".join(chr(c) for c in range(0xFF01, 0xFF5F))  # ＞ ＜ （ ） ... (no NFKC in BERT)
+JAMO = "".join(chr(c) for c in range(0x1100, 0x1200)) + "".join(chr(c) for c in range(0x3131, 0x318F))
+ASCII_WORD = "abcdefghijklmnopqrstuvwxyz0123456789"
+SYMBOLS = FULLWIDTH + "▲△▼▽▣◈◎◐◑・∙☎☏♥♡✔✓✗✕" + "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~·ㆍ•○●■□◆◇▶▷►※→←↑↓★☆①②③④⑤⑥⑦⑧⑨⑩℃㎡㎏㎞％～「」『』【】〈〉《》“”‘’…"
+
+
+def alphabet_tokens() -> list[str]:
+    """The characters (and ``##`` continuations) every jobrec vocabulary contains."""
+    word = HANGUL_SYLLABLES + JAMO + ASCII_WORD
+    return list(dict.fromkeys([*word, *SYMBOLS, *("##" + c for c in word)]))
+
 
 def train_tokenizer(pretokenized: Iterable[str], *, vocab_size: int, min_frequency: int = 2):
     """Train a WordPiece vocabulary on pre-tokenised texts; return a ``BertTokenizerFast``.
+
+    ``vocab_size`` is the size of the learnt part; :func:`alphabet_tokens` is added on top, so
+    the final vocabulary is larger (``len(tokenizer)``) and has no [UNK] for those characters.
 
     Accents are not stripped: BERT's accent stripping decomposes Hangul syllables into jamo.
     """
@@ -38,10 +57,14 @@ def train_tokenizer(pretokenized: Iterable[str], *, vocab_size: int, min_frequen
         continuing_subword_prefix="##",
     )
     tok.train_from_iterator(pretokenized, trainer=trainer)
+    vocab = tok.get_vocab()
+    for t in alphabet_tokens():  # full coverage: no [UNK] for any covered character
+        if t not in vocab:
+            vocab[t] = len(vocab)
     # Building the HF class from the vocabulary gives the exact standard BERT pipeline that
     # AutoTokenizer reconstructs on load (transformers 5 rebuilds it from these arguments).
     return BertTokenizerFast(
-        vocab=tok.get_vocab(), do_lower_case=True, strip_accents=False, tokenize_chinese_chars=True
+        vocab=vocab, do_lower_case=True, strip_accents=False, tokenize_chinese_chars=True
     )
 
 

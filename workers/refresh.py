@@ -15,7 +15,7 @@ from pathlib import Path
 from core.errors import InvalidInputError
 from core.postings_io import read_postings
 from core.rules import RuleConfig
-from encoding.vectors import encode, read_vectors, write_vectors
+from encoding.vectors import encode, lexical_dir_for, read_vectors, write_vectors
 from workers.sharding import ShardingConfig
 from workers.types import RECS_SCHEMA, RefreshReport
 
@@ -72,7 +72,9 @@ def run_refresh(
             raise InvalidInputError("give --model or --vectors", field="model")
         cache = cache_path if cache_path is not None else out_path.parent / "embedding_cache.sqlite"
         bar = _bar(df.height, "encode", progress)
-        vectors, info = encode(df, model_dir, cache, lambda d, n: bar.update(d - bar.n))
+        vectors, info = encode(
+            df, model_dir, cache, lambda d, n: bar.update(d - bar.n), lexical_dir_for(out_path)
+        )
         bar.close()
         log.info("refresh: encoder %s", info)
     stage("encode", t0)
