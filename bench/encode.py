@@ -32,7 +32,7 @@ def _topk(emb: np.ndarray, q: np.ndarray, k: int = 10) -> np.ndarray:
 
 
 def _ensure_model(model_dir: Path | None) -> Path:
-    from training.model import default_model_dir, is_trained_model_dir
+    from encoding.encoder import default_model_dir, is_trained_model_dir
 
     d = model_dir or default_model_dir()
     if is_trained_model_dir(d):
@@ -61,9 +61,9 @@ def main() -> None:
 
     from core.reference import occupations
     from core.synth import generate_postings
-    from training.encoder import Encoder, EncoderConfig, posting_text
-    from training.model import read_meta
-    from training.tokenizer import clear_cache, pretokenize_batch
+    from encoding.encoder import Encoder, EncoderConfig, read_meta
+    from encoding.pretokenize import clear_cache, pretokenize_batch
+    from encoding.text import posting_text
 
     model_dir = _ensure_model(args.model_dir)
     meta = read_meta(model_dir)
@@ -77,7 +77,7 @@ def main() -> None:
     # Kiwi alone, cold and without the segment cache's help (every segment distinct)
     clear_cache()
     sample = texts[:300]
-    from training.tokenizer import _get_kiwi
+    from encoding.pretokenize import _get_kiwi
 
     _get_kiwi()  # model load (~1.5 s) is not throughput
     t0 = time.perf_counter()

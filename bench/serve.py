@@ -229,7 +229,7 @@ def structured_vectors(postings, dim: int, seed: int) -> np.ndarray:
 
 def find_or_train_model(model: Path | None, work: Path) -> tuple[Path, str]:
     """A model directory for the encoder: given, the demo's/default one, or a quick tiny one."""
-    from training.model import default_model_dir, is_trained_model_dir
+    from encoding.encoder import default_model_dir, is_trained_model_dir
 
     if model is not None:
         return model, "given"
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     out["setup_s"] = {"generate": round(time.perf_counter() - t, 1)}
 
     model_dir, model_note = find_or_train_model(args.model, work)
-    encoder = load_encoder(model_dir)
+    encoder = load_encoder(model_dir, postings=postings)
     out["model"] = {"dir": str(model_dir), "note": model_note, "dim": encoder.dim}
     t = time.perf_counter()
     if args.vectors == "model":

@@ -19,6 +19,7 @@ _REGISTRARS: tuple[str, ...] = (
     "core.synth.cli",  # generate
     "core.ingest.cli",  # ingest
     "training.cli",  # train
+    "encoding.cli",  # evaluate
     "workers.cli",  # refresh
     "server.cli",  # serve
 )

@@ -84,13 +84,13 @@ def _corpus(args, steps: _Steps, ref: dt.date):
 
 
 def _model(args, steps: _Steps, postings) -> Path:
-    from training.model import is_trained_model_dir
+    from encoding.encoder import is_trained_model_dir
 
     if args.model is not None:
         steps.start(f"using the model in {args.model}")
         steps.done()
         return args.model
-    from training.model import default_model_dir
+    from encoding.encoder import default_model_dir
 
     # the model `jobrec train` wrote, else one this demo trained before
     for model_dir in (default_model_dir(), args.workdir / "model"):
@@ -182,7 +182,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from server.app import BackgroundServer, JobrecServer, ServerConfig
     from server.runtime import build_backend, load_encoder, load_vectors
 
-    encoder = load_encoder(model_dir)
+    encoder = load_encoder(model_dir, lexical=report.encoder["lexical_dir"])
     vectors = load_vectors(postings, encoder, emb_path)
     backend, rules = build_backend(postings, vectors, shards=args.shards, ref_date=ref)
     server = BackgroundServer(

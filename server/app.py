@@ -92,7 +92,7 @@ class ServerConfig:
 
 
 def _posting_text(row: Mapping[str, Any]) -> str:
-    from training.encoder import posting_text
+    from encoding.text import posting_text
 
     return posting_text(row)
 

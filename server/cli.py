@@ -56,6 +56,11 @@ def register(subparsers) -> None:
         "--embedding-cache", type=Path, default=None,
         help="SQLite embedding cache for the postings --embeddings does not cover",
     )  # fmt: skip
+    p.add_argument(
+        "--lexical", type=Path, default=None,
+        help="fitted lexical model saved by `jobrec refresh` (RECS.lexical next to its --out); "
+        "default: fit one on --postings",
+    )  # fmt: skip
     p.add_argument("--log-format", choices=("json", "text"), default="json")
     p.set_defaults(func=run_serve)
 
@@ -91,7 +96,7 @@ def run_serve(args: argparse.Namespace) -> int:
         raise SystemExit(f"jobrec serve: {exc}") from exc
     postings = load_postings(args.postings)
     log.info("postings loaded", extra={"postings": postings.height, "path": str(args.postings)})
-    encoder = load_encoder(args.model)
+    encoder = load_encoder(args.model, lexical=args.lexical, postings=postings)
     vectors = load_vectors(postings, encoder, args.embeddings, args.embedding_cache)
     backend, rules = build_backend(
         postings, vectors, shards=args.shards, ref_date=args.ref_date, ray_address=args.ray_address

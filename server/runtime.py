@@ -20,35 +20,33 @@ log = logging.getLogger("jobrec.server")
 
 def load_postings(path: str | Path) -> pl.DataFrame:
     """A canonical posting table (parquet, CSV or JSON lines), read as the refresh reads it."""
-    from workers.refresh import read_postings
+    from core.postings_io import read_postings
 
     return read_postings(path)
 
 
-def load_encoder(model_dir: str | Path):
-    """The W-BERT ``Encoder`` of a trained model directory."""
-    from training.encoder import Encoder
+def load_encoder(
+    model_dir: str | Path,
+    *,
+    lexical: str | Path | None = None,
+    postings: pl.DataFrame | None = None,
+):
+    """The hybrid encoder of a trained model directory (W-BERT + lexical half).
+
+    The lexical half is loaded from ``lexical`` (what ``jobrec refresh`` saved next to its
+    output, so inline postings get the refresh's transform) or fitted on ``postings``.
+    """
+    from encoding.hybrid import HybridEncoder
+    from encoding.text import posting_text
 
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ModelError(f"model directory {model_dir} does not exist (train one: jobrec train)")
-    return Encoder.load(model_dir)
-
-
-def read_embeddings(path: str | Path) -> tuple[list[str] | None, np.ndarray]:
-    """Vectors from ``.npy`` (rows in posting order) or a (``posting_id``, ``vector``) table."""
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidInputError(f"embeddings file {path} does not exist", field="embeddings")
-    if path.suffix == ".npy":
-        return None, np.load(path).astype(np.float32, copy=False)
-    df = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_ipc(path)
-    if not {"posting_id", "vector"} <= set(df.columns):
-        raise InvalidInputError(
-            f"embeddings table {path} needs columns posting_id and vector", field="embeddings"
-        )
-    vecs = np.asarray(df["vector"].to_list(), dtype=np.float32)
-    return df["posting_id"].to_list(), vecs
+    if lexical is not None:
+        return HybridEncoder.load(model_dir, lexical)
+    if postings is None:
+        raise ModelError("the encoder needs a lexical model (--lexical) or the postings to fit one")
+    return HybridEncoder.fit(model_dir, [posting_text(r) for r in postings.iter_rows(named=True)])
 
 
 def load_vectors(
@@ -66,6 +64,8 @@ def load_vectors(
     out = np.zeros((n, encoder.dim), dtype=np.float32)
     todo = np.ones(n, dtype=bool)
     if embeddings is not None:
+        from encoding.vectors import read_embeddings
+
         ids, vecs = read_embeddings(embeddings)
         if vecs.ndim != 2 or vecs.shape[1] != encoder.dim:
             raise InvalidInputError(
@@ -95,8 +95,8 @@ def load_vectors(
 
 def encode_postings(postings: pl.DataFrame, encoder: Any, cache_path: str | Path | None = None):
     """Encode a posting frame with the W-BERT encoder (through the cache when one is given)."""
-    from training.encoder import EmbeddingCache
-    from training.encoder import encode_postings as _encode
+    from encoding.cache import EmbeddingCache
+    from encoding.cache import encode_postings as _encode
 
     if cache_path is None:
         return np.asarray(_encode(postings, encoder), dtype=np.float32)

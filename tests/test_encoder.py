@@ -9,8 +9,10 @@ import torch
 
 from core.errors import ModelError
 from core.synth import generate_postings
-from training.encoder import EmbeddingCache, Encoder, EncoderConfig, encode_postings, posting_text
-from training.tokenizer import pretokenize
+from encoding.cache import EmbeddingCache, encode_postings
+from encoding.encoder import Encoder, EncoderConfig
+from encoding.pretokenize import pretokenize
+from encoding.text import posting_text
 from training.train import TrainConfig, run_local, train_model
 
 

@@ -13,9 +13,10 @@ import pytest
 from core.errors import InvalidInputError
 from core.rules import RuleConfig
 from core.synth import generate_postings
+from encoding.vectors import read_vectors, write_vectors
 from tests.test_retrieval_oracle import assert_matches, oracle, unit_rows
 from workers import cli
-from workers.refresh import read_vectors, run_refresh, write_vectors
+from workers.refresh import run_refresh
 from workers.types import RECS_SCHEMA
 
 REF = date(2026, 11, 1)
@@ -80,7 +81,10 @@ def test_refresh_rejects_bad_inputs(ray_local, postings, tmp_path):
 
 
 def test_refresh_command_encodes_through_the_cache(ray_local, tmp_path, capsys):
-    from training.encoder import Encoder, EncoderConfig, encode_postings
+    from encoding.cache import encode_postings
+    from encoding.encoder import EncoderConfig
+    from encoding.hybrid import HybridEncoder
+    from encoding.vectors import lexical_dir_for
     from training.train import TrainConfig, run_local, train_model
 
     df = generate_postings(150, seed=8, ref_date=REF)
@@ -103,8 +107,8 @@ def test_refresh_command_encodes_through_the_cache(ray_local, tmp_path, capsys):
     assert "filter_search" in printed and '"postings": 150' in printed
     recs = pl.read_parquet(tmp_path / "recs.parquet")
     assert recs.height > 0 and recs["rank"].max() <= 5
-    # the vectors used are the encoder's
-    enc = Encoder.load(model, EncoderConfig())
+    # the vectors used are the (hybrid) encoder's, with the lexical model the refresh saved
+    enc = HybridEncoder.load(model, lexical_dir_for(tmp_path / "recs.parquet"), config=EncoderConfig())
     used = read_vectors(tmp_path / "emb.parquet", df["posting_id"].to_list())
     np.testing.assert_allclose(used, encode_postings(df, enc), atol=1e-5)
     # a second run finds every text in the cache

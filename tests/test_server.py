@@ -56,16 +56,17 @@ def model_dir(tmp_path_factory, corpus):
 
 
 @pytest.fixture(scope="module")
-def encoder(model_dir):
-    from training.encoder import Encoder
+def encoder(model_dir, refreshed):
+    """The hybrid encoder with the lexical model the refresh fitted and saved."""
+    from server.runtime import load_encoder
 
-    return Encoder.load(model_dir)
+    return load_encoder(model_dir, lexical=refreshed[2])
 
 
 @pytest.fixture(scope="module")
 def refreshed(ray_local, tmp_path_factory, corpus, model_dir):
     """The batch refresh of the corpus: its recommendations and the vectors it used."""
-    from server.runtime import read_embeddings
+    from encoding.vectors import read_embeddings
     from workers.refresh import run_refresh
 
     d = tmp_path_factory.mktemp("refresh")
@@ -78,7 +79,9 @@ def refreshed(ray_local, tmp_path_factory, corpus, model_dir):
     ids, vecs = read_embeddings(d / "emb.parquet")
     pos = {p: i for i, p in enumerate(ids)}
     vectors = vecs[[pos[p] for p in corpus["posting_id"].to_list()]]
-    return pl.read_parquet(d / "recs.parquet"), vectors
+    from encoding.vectors import lexical_dir_for
+
+    return pl.read_parquet(d / "recs.parquet"), vectors, lexical_dir_for(d / "recs.parquet")
 
 
 def _build(corpus, vectors, shards=2, max_restarts=3):
@@ -232,7 +235,7 @@ def test_k_default_and_rule_overrides(srv, backend, corpus):
 
 
 def test_inline_posting_matches_backend_similar_to(srv, backend, encoder, corpus):
-    from training.encoder import posting_text
+    from encoding.text import posting_text
 
     rows = _rows(corpus)
     for pid in corpus["posting_id"].to_list()[:15]:

@@ -11,14 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.synth import generate_postings
-from training.encoder import posting_text
-from training.tokenizer import (
-    detokenize,
-    load_tokenizer,
-    pretokenize,
-    pretokenize_batch,
-    train_tokenizer,
-)
+from encoding.pretokenize import pretokenize, pretokenize_batch
+from encoding.text import posting_text
+from training.tokenizer import detokenize, load_tokenizer, train_tokenizer
 
 SENTENCES = [
     "빅데이터 플랫폼 구축 및 SQL 기반 데이터 분석 업무를 담당합니다.",

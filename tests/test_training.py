@@ -11,15 +11,9 @@ import pytest
 
 from core.reference import occupations
 from core.synth import generate_postings
-from training.train import (
-    LocalContext,
-    TrainConfig,
-    _phase_spec,
-    prepare_data,
-    run_phase,
-    split_indices,
-    train_model,
-)
+from training.config import TrainConfig
+from training.phase import LocalContext, run_phase
+from training.train import _phase_spec, prepare_data, split_indices, train_model
 
 CFG = TrainConfig(
     epochs=3, mlm_epochs=1, workers=2, threads_per_worker=1, batch_size=16, max_length=40,

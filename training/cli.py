@@ -7,35 +7,12 @@ import json
 from pathlib import Path
 
 from core.errors import InvalidInputError
+from core.postings_io import read_postings
 
 # bench/train.py (2k postings, 2 cores): 2 one-thread DDP workers process ~1.3-1.6x more
 # postings/s than one two-thread worker, but the effective batch doubles, so an epoch makes
 # half the optimizer steps and reaches lower accuracy; 1 worker is the validated default.
 DEFAULT_WORKERS = 1
-
-
-def read_postings(path: str | Path):
-    """A postings table from ``.parquet``, ``.csv``, ``.jsonl``/``.ndjson`` or ``.json``."""
-    import polars as pl
-
-    p = Path(path)
-    if not p.exists():
-        raise InvalidInputError(f"postings file {p} does not exist", field="postings")
-    suffix = p.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            return pl.read_parquet(p)
-        if suffix == ".csv":
-            return pl.read_csv(p, infer_schema_length=0)
-        if suffix in (".jsonl", ".ndjson"):
-            return pl.read_ndjson(p)
-        if suffix == ".json":
-            return pl.read_json(p)
-    except pl.exceptions.PolarsError as exc:
-        raise InvalidInputError(f"cannot read postings file {p}: {exc}", field="postings") from exc
-    raise InvalidInputError(
-        f"unsupported postings file type {suffix!r} (parquet, csv, jsonl, json)", field="postings"
-    )
 
 
 def register(subparsers) -> None:
@@ -84,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    from training.model import default_model_dir
+    from encoding.encoder import default_model_dir
     from training.train import TrainConfig, train_model
 
     try:
@@ -107,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InvalidInputError(str(exc)) from exc
     out = Path(args.out) if args.out else default_model_dir()
-    postings = read_postings(args.postings)
+    postings = read_postings(args.postings, canonical=False)
     t0 = time.perf_counter()
     metrics = train_model(postings, out, cfg, resume=args.resume, keep_work=args.keep_work)
     summary = {

@@ -15,7 +15,8 @@ from training.baseline import classify_scores, neighbour_same_label_share, tfidf
 def predict_levels(model_dir: str | Path, input_ids: np.ndarray, lengths: np.ndarray,
                    batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
     """KECO major and mid predictions of the model's heads for tokenised inputs."""
-    from training.model import WBertForKeco, quiet_transformers
+    from encoding.encoder import quiet_transformers
+    from training.model import WBertForKeco
 
     quiet_transformers()
     model = WBertForKeco.from_pretrained(str(model_dir)).eval()
@@ -33,8 +34,8 @@ def predict_levels(model_dir: str | Path, input_ids: np.ndarray, lengths: np.nda
 
 def evaluate_model_dir(model_dir: str | Path, data, cfg) -> dict:
     """metrics.json content: W-BERT heads vs TF-IDF+LR, and top-10 neighbour mid agreement."""
-    from training.encoder import Encoder
-    from training.tokenizer import pretokenize_batch
+    from encoding.encoder import Encoder
+    from encoding.pretokenize import pretokenize_batch
 
     test = data.test_idx
     t0 = time.perf_counter()

@@ -8,10 +8,7 @@ loads the BERT encoder (the KECO heads are extra weights it ignores, exactly as 
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -19,10 +16,9 @@ from transformers import BertConfig
 from transformers.models.bert.modeling_bert import BertForMaskedLM, BertModel, BertPreTrainedModel
 
 from core.errors import ModelError
+from encoding.encoder import mean_pool
 
-WBERT_META = "wbert.json"
 METRICS_FILE = "metrics.json"
-DEFAULT_MODEL_NAME = "wbert-tiny"
 
 
 @dataclass(frozen=True)
@@ -81,19 +77,12 @@ def bert_config(size: str | ModelSize, vocab_size: int | None = None) -> BertCon
     )
 
 
-def mean_pool(last_hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Mean of the token vectors the attention mask keeps ([CLS] and [SEP] included)."""
-    mask = attention_mask.unsqueeze(-1).to(last_hidden.dtype)
-    summed = (last_hidden * mask).sum(dim=1)
-    return summed / mask.sum(dim=1).clamp(min=1.0)
-
-
 class WBertForKeco(BertPreTrainedModel):
     """BERT + mean pooling + two linear heads: KECO major (13) and mid (112) groups.
 
     Label lists live in the config (``keco_major_labels``, ``keco_mid_labels``) so a saved
     directory is self-describing. Classifying the mean-pooled vector is deliberate: the
-    vector the :class:`training.encoder.Encoder` returns is the one the heads were trained on.
+    vector the :class:`encoding.encoder.Encoder` returns is the one the heads were trained on.
     """
 
     def __init__(self, config: BertConfig):
@@ -141,46 +130,3 @@ class WBertForMlm(BertForMaskedLM):
         if logits.shape[0] == 0:  # nothing masked in this batch: a zero that keeps the graph
             return {"loss": hidden.sum() * 0.0}
         return {"loss": nn.functional.cross_entropy(logits.float(), labels[sel])}
-
-
-def quiet_transformers() -> None:
-    """Silence transformers' load reports and progress bars (head/pooler mismatches are expected)."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
-def default_models_root() -> Path:
-    """``$JOBREC_HOME/models`` (default ``./.jobrec/models``; git ignores ``/.jobrec/``)."""
-    home = os.environ.get("JOBREC_HOME")
-    return (Path(home) if home else Path.cwd() / ".jobrec") / "models"
-
-
-def default_model_dir() -> Path:
-    """The trained model ``jobrec demo`` and ``jobrec refresh`` use unless told otherwise.
-
-    ``$JOBREC_MODEL_DIR`` overrides it; otherwise ``default_models_root() / "wbert-tiny"``.
-    """
-    explicit = os.environ.get("JOBREC_MODEL_DIR")
-    return Path(explicit) if explicit else default_models_root() / DEFAULT_MODEL_NAME
-
-
-def read_meta(model_dir: str | Path) -> dict:
-    """The ``wbert.json`` of a trained model directory (empty for a plain HF directory)."""
-    path = Path(model_dir) / WBERT_META
-    if not path.exists():
-        return {}
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def is_trained_model_dir(model_dir: str | Path) -> bool:
-    """True when ``model_dir`` holds a complete trained W-BERT (weights, tokenizer, meta)."""
-    d = Path(model_dir)
-    has_weights = (d / "model.safetensors").exists() or (d / "pytorch_model.bin").exists()
-    return (
-        has_weights
-        and (d / "config.json").exists()
-        and (d / "tokenizer.json").exists()
-        and (d / WBERT_META).exists()
-    )

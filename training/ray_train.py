@@ -1,10 +1,10 @@
-"""Ray Train wrapper: runs :func:`training.train.run_phase` on ``TorchTrainer`` workers.
+"""Ray Train wrapper: runs :func:`training.phase.run_phase` on ``TorchTrainer`` workers.
 
 The only module of ``training`` that imports Ray. Each phase is one Ray Train run named after
 the phase under ``<MODEL_DIR>/.work/ray``; running it again with the same name and storage
 path makes Ray Train hand the latest checkpoint back to the workers
 (``ray.train.get_checkpoint()``), which is how ``jobrec train --resume`` continues.
-Checkpoints are Hugging Face model directories plus ``train_state.pt`` (optimizer, scheduler,
+Checkpoints are Hugging Face model directories plus ``train_state.ckpt`` (optimizer, scheduler,
 epoch, early-stopping state). On a multi-node cluster ``storage_path`` must be shared storage.
 """
 
@@ -21,7 +21,8 @@ import torch
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from training.train import DistributedMixin, PhaseSpec, TrainConfig, run_phase
+from training.config import TrainConfig
+from training.phase import HISTORY, DistributedMixin, PhaseSpec, run_phase
 
 
 class RayContext(DistributedMixin):
@@ -79,8 +80,6 @@ def run_phase_ray(
     """
     import json
     import shutil
-
-    from training.train import HISTORY
 
     _ensure_ray(cfg)
     storage = Path(spec.phase_dir).parent.resolve() / "ray"

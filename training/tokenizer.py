@@ -1,115 +1,40 @@
-"""Korean tokenizer for W-BERT: Kiwi morpheme pre-tokenisation + a WordPiece vocabulary.
+"""The W-BERT WordPiece tokenizer (trained here; Kiwi pre-tokenisation is in ``encoding``).
 
-Kiwi cannot be serialised into a Hugging Face ``tokenizer.json``, so it runs as a text
-pre-processing step (:func:`pretokenize`) and the saved tokenizer is a standard BERT
-WordPiece tokenizer. ``AutoTokenizer.from_pretrained(model_dir)`` therefore loads it in any
-process, with or without jobrec; for the best results feed it text that went through
-:func:`pretokenize` (the :class:`training.encoder.Encoder` does this for you when the model
-directory's ``wbert.json`` says ``"pretokenizer": "kiwi"``).
-
-The split is *surface-preserving*: the text is only cut at morpheme starts Kiwi reports, never
-rewritten (합니다 stays 합니다, not 하 + ᆸ니다), so removing the spaces of
-``pretokenize(text)`` gives back the text without its spaces.
+The saved tokenizer is a standard BERT WordPiece tokenizer, so
+``AutoTokenizer.from_pretrained(model_dir)`` loads it in any process, with or without jobrec;
+feed it text that went through :func:`encoding.pretokenize.pretokenize` when the model's
+``wbert.json`` says ``"pretokenizer": "kiwi"`` (the encoder does this for you).
 """
 
 from __future__ import annotations
 
-import os
-import re
-import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
-PRETOKENIZER_NAME = "kiwi-surface-v1"
 SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
-_kiwi = None
-_kiwi_lock = threading.Lock()
+# Every character a posting is likely to contain, whatever corpus the vocabulary was learnt
+# on: all 11,172 Hangul syllables, the jamo blocks, lower-case ASCII letters, digits and common
+# symbols. Letters and digits also get their "##" continuation form, so an unseen word is
+# spelt out character by character instead of becoming [UNK].
+HANGUL_SYLLABLES = "".join(chr(c) for c in range(0xAC00, 0xD7A4))
+FULLWIDTH = "".join(chr(c) for c in range(0xFF01, 0xFF5F))  # ＞ ＜ （ ） ... (no NFKC in BERT)
+JAMO = "".join(chr(c) for c in range(0x1100, 0x1200)) + "".join(chr(c) for c in range(0x3131, 0x318F))
+ASCII_WORD = "abcdefghijklmnopqrstuvwxyz0123456789"
+SYMBOLS = FULLWIDTH + "▲△▼▽▣◈◎◐◑・∙☎☏♥♡✔✓✗✕" + "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~·ㆍ•○●■□◆◇▶▷►※→←↑↓★☆①②③④⑤⑥⑦⑧⑨⑩℃㎡㎏㎞％～「」『』【】〈〉《》“”‘’…"
 
 
-def _get_kiwi():
-    """One Kiwi instance per process (its model takes ~1.5 s and ~100 MB to load)."""
-    global _kiwi
-    if _kiwi is None:
-        with _kiwi_lock:
-            if _kiwi is None:
-                from kiwipiepy import Kiwi
-
-                _kiwi = Kiwi(num_workers=min(4, os.cpu_count() or 1))
-    return _kiwi
-
-
-def _split_at(text: str, starts: Iterable[int]) -> str:
-    """Cut ``text`` at the given character offsets (and at whitespace) and join with spaces."""
-    cuts = sorted({s for s in starts if 0 < s < len(text)})
-    pieces: list[str] = []
-    prev = 0
-    for c in cuts:
-        pieces.append(text[prev:c])
-        prev = c
-    pieces.append(text[prev:])
-    return " ".join(" ".join(pieces).split())
-
-
-# Texts are analysed line by line (and at jobrec's " . " joints) with a per-process cache:
-# posting texts repeat most of their lines (duties, qualifications), so a cold batch of 20k
-# generated postings only sends ~17% of its lines through Kiwi, the slow part of encoding.
-_SEGMENT = re.compile(r"(\n+| \. )")
-_CACHE_MAX = 500_000
-_cache: dict[str, str] = {}
-_cache_lock = threading.Lock()
-
-
-def pretokenize(text: str) -> str:
-    """Split ``text`` at Kiwi morpheme boundaries, keeping the surface characters."""
-    return pretokenize_batch([text])[0]
-
-
-def pretokenize_batch(texts: Sequence[str]) -> list[str]:
-    """:func:`pretokenize` for many texts (distinct segments go to Kiwi once, in one batch)."""
-    if not texts:
-        return []
-    # re.split with a group keeps the separators at odd positions
-    segmented = [[seg.strip() for seg in _SEGMENT.split(t or "")] for t in texts]
-    with _cache_lock:
-        todo = list(
-            dict.fromkeys(
-                seg for segs in segmented for seg in segs[::2] if seg and seg not in _cache
-            )
-        )
-    if todo:
-        kiwi = _get_kiwi()
-        # Kiwi returns an iterator over per-text token lists when given a list.
-        done = {
-            seg: _split_at(seg, (t.start for t in tokens))
-            for seg, tokens in zip(todo, kiwi.tokenize(todo), strict=True)
-        }
-        with _cache_lock:
-            if len(_cache) + len(done) > _CACHE_MAX:
-                _cache.clear()
-            _cache.update(done)
-    else:
-        done = {}
-    out = []
-    for segs in segmented:
-        parts = []
-        for i, seg in enumerate(segs):
-            if i % 2:  # a separator: " . " stays a full stop, line breaks become spaces
-                parts.append("." if seg == "." else "")
-            elif seg:
-                parts.append(done.get(seg) or _cache.get(seg) or _split_at(seg, ()))
-        out.append(" ".join(p for p in parts if p))
-    return out
-
-
-def clear_cache() -> None:
-    """Forget cached segment analyses (benchmarks measuring cold encoding call this)."""
-    with _cache_lock:
-        _cache.clear()
+def alphabet_tokens() -> list[str]:
+    """The characters (and ``##`` continuations) every jobrec vocabulary contains."""
+    word = HANGUL_SYLLABLES + JAMO + ASCII_WORD
+    return list(dict.fromkeys([*word, *SYMBOLS, *("##" + c for c in word)]))
 
 
 def train_tokenizer(pretokenized: Iterable[str], *, vocab_size: int, min_frequency: int = 2):
     """Train a WordPiece vocabulary on pre-tokenised texts; return a ``BertTokenizerFast``.
+
+    ``vocab_size`` is the size of the learnt part; :func:`alphabet_tokens` is added on top, so
+    the final vocabulary is larger (``len(tokenizer)``) and has no [UNK] for those characters.
 
     Accents are not stripped: BERT's accent stripping decomposes Hangul syllables into jamo.
     """
@@ -132,10 +57,14 @@ def train_tokenizer(pretokenized: Iterable[str], *, vocab_size: int, min_frequen
         continuing_subword_prefix="##",
     )
     tok.train_from_iterator(pretokenized, trainer=trainer)
+    vocab = tok.get_vocab()
+    for t in alphabet_tokens():  # full coverage: no [UNK] for any covered character
+        if t not in vocab:
+            vocab[t] = len(vocab)
     # Building the HF class from the vocabulary gives the exact standard BERT pipeline that
     # AutoTokenizer reconstructs on load (transformers 5 rebuilds it from these arguments).
     return BertTokenizerFast(
-        vocab=tok.get_vocab(), do_lower_case=True, strip_accents=False, tokenize_chinese_chars=True
+        vocab=vocab, do_lower_case=True, strip_accents=False, tokenize_chinese_chars=True
     )
 
 

@@ -9,102 +9,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
-import numpy as np
-import polars as pl
-
-from core.errors import InvalidInputError, MalformedSourceError
+from core.errors import InvalidInputError
+from core.postings_io import read_postings
 from core.rules import DEFAULT_K, RuleConfig, check_k
-from core.schema import conform, validate_postings
+from encoding.vectors import encode, lexical_dir_for, read_vectors, write_vectors
 from workers.sharding import ShardingConfig
 from workers.types import RECS_SCHEMA, RefreshReport
 
 log = logging.getLogger(__name__)
 
-ENCODE_CHUNK = 2048
 REFRESH_SHARDS = 2  # the batch refresh's default shard count (one per core of a small box)
-
-
-def read_postings(path: str | Path) -> pl.DataFrame:
-    """A canonical posting table from a parquet, CSV or JSON-lines file."""
-    path = Path(path)
-    if not path.exists():
-        raise InvalidInputError(f"postings file not found: {path}", field="postings")
-    try:
-        if path.suffix == ".parquet":
-            df = pl.read_parquet(path)
-        elif path.suffix == ".csv":
-            df = pl.read_csv(path, try_parse_dates=True)
-        elif path.suffix in (".jsonl", ".ndjson"):
-            df = pl.read_ndjson(path)
-        else:
-            raise InvalidInputError(
-                f"unsupported postings format {path.suffix!r} (parquet, csv, jsonl)",
-                field="postings",
-            )
-    except pl.exceptions.PolarsError as exc:
-        raise MalformedSourceError(f"cannot read {path}: {exc}") from exc
-    df = conform(df)
-    validate_postings(df)
-    return df
-
-
-def read_vectors(path: str | Path, posting_ids: list[str]) -> np.ndarray:
-    """Vectors of ``posting_ids`` (in that order) from a parquet of (posting_id, vector)."""
-    vf = pl.read_parquet(path)
-    for col in ("posting_id", "vector"):
-        if col not in vf.columns:
-            raise InvalidInputError(f"{path} lacks column {col!r}", field="vectors")
-    order = pl.DataFrame({"posting_id": posting_ids}).join(
-        vf.select("posting_id", "vector"), on="posting_id", how="left", maintain_order="left"
-    )
-    missing = order.filter(pl.col("vector").is_null())["posting_id"]
-    if missing.len():
-        raise InvalidInputError(
-            f"{missing.len()} postings have no vector in {path}, e.g. {missing[0]!r}",
-            field="vectors",
-        )
-    return np.asarray(order["vector"].to_list(), dtype=np.float32)
-
-
-def write_vectors(path: str | Path, posting_ids: list[str], vectors: np.ndarray) -> None:
-    """Write (posting_id, vector) as parquet (vector: list of float32)."""
-    dim = int(vectors.shape[1])
-    pl.DataFrame(
-        {
-            "posting_id": posting_ids,
-            "vector": pl.Series(vectors.astype(np.float32).tolist(), dtype=pl.Array(pl.Float32, dim)),
-        }
-    ).write_parquet(path)
-
-
-def encode(
-    df: pl.DataFrame,
-    model_dir: str | Path,
-    cache_path: str | Path | None,
-    progress: Callable[[int, int], None] | None = None,
-) -> tuple[np.ndarray, dict]:
-    """Vectors of ``df`` through W-BERT and its embedding cache (only misses are encoded)."""
-    from training.encoder import EmbeddingCache, Encoder, encode_postings
-
-    encoder = Encoder.load(model_dir)
-    cache = EmbeddingCache(cache_path) if cache_path is not None else None
-    out = np.zeros((df.height, encoder.dim), dtype=np.float32)
-    try:
-        for s in range(0, df.height, ENCODE_CHUNK):
-            out[s : s + ENCODE_CHUNK] = encode_postings(df[s : s + ENCODE_CHUNK], encoder, cache)
-            if progress is not None:
-                progress(min(s + ENCODE_CHUNK, df.height), df.height)
-        info = {"model_id": encoder.model_id, "dim": encoder.dim}
-        if cache is not None:
-            info.update(cache_hits=cache.hits, cache_misses=cache.misses)
-    finally:
-        if cache is not None:
-            cache.close()
-    return out, info
 
 
 def run_refresh(
@@ -155,7 +72,9 @@ def run_refresh(
             raise InvalidInputError("give --model or --vectors", field="model")
         cache = cache_path if cache_path is not None else out_path.parent / "embedding_cache.sqlite"
         bar = _bar(df.height, "encode", progress)
-        vectors, info = encode(df, model_dir, cache, lambda d, n: bar.update(d - bar.n))
+        vectors, info = encode(
+            df, model_dir, cache, lambda d, n: bar.update(d - bar.n), lexical_dir_for(out_path)
+        )
         bar.close()
         log.info("refresh: encoder %s", info)
     stage("encode", t0)

@@ -1,0 +1,100 @@
+"""Vector files: (``posting_id``, ``vector``) parquet tables, and chunked encoding of a frame."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from core.errors import InvalidInputError
+
+ENCODE_CHUNK = 2048
+
+
+def read_vectors(path: str | Path, posting_ids: list[str]) -> np.ndarray:
+    """Vectors of ``posting_ids`` (in that order) from a parquet of (posting_id, vector)."""
+    vf = pl.read_parquet(path)
+    for col in ("posting_id", "vector"):
+        if col not in vf.columns:
+            raise InvalidInputError(f"{path} lacks column {col!r}", field="vectors")
+    order = pl.DataFrame({"posting_id": posting_ids}).join(
+        vf.select("posting_id", "vector"), on="posting_id", how="left", maintain_order="left"
+    )
+    missing = order.filter(pl.col("vector").is_null())["posting_id"]
+    if missing.len():
+        raise InvalidInputError(
+            f"{missing.len()} postings have no vector in {path}, e.g. {missing[0]!r}",
+            field="vectors",
+        )
+    return np.asarray(order["vector"].to_list(), dtype=np.float32)
+
+
+def read_embeddings(path: str | Path) -> tuple[list[str] | None, np.ndarray]:
+    """Vectors from ``.npy`` (rows in posting order) or a (``posting_id``, ``vector``) table."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"embeddings file {path} does not exist", field="embeddings")
+    if path.suffix == ".npy":
+        return None, np.load(path).astype(np.float32, copy=False)
+    df = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_ipc(path)
+    if not {"posting_id", "vector"} <= set(df.columns):
+        raise InvalidInputError(
+            f"embeddings table {path} needs columns posting_id and vector", field="embeddings"
+        )
+    vecs = np.asarray(df["vector"].to_list(), dtype=np.float32)
+    return df["posting_id"].to_list(), vecs
+
+
+def write_vectors(path: str | Path, posting_ids: list[str], vectors: np.ndarray) -> None:
+    """Write (posting_id, vector) as parquet (vector: list of float32)."""
+    dim = int(vectors.shape[1])
+    pl.DataFrame(
+        {
+            "posting_id": posting_ids,
+            "vector": pl.Series(vectors.astype(np.float32).tolist(), dtype=pl.Array(pl.Float32, dim)),
+        }
+    ).write_parquet(path)
+
+
+def lexical_dir_for(out_path: str | Path) -> Path:
+    """Where a refresh writing ``out_path`` saves its fitted lexical model."""
+    p = Path(out_path)
+    return p.with_name(p.stem + ".lexical")
+
+
+def encode(
+    df: pl.DataFrame,
+    model_dir: str | Path,
+    cache_path: str | Path | None,
+    progress: Callable[[int, int], None] | None = None,
+    lexical_dir: str | Path | None = None,
+) -> tuple[np.ndarray, dict]:
+    """Hybrid vectors of ``df``: W-BERT through its embedding cache (only misses are encoded)
+    and a lexical model fitted on ``df``'s postings, saved in ``lexical_dir`` when given (the
+    server loads it from there so inline postings get the same transform)."""
+    from encoding.cache import EmbeddingCache, encode_postings
+    from encoding.hybrid import HybridEncoder
+    from encoding.text import posting_text
+
+    texts = [posting_text(r) for r in df.iter_rows(named=True)]
+    encoder = HybridEncoder.fit(model_dir, texts)
+    if lexical_dir is not None:
+        encoder.lexical.save(lexical_dir)
+    cache = EmbeddingCache(cache_path) if cache_path is not None else None
+    out = np.zeros((df.height, encoder.dim), dtype=np.float32)
+    try:
+        for s in range(0, df.height, ENCODE_CHUNK):
+            out[s : s + ENCODE_CHUNK] = encode_postings(df[s : s + ENCODE_CHUNK], encoder, cache)
+            if progress is not None:
+                progress(min(s + ENCODE_CHUNK, df.height), df.height)
+        info = {"model_id": encoder.model_id, "dim": encoder.dim, "wbert_dim": encoder.dense.dim,
+                "lexical_dim": encoder.lexical.dim, "hybrid_weight": encoder.weight,
+                "lexical_dir": str(lexical_dir) if lexical_dir is not None else None}
+        if cache is not None:
+            info.update(cache_hits=cache.hits, cache_misses=cache.misses)
+    finally:
+        if cache is not None:
+            cache.close()
+    return out, info

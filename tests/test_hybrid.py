@@ -1,0 +1,106 @@
+"""Hybrid vectors: no-UNK tokenizer, lexical model round trip, batch == inline, quality bench."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from core.synth import generate_postings
+from encoding.cache import encode_postings
+from encoding.hybrid import HybridEncoder, combine, match_at_k
+from encoding.lexical import LexicalModel
+from encoding.text import posting_text
+from training.tokenizer import HANGUL_SYLLABLES, SYMBOLS, train_tokenizer
+from training.train import TrainConfig, run_local, train_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def postings() -> pl.DataFrame:
+    return generate_postings(200, seed=31)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, postings):
+    d = tmp_path_factory.mktemp("hyb") / "model"
+    cfg = TrainConfig(epochs=1, mlm_epochs=1, max_steps=4, vocab_size=1500, max_length=32, log_every=0)
+    train_model(postings, d, cfg, runner=run_local, compute_metrics=False)
+    return d
+
+
+def test_tokenizer_from_a_tiny_corpus_has_no_unk():
+    tok = train_tokenizer(["데이터 분석 업무", "요양 보호사 자격증"] * 3, vocab_size=200)
+    texts = list(HANGUL_SYLLABLES) + list("abcdefghijklmnopqrstuvwxyzABCXYZ0123456789") + list(SYMBOLS)
+    texts += ["재가 요양보호사 구함 식사 챙겨드리기", "React.js AWS 지게차 용접 ㄱㄴㄷ ㅏㅓ"]
+    # syllables in pairs as well, so continuation (##) forms are exercised
+    texts += [HANGUL_SYLLABLES[i : i + 2] for i in range(0, len(HANGUL_SYLLABLES), 2)]
+    ids = tok(texts, add_special_tokens=False)["input_ids"]
+    assert sum(seq.count(tok.unk_token_id) for seq in ids) == 0
+
+
+def test_lexical_model_round_trips_to_disk(tmp_path, postings):
+    texts = [posting_text(r) for r in postings.iter_rows(named=True)]
+    lex = LexicalModel.fit(texts)
+    back = LexicalModel.load(lex.save(tmp_path / "lex"))
+    assert back.model_id == lex.model_id and back.dim == lex.dim
+    np.testing.assert_array_equal(back.transform(texts), lex.transform(texts))
+    z = lex.transform(texts)
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
+    # a row depends on its own text only
+    np.testing.assert_array_equal(lex.transform(texts[5:6])[0], z[5])
+
+
+def test_combine_is_the_weighted_cosine():
+    rng = np.random.default_rng(0)
+    d = rng.standard_normal((6, 8)).astype(np.float32)
+    x = rng.standard_normal((6, 5)).astype(np.float32)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    h = combine(d, x, 0.3)
+    np.testing.assert_allclose(h @ h.T, 0.7 * (d @ d.T) + 0.3 * (x @ x.T), atol=1e-5)
+    # brute-force match@k oracle
+    labels = ["a", "a", "b", "b", "a", "b"]
+    sims = h @ h.T
+    np.fill_diagonal(sims, -np.inf)
+    top = np.argsort(-sims, axis=1)[:, :2]
+    want = np.mean([[labels[j] == labels[i] for j in row] for i, row in enumerate(top)])
+    assert match_at_k(h, labels, np.arange(6), k=2) == pytest.approx(want)
+
+
+def test_batch_and_inline_hybrid_vectors_are_identical(tmp_path, model_dir, postings):
+    texts = [posting_text(r) for r in postings.iter_rows(named=True)]
+    enc = HybridEncoder.fit(model_dir, texts)
+    enc.lexical.save(tmp_path / "lex")
+    batch = encode_postings(postings, enc)
+    assert batch.shape == (postings.height, enc.dense.dim + enc.lexical.dim)
+    served = HybridEncoder.load(model_dir, tmp_path / "lex")  # what the server loads
+    for i in (0, 7, 42):
+        one = served.encode([posting_text(postings.row(i, named=True))])[0]
+        np.testing.assert_allclose(one, batch[i], atol=1e-5)
+        assert int(np.argmax(batch @ one)) == i
+
+
+def test_quality_bench_runs_on_the_real_samples(tmp_path, model_dir):
+    sys.path.insert(0, str(ROOT / "bench"))
+    import quality
+
+    out = tmp_path / "q.json"
+    assert quality.main(["--model", str(model_dir), "--sample", "--generated", "300",
+                         "--html", str(tmp_path / "q.html"), "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert set(res) == {"generated", "wanted", "worknet"}
+    for r in res.values():
+        m = r["match_at_10"]
+        assert set(m) == {"default", "wbert", "lexical", "tfidf_char2_4", "tfidf_word1", "random"}
+        assert r["unk_tokens"] <= r["hanja_chars"]  # only uncovered (Hanja) characters
+        assert len(r["match_at_k"]["default"]) == 50
+        assert m["default"] > m["random"]
+    assert res["generated"]["unk_tokens"] == 0
+    html = (tmp_path / "q.html").read_text()
+    assert html.count("data:image/png;base64,") == 3
