@@ -24,7 +24,7 @@ SAMPLES = ROOT / "tests" / "fixtures" / "real"
 REAL = {  # file, label column, columns that make the description
     "wanted": ("wanted_job_groups.csv", "wanted_sample.csv", "job_group",
                ("duties", "qualifications", "preferences")),
-    "worknet": ("worknet_list_crawl.csv", "worknet_sample.csv", "occupation_groups", ("duties",)),
+    "worknet": ("worknet_list_crawl.csv", "worknet_list_sample.csv", "occupation_groups", ("duties",)),
 }
 
 

@@ -45,6 +45,7 @@ POSTING_SCHEMA: dict[str, pl.DataType] = {
     "company": pl.Utf8(),
     "title": pl.Utf8(),
     "description": pl.Utf8(),
+    # six-digit KECO; null for a source that classifies no occupation (accept_unclassified)
     "occupation_code": pl.Utf8(),
     "region": pl.Utf8(),
     "sido": pl.Utf8(),  # resolved province (full name), drives the capital-area radius
@@ -75,7 +76,6 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
     "company",
     "title",
     "description",
-    "occupation_code",
     "region",
     "sido",
     "lat",

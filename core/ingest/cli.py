@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rejects", type=Path, default=None,
                    help="rejected records (Parquet); default: OUT with .rejects.parquet")
     p.add_argument("--column-map", type=Path, default=None,
-                   help="JSON object {header: field} laid over the default CSV/Parquet mapping")
+                   help="JSON column map laid over the default CSV/Parquet mapping: {header: field}, "
+                        "or {columns, keep, defaults, accept_unclassified} (core/ingest/maps/)")
     p.add_argument("--ref-date", default=None,
                    help="YYYY-MM-DD: the date two-digit years are read against (default today)")
     p.add_argument("--api-key", default=os.environ.get("WORK24_API_KEY"),

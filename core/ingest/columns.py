@@ -5,6 +5,17 @@ The default mapping understands Worknet's Korean export headers (구인인증번
 마감일, …), the canonical column names of :mod:`core.schema` and Worknet's XML tag names.
 A mapping file (JSON object ``{"header": "field"}``) adds to it and overrides it; mapping a
 header to ``null`` or ``""`` ignores that column.
+
+A mapping file may instead be an object with these keys (all but ``columns`` optional), for
+sources that lack fields the canonical schema needs or carry columns it has no place for::
+
+    {"columns": {"header": "field", ...},
+     "keep": ["job_group"],              # copied verbatim into extra output columns
+     "defaults": {"career": "관계없음"},   # field values where a record has none
+     "accept_unclassified": true}        # no occupation given: keep, occupation_code null
+
+Keys starting with ``_`` are comments. ``keep`` columns follow the canonical columns in the output, under their own header,
+as text; ``defaults`` are the map author's declared assumptions about the whole source.
 """
 
 from __future__ import annotations
@@ -12,7 +23,9 @@ from __future__ import annotations
 import json
 import unicodedata
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from core.errors import InvalidInputError
 from core.ingest.normalise import FIELDS
@@ -111,15 +124,45 @@ DEFAULT_COLUMN_MAP: dict[str, str] = {
 }
 
 
+KEEP_PREFIX = "keep:"  # mapping value of a kept column: "keep:<output column>"
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """A loaded column map: header mapping plus the source-wide options."""
+
+    mapping: dict[str, str | None]
+    keep: tuple[str, ...] = ()
+    defaults: dict[str, Any] = field(default_factory=dict)
+    accept_unclassified: bool = False
+
+    def __post_init__(self) -> None:
+        from core.schema import POSTING_SCHEMA
+
+        clash = [k for k in self.keep if k in POSTING_SCHEMA]
+        if clash:
+            raise ValueError(f"kept column {clash[0]!r} has the name of a canonical column")
+        unknown = [k for k in self.defaults if k not in FIELDS]
+        if unknown:
+            raise ValueError(f"default for unknown field {unknown[0]!r}")
+
+
 def _key(header: str) -> str:
     return "".join(unicodedata.normalize("NFC", header).lstrip("\ufeff").split())
 
 
-def load_column_map(spec: Mapping[str, str | None] | Path | str | None) -> dict[str, str | None]:
+def load_column_map(spec: Mapping[str, Any] | Path | str | None) -> dict[str, str | None]:
     """The default mapping with ``spec`` (a dict or a JSON file path) laid over it."""
+    return load_map(spec).mapping
+
+
+def load_map(spec: Mapping[str, Any] | Path | str | ColumnMap | None) -> ColumnMap:
+    """The :class:`ColumnMap` of ``spec``: a flat ``{header: field}`` map or the object form."""
+    if isinstance(spec, ColumnMap):
+        return spec
     out: dict[str, str | None] = {_key(k): v for k, v in DEFAULT_COLUMN_MAP.items()}
     if spec is None:
-        return out
+        return ColumnMap(out)
     if not isinstance(spec, Mapping):
         path = Path(spec)
         try:
@@ -133,15 +176,40 @@ def load_column_map(spec: Mapping[str, str | None] | Path | str | None) -> dict[
             ) from exc
         if not isinstance(spec, dict):
             raise InvalidInputError(f"{path}: column map must be a JSON object", field="column_map")
-    for header, field in spec.items():
-        if field not in (None, "") and field not in FIELDS:
+    options: Mapping[str, Any] = {}
+    if isinstance(spec.get("columns"), Mapping):
+        options, spec = spec, spec["columns"]
+        extra = {k for k in options if not k.startswith("_")} - {
+            "columns", "keep", "defaults", "accept_unclassified"}
+        if extra:
             raise InvalidInputError(
-                f"column map sends {header!r} to unknown field {field!r}; "
+                f"column map has unknown key {sorted(extra)[0]!r}; expected columns, keep, "
+                "defaults, accept_unclassified", field="column_map",
+            )
+    for header, target in spec.items():
+        if target not in (None, "") and target not in FIELDS:
+            raise InvalidInputError(
+                f"column map sends {header!r} to unknown field {target!r}; "
                 f"known fields: {', '.join(FIELDS)}",
                 field="column_map",
             )
-        out[_key(str(header))] = field or None
-    return out
+        out[_key(str(header))] = target or None
+    keep = options.get("keep", [])
+    defaults = options.get("defaults", {})
+    accept = options.get("accept_unclassified", False)
+    if not (isinstance(keep, list) and all(isinstance(k, str) and k for k in keep)):
+        raise InvalidInputError("column map 'keep' must be a list of headers", field="column_map")
+    if not isinstance(defaults, Mapping):
+        raise InvalidInputError("column map 'defaults' must be an object", field="column_map")
+    if not isinstance(accept, bool):
+        raise InvalidInputError("column map 'accept_unclassified' must be true or false",
+                                field="column_map")
+    for header in keep:
+        out[_key(header)] = KEEP_PREFIX + header
+    try:
+        return ColumnMap(out, tuple(keep), dict(defaults), accept)
+    except ValueError as exc:
+        raise InvalidInputError(f"column map: {exc}", field="column_map") from None
 
 
 def map_headers(headers: list[str], mapping: dict[str, str | None], source: str) -> dict[int, str]:
@@ -149,10 +217,10 @@ def map_headers(headers: list[str], mapping: dict[str, str | None], source: str)
     out: dict[int, str] = {}
     taken: set[str] = set()
     for i, header in enumerate(headers):
-        field = mapping.get(_key(header))
-        if field and field not in taken:
-            out[i] = field
-            taken.add(field)
+        target = mapping.get(_key(header))
+        if target and target not in taken:
+            out[i] = target
+            taken.add(target)
     if "posting_id" not in taken:
         raise InvalidInputError(
             f"{source}: no column maps to posting_id (headers: {', '.join(headers)}); "

@@ -12,6 +12,8 @@ import math
 from typing import Any
 
 from core.errors import InvalidInputError
+from core.ingest.region_context import RegionEvidence
+from core.ingest.worknet_list import UNPACKERS
 from core.parsing import (
     OccupationResolver,
     career,
@@ -65,7 +67,14 @@ FIELDS: dict[str, str] = {
     "preferences_extra": "etcPfCond",
     "near_station": "nearLine",
     "work_hours": "workdayWorkhrCont",
+    # packed cells of a Worknet search-list crawl (core.ingest.worknet_list)
+    "career_education_region": "'경력1년 학력무관 경기도 오산시 황새로' -> career, education, region",
+    "conditions": "'월급 270 만원 이상\\n정규 주5일\\n08:00~17:00' -> wage, type, days, hours",
+    "dates": "'24/03/26 등록\\n24/04/19 마감' -> registered_on, closes_on",
 }
+
+# An address that names no place: rejected as unknown_region, said so in the detail.
+_NO_PLACE = ("없음", "재택", "원격", "remote", "전국", "해외", "협의", "미정")
 
 REJECT_REASONS: dict[str, str] = {
     "missing_id": "no posting id (wantedAuthNo)",
@@ -97,10 +106,12 @@ _TEXT_COLUMNS = ("major", "certificates", "near_station", "work_hours")
 class Reject(Exception):  # noqa: N818 - control flow inside ingestion, never escapes it
     """A record that cannot become a posting: ``reason`` is a key of REJECT_REASONS."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, *, pending: bool = False) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        # the batch's other postings may still settle it (RegionEvidence): retry at the end
+        self.pending = pending
 
 
 def _blank(value: Any) -> bool:
@@ -128,7 +139,13 @@ def _join(*parts: Any) -> str:
 
 
 class Normaliser:
-    """Turns field dicts into canonical rows; caches parses of repeated values."""
+    """Turns field dicts into canonical rows; caches parses of repeated values.
+
+    ``defaults`` fill fields a record leaves blank; ``accept_unclassified`` keeps records
+    that give no occupation at all (``occupation_code`` null). Regions that resolve are
+    recorded in :attr:`evidence`; :meth:`row` with ``settle=True`` consults it for the
+    addresses that did not.
+    """
 
     def __init__(
         self,
@@ -136,14 +153,32 @@ class Normaliser:
         ref_date: dt.date | None = None,
         regions: RegionResolver | None = None,
         occupations: OccupationResolver | None = None,
+        defaults: dict[str, Any] | None = None,
+        accept_unclassified: bool = False,
     ) -> None:
         self.ref_date = ref_date or dt.date.today()
         self.regions = regions or default_resolver()
         self.occupations = occupations or default_occupations()
+        self.defaults = dict(defaults or {})
+        self.accept_unclassified = accept_unclassified
+        self.evidence = RegionEvidence(self.regions)
         self._dates: dict[Any, dt.date | None] = {}
 
-    def row(self, f: dict[str, Any]) -> dict[str, Any]:
+    def _fields(self, f: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Packed cells unpacked, then defaults for blanks; and whether company is the record's."""
+        for name, unpack in UNPACKERS.items():
+            if not _blank(f.get(name)):
+                found = unpack(str(f[name]))
+                f = {**{k: v for k, v in found.items() if _blank(f.get(k))},
+                     **{k: v for k, v in f.items() if not _blank(v)}}
+        own_company = not _blank(f.get("company"))
+        if self.defaults:
+            f = {**self.defaults, **{k: v for k, v in f.items() if not _blank(v)}}
+        return f, own_company
+
+    def row(self, f: dict[str, Any], *, settle: bool = False) -> dict[str, Any]:
         """The canonical row for fields ``f``; raises :class:`Reject`."""
+        f, own_company = self._fields(f)
         pid = f.get("posting_id")
         if _blank(pid):
             raise Reject("missing_id", "the record has no posting id")
@@ -154,20 +189,22 @@ class Normaliser:
         if not company:
             raise Reject("missing_company", "the record has no company name")
         code = self.occupations.resolve(f.get("occupation_code"), f.get("occupation_name"))
-        if code is None:
+        unclassified = (self.accept_unclassified and _blank(f.get("occupation_code"))
+                        and _blank(f.get("occupation_name")))
+        if code is None and not unclassified:
             raise Reject(
                 "unknown_occupation",
                 f"occupation code {f.get('occupation_code')!r} / name "
                 f"{f.get('occupation_name')!r} is not in KECO",
             )
-        region_text, sido, lat, lng = self._region(f)
+        region_text, sido, lat, lng = self._region(f, company if own_company else None, settle)
         try:
             return self._parsed(f, pid, title, company, code, region_text, sido, lat, lng)
         except InvalidInputError as exc:
             raise Reject(_FIELD_REASON.get(exc.field or "", "invalid_value"), str(exc)) from None
 
     def _parsed(
-        self, f: dict[str, Any], pid: Any, title: str, company: str, code: str,
+        self, f: dict[str, Any], pid: Any, title: str, company: str, code: str | None,
         region_text: str, sido: str, lat: float, lng: float,
     ) -> dict[str, Any]:
         lo, hi = education_range(
@@ -248,7 +285,9 @@ class Normaliser:
             self._dates[value] = hit
         return hit
 
-    def _region(self, f: dict[str, Any]) -> tuple[str, str, float, float]:
+    def _region(
+        self, f: dict[str, Any], company: str | None = None, settle: bool = False
+    ) -> tuple[str, str, float, float]:
         region = f.get("region")
         address = f.get("address")
         if not _blank(address) and not _blank(f.get("address_detail")):
@@ -264,11 +303,19 @@ class Normaliser:
                 sido = hit.sido
             return written, sido, float(lat), float(lng)
         hit = self._best(address, region)
+        text = " ".join(_text(x) for x in (region, address) if not _blank(x))
         if hit is None:
-            raise Reject(
-                "unknown_region",
-                f"region {region!r} / address {f.get('address')!r} matches no known region",
-            )
+            said = f"region {region!r} / address {f.get('address')!r}"
+            low = text.lower()
+            if not text or any(w in low for w in _NO_PLACE) and not self.regions.candidates(text):
+                raise Reject("unknown_region", f"{said} names no place")
+            if not settle:
+                raise Reject("unknown_region", f"{said} matches no known region", pending=True)
+            hit, why = self.evidence.settle(company, text)
+            if hit is None:
+                raise Reject("unknown_region", f"{said} is not settled: {why}")
+        elif hit.level >= 2:
+            self.evidence.observe(company, text, hit)
         return written, hit.sido, hit.lat, hit.lng
 
     def _best(self, address: Any, region: Any):

@@ -21,7 +21,7 @@ from typing import Any
 import polars as pl
 
 from core.errors import InvalidInputError, JobrecError, MalformedSourceError
-from core.ingest.columns import load_column_map
+from core.ingest.columns import KEEP_PREFIX, ColumnMap, load_map
 from core.ingest.normalise import Normaliser, Reject
 from core.ingest.records import SourceRecord
 from core.ingest.worknet_xml import (
@@ -72,14 +72,30 @@ def _scrub_raw(value: Any) -> Any:
 
 
 class Ingestor:
-    """Collects records from any reader; :meth:`result` builds the two tables."""
+    """Collects records from any reader; :meth:`result` builds the two tables.
 
-    def __init__(self, *, ref_date: dt.date | None = None, normaliser: Normaliser | None = None) -> None:
+    A record whose address only the batch's other postings can settle waits until
+    :meth:`result`, which retries it against everything read (it then follows the others
+    in the output). ``keep`` names extra text columns copied from the records' ``keep:``
+    fields after the canonical ones.
+    """
+
+    def __init__(
+        self,
+        *,
+        ref_date: dt.date | None = None,
+        normaliser: Normaliser | None = None,
+        keep: tuple[str, ...] = (),
+    ) -> None:
         self.normaliser = normaliser or Normaliser(ref_date=ref_date)
+        self.keep = keep
         self._rows: list[dict[str, Any]] = []
+        self._kept: list[dict[str, Any]] = []
         self._rejects: list[dict[str, Any]] = []
+        self._pending: list[tuple[SourceRecord, str]] = []
         self._seen: set[str] = set()
         self.read = 0
+        self.settled = 0  # postings whose region only the batch's evidence settled
 
     def add(self, rec: SourceRecord) -> None:
         """Normalise one record into a posting or a reject."""
@@ -96,9 +112,27 @@ class Ingestor:
                 return
             self._seen.add(pid)
         try:
-            self._rows.append(self.normaliser.row(fields))
+            self._accept(fields, self.normaliser.row(fields))
         except Reject as rej:
-            self._reject(rec, pid or None, rej.reason, rej.detail)
+            if rej.pending:
+                self._pending.append((rec, pid))
+            else:
+                self._reject(rec, pid or None, rej.reason, rej.detail)
+
+    def _accept(self, fields: dict[str, Any], row: dict[str, Any]) -> None:
+        self._rows.append(row)
+        if self.keep:
+            self._kept.append({k: _kept_text(fields.get(KEEP_PREFIX + k)) for k in self.keep})
+
+    def _settle_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for rec, pid in pending:
+            fields = rec.fields or {}
+            try:
+                self._accept(fields, self.normaliser.row(fields, settle=True))
+                self.settled += 1
+            except Reject as rej:
+                self._reject(rec, pid or None, rej.reason, rej.detail)
 
     def reject(self, rec: SourceRecord, posting_id: str | None, reason: str, detail: str) -> None:
         """Count ``rec`` as read and rejected without normalising it."""
@@ -120,8 +154,12 @@ class Ingestor:
 
     def result(self) -> IngestResult:
         """The tables and counts; the postings are validated against the canonical schema."""
+        self._settle_pending()
         postings = pl.DataFrame(self._rows, schema=POSTING_SCHEMA, orient="row")
         validate_postings(postings)
+        if self.keep:
+            kept = pl.DataFrame(self._kept, schema={k: pl.Utf8() for k in self.keep}, orient="row")
+            postings = postings.hstack(kept)
         rejects = pl.DataFrame(self._rejects, schema=REJECT_SCHEMA, orient="row")
         by_reason = dict(sorted(Counter(r["reason"] for r in self._rejects).items()))
         counts = {
@@ -133,6 +171,12 @@ class Ingestor:
         if counts["read"] != counts["accepted"] + counts["rejected"]:  # pragma: no cover
             raise JobrecError(f"ingestion lost records: {counts}")
         return IngestResult(postings, rejects, counts)
+
+
+def _kept_text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return str(value)
 
 
 # -- Worknet XML: join list items with details ---------------------------------------------
@@ -217,7 +261,7 @@ def ingest(
     sources: Iterable[Path | str],
     fmt: str,
     *,
-    column_map: Mapping[str, str | None] | Path | str | None = None,
+    column_map: Mapping[str, Any] | Path | str | ColumnMap | None = None,
     ref_date: dt.date | None = None,
     api_key: str | None = None,
     api_url: str | None = None,
@@ -227,7 +271,8 @@ def ingest(
 ) -> IngestResult:
     """Read ``sources`` of format ``fmt`` (one of :data:`FORMATS`) into an IngestResult.
 
-    ``column_map`` (CSV/Parquet) lays a mapping over the default header mapping;
+    ``column_map`` (CSV/Parquet) lays a mapping over the default header mapping (see
+    :mod:`core.ingest.columns` for its keep/defaults/accept_unclassified options);
     ``ref_date`` fixes the century of two-digit years (default today). ``work24-api``
     fetches from the live API instead of reading ``sources`` (``api_key`` required).
     """
@@ -251,7 +296,7 @@ def _ingest(
     sources: Iterable[Path | str],
     fmt: str,
     *,
-    column_map: Mapping[str, str | None] | Path | str | None,
+    column_map: Mapping[str, Any] | Path | str | ColumnMap | None,
     ref_date: dt.date | None,
     api_key: str | None,
     api_url: str | None,
@@ -259,7 +304,15 @@ def _ingest(
     max_pages: int | None,
     display: int,
 ) -> IngestResult:
-    ing = Ingestor(ref_date=ref_date)
+    spec = load_map(column_map) if fmt in ("csv", "parquet") else None
+    if spec is not None:
+        ing = Ingestor(
+            normaliser=Normaliser(ref_date=ref_date, defaults=spec.defaults,
+                                  accept_unclassified=spec.accept_unclassified),
+            keep=spec.keep,
+        )
+    else:
+        ing = Ingestor(ref_date=ref_date)
     if fmt == "work24-api":
         from core.ingest.work24_api import Work24Client
 
@@ -285,7 +338,7 @@ def _ingest(
     if fmt == "worknet-xml":
         _ingest_xml(files, ing)
     else:
-        mapping = load_column_map(column_map)
+        mapping = spec.mapping
         if fmt == "csv":
             from core.ingest.csv_source import read_csv as reader
         else:
