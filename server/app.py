@@ -31,7 +31,7 @@ from server.auth import ApiKeyInterceptor
 from server.errors import abort_with
 from server.generated.jobrec.v1 import recommendation_pb2 as pb
 from server.generated.jobrec.v1 import recommendation_pb2_grpc as pb_grpc
-from server.interceptors import InFlightLimiter
+from server.interceptors import DecodeGuard, InFlightLimiter
 from server.metrics import Metrics, MetricsInterceptor
 
 log = logging.getLogger("jobrec.server")
@@ -343,6 +343,8 @@ class JobrecServer:
         ]
         if self.config.api_keys:
             chain.append(ApiKeyInterceptor(self.config.api_keys))
+        # bytes that do not decode: INVALID_ARGUMENT, not UNKNOWN with a traceback
+        chain.append(DecodeGuard())
         chain.append(self.limiter)
         return chain
 

@@ -112,9 +112,20 @@ def map_exception(exc: BaseException, *, method: str = "") -> MappedError:
     return MappedError(code, str(exc) or type(exc).__name__)
 
 
+# Status details travel as an HTTP/2 header: clients drop a call whose headers exceed 16 KiB
+# (RESOURCE_EXHAUSTED "metadata size exceeds hard limit"), so a 200 kB id echoed in a
+# NOT_FOUND would turn a clear answer into a transport error.
+MAX_DETAILS_CHARS = 1000
+
+
+def _short(text: str, limit: int = MAX_DETAILS_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 20] + f"... ({len(text)} chars)"
+
+
 async def abort_with(context: grpc.aio.ServicerContext, exc: BaseException, method: str = ""):
     """Abort the RPC with the status mapped from ``exc`` (raises ``grpc.aio.AbortError``)."""
     if isinstance(exc, asyncio.CancelledError):  # the caller went away: nothing to report
         raise exc
     mapped = map_exception(exc, method=method)
-    await context.abort(mapped.code, mapped.details, trailing_metadata=mapped.metadata)
+    metadata = tuple((k, _short(v, 200)) for k, v in mapped.metadata)
+    await context.abort(mapped.code, _short(mapped.details), trailing_metadata=metadata)

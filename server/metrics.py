@@ -93,6 +93,16 @@ def _final_code(context: grpc.aio.ServicerContext, exc: BaseException | None) ->
     return grpc.StatusCode.OK if exc is None else grpc.StatusCode.UNKNOWN
 
 
+def _details(context: grpc.aio.ServicerContext) -> str | None:
+    try:
+        details = context.details()
+    except Exception:  # noqa: BLE001  (older grpc versions have no details())
+        return None
+    if isinstance(details, bytes):
+        details = details.decode("utf-8", "replace")
+    return details or None
+
+
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
     """Times every call and counts it under its final status code; logs one line per call."""
 
@@ -116,15 +126,16 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             code = _final_code(context, exc)
             self.metrics.observe(method, code, elapsed)
             if self.access_log or code not in (grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND):
-                log.info(
-                    "rpc",
-                    extra={
-                        "rpc_method": method,
-                        "rpc_code": code.name,
-                        "duration_ms": round(elapsed * 1000, 3),
-                        "peer": context.peer(),
-                    },
-                )
+                extra = {
+                    "rpc_method": method,
+                    "rpc_code": code.name,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "peer": context.peer(),
+                }
+                details = _details(context)
+                if details and code != grpc.StatusCode.OK:
+                    extra["rpc_details"] = details[:300]
+                log.info("rpc", extra=extra)
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
