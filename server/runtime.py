@@ -14,6 +14,16 @@ import numpy as np
 import polars as pl
 
 from core.errors import InvalidInputError, ModelError
+from workers.generation import open_store
+
+__all__ = [
+    "build_backend",
+    "init_ray",
+    "load_encoder",
+    "load_postings",
+    "load_vectors",
+    "open_store",
+]
 
 log = logging.getLogger("jobrec.server")
 
@@ -105,40 +115,75 @@ def encode_postings(postings: pl.DataFrame, encoder: Any, cache_path: str | Path
 
 
 def init_ray(
-    address: str | None = None, *, num_cpus: int | None = None, log_to_driver: bool = False
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    log_to_driver: bool = False,
+    namespace: str | None = None,
 ) -> None:
     """Connect to ``address`` (``ray://`` client or a cluster address) or start a local Ray.
 
     ``log_to_driver`` forwards what actors print (the demo shows Ray Train's progress that way).
+    ``namespace``: the Ray namespace of the named shard actors (shared by every frontend).
     """
     import ray
 
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, log_to_driver=log_to_driver)
+        ray.init(address=address, log_to_driver=log_to_driver, namespace=namespace)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver)
+        ray.init(
+            num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver,
+            namespace=namespace,
+        )  # fmt: skip
 
 
 def build_backend(
-    postings: pl.DataFrame,
-    vectors: np.ndarray,
+    postings: pl.DataFrame | None,
+    vectors: np.ndarray | None,
     *,
     shards: int | None = None,
     ref_date: dt.date | None = None,
     ray_address: str | None = None,
     snapshot_dir: Path | None = None,
+    store: Any = None,
+    ray_namespace: str | None = None,
 ):
-    """Start the shard actors for ``postings``; return ``(backend, rules)``."""
+    """Start the shard actors; return ``(backend, rules)``.
+
+    With a ``store``: the shards load the store's serving generation (base + log) and every
+    write is logged there before it is acknowledged; an empty store is seeded with
+    ``postings`` as its first generation.
+    """
     from core.rules import RuleConfig
     from workers.backend import RecommendationBackend
     from workers.sharding import ShardingConfig
 
-    init_ray(ray_address)
+    init_ray(ray_address, namespace=ray_namespace)
     rules = RuleConfig(ref_date=ref_date)
+    manifest = store.manifest() if store is not None else None
+    if manifest is not None:
+        from workers.generation import read_frame
+
+        postings, vectors, gen = read_frame(store, manifest.generation)
+        shards = manifest.num_shards
+        log.info("shards from the store", extra={"generation": gen, "postings": postings.height})
+    elif postings is None or vectors is None:
+        raise InvalidInputError(
+            "no postings: give --postings, or a --store with a generation (jobrec refresh)",
+            field="postings",
+        )
     sharding = ShardingConfig(num_shards=shards) if shards else ShardingConfig()
     backend = RecommendationBackend.build(
         postings, vectors, sharding=sharding, rules=rules, snapshot_dir=snapshot_dir
     )
-    return backend, rules
+    if store is None:
+        return backend, rules
+    from workers.stored import StoredBackend
+
+    if manifest is None:
+        from workers.generation import seed_store
+
+        gen = seed_store(store, backend.plan, postings, vectors)
+    return StoredBackend(backend, store, gen), rules

@@ -75,7 +75,9 @@ def write_vectors(path: str | Path, posting_ids: list[str], vectors: np.ndarray)
     pl.DataFrame(
         {
             "posting_id": posting_ids,
-            "vector": pl.Series(vectors.astype(np.float32).tolist(), dtype=pl.Array(pl.Float32, dim)),
+            "vector": pl.Series(
+                vectors.astype(np.float32).tolist(), dtype=pl.Array(pl.Float32, dim)
+            ),
         }
     ).write_parquet(path)
 
@@ -121,12 +123,18 @@ def run_refresh(
     threads_per_shard: int = 1,
     rules: RuleConfig | None = None,
     progress: bool = True,
+    store=None,
 ) -> RefreshReport:
     """Recommendations of every posting in ``postings_path`` written to ``out_path``.
 
     Vectors come from ``vectors_path`` when given, else from the model in ``model_dir``
     through the embedding cache at ``cache_path`` (default: next to ``out_path``). Ray is
     started locally unless already initialised or ``ray_address`` names a cluster.
+
+    With a ``store`` (:class:`workers.store.ShardStore`) the shards are also written as the
+    store's next generation, beside the serving one: the writes logged on the serving
+    generation are carried over first, the manifest is flipped, and writes that raced the
+    flip are re-logged on the new generation.
     """
     import ray
 
@@ -163,6 +171,17 @@ def run_refresh(
     if embeddings_out is not None:
         write_vectors(embeddings_out, ids, vectors)
 
+    serving = store.manifest() if store is not None else None
+    carried, last = 0, {}
+    if serving is not None:
+        from workers.generation import carry_log
+
+        before = df.height
+        df, vectors, last = carry_log(store, serving.generation, df, vectors)
+        carried = sum(len(store.log_keys(serving.generation, s)) for s in range(serving.num_shards))
+        ids = df["posting_id"].to_list()
+        log.info("refresh: carried %d log objects (%d → %d postings)", carried, before, df.height)
+
     started_ray = False
     if not ray.is_initialized():
         if ray_address:
@@ -183,6 +202,17 @@ def run_refresh(
         recs = backend.recommend_all(k, rules, on_shard_done=lambda s, f: bar.update(1))
         bar.close()
         stage("filter_search", t0)
+        generation = None
+        if store is not None:
+            t0 = time.perf_counter()
+            from workers.generation import carry_stragglers, seed_store
+
+            generation = seed_store(store, backend.plan, df, vectors)
+            if serving is not None:
+                carried += carry_stragglers(
+                    store, serving.generation, generation, last, backend.plan
+                )
+            stage("store", t0)
     finally:
         if backend is not None:
             backend.shutdown()
@@ -207,6 +237,8 @@ def run_refresh(
         out_path=str(out_path),
         embeddings_out=str(embeddings_out) if embeddings_out is not None else None,
         encoder=info,
+        generation=generation,
+        carried_writes=carried,
     )
 
 
