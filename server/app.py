@@ -334,6 +334,8 @@ class JobrecServer:
             max_workers=self.config.encode_threads, thread_name_prefix="jobrec-encode"
         )
         self._health_task: asyncio.Task | None = None
+        if "on_append" in vars(backend):  # a StoredBackend: time its durable writes
+            backend.on_append = self.metrics.store_append.observe
 
     def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
         # outermost first: metrics see every call (also rejected ones); unauthenticated calls
@@ -417,6 +419,11 @@ class JobrecServer:
             size = report.get("postings") if isinstance(report, Mapping) else None
             if size is not None:
                 self.metrics.indexed_postings.set(size)
+            if isinstance(report, Mapping):
+                report = dict(report)
+                if "store_lag" in dir(type(self.backend)):  # a StoredBackend
+                    report["store"] = await loop.run_in_executor(None, self.backend.store_lag)
+                self.metrics.observe_backend(report)
         except Exception as exc:  # noqa: BLE001  (any failure means "not serving")
             log.warning("backend health check failed: %s", exc)
             ok = False

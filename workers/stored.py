@@ -41,7 +41,7 @@ class StoredBackend:
         self._shards = {
             pid: set(s) for pid, (_, s) in store.id_map(generation, self.num_shards).items()
         }
-        self.last_append_s: float | None = None  # for the store-lag metric
+        self.on_append = None  # called with the seconds each durable write took (metrics)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.backend, name)
@@ -87,9 +87,11 @@ class StoredBackend:
         return {s: _delete_rows(p) for s, p in per.items()}
 
     def _append(self, batches: dict[int, pa.Table]) -> None:
+        t0 = time.perf_counter()
         for s, t in sorted(batches.items()):
             self.store.append(self.generation, s, t)
-        self.last_append_s = time.time()
+        if self.on_append is not None:
+            self.on_append(time.perf_counter() - t0)
 
     # -- writes ------------------------------------------------------------------------------
     def upsert(self, postings: pl.DataFrame, vectors: np.ndarray):
