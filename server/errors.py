@@ -55,6 +55,11 @@ _RAY_UNAVAILABLE = frozenset(
     }
 )
 
+# Trailing metadata of an UNAVAILABLE: when to try again. gRPC clients with a retry policy in
+# their service config honour it (gRFC A6 "server pushback"); see server/README.md.
+RETRY_PUSHBACK_METADATA_KEY = "grpc-retry-pushback-ms"
+RETRY_PUSHBACK_MS = 1000
+
 # Trailing-metadata key carrying the offending field of an INVALID_ARGUMENT.
 FIELD_METADATA_KEY = "jobrec-field"
 # Trailing-metadata key carrying the log reference of an INTERNAL error.
@@ -107,8 +112,15 @@ def map_exception(exc: BaseException, *, method: str = "") -> MappedError:
         )
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return MappedError(code, "deadline exceeded before the request completed")
-    if code == grpc.StatusCode.UNAVAILABLE and not isinstance(exc, JobrecError):
-        return MappedError(code, f"recommendation shards unavailable: {type(exc).__name__}")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        # only after the server's own retries: a shard is gone, not merely restarting
+        what = str(exc) if isinstance(exc, JobrecError) and str(exc) else type(exc).__name__
+        what = what if len(what) <= 200 else what[:200] + "..."
+        return MappedError(
+            code,
+            f"recommendation shards unavailable: {what}; retry in {RETRY_PUSHBACK_MS} ms",
+            ((RETRY_PUSHBACK_METADATA_KEY, str(RETRY_PUSHBACK_MS)),),
+        )
     return MappedError(code, str(exc) or type(exc).__name__)
 
 
