@@ -454,6 +454,11 @@ class JobrecServer:
         """Ask the backend whether its shards answer; update the health service accordingly."""
         loop = asyncio.get_running_loop()
         try:
+            if "maybe_switch" in dir(type(self.backend)):  # a StoredBackend: refresh flipped?
+                try:
+                    await loop.run_in_executor(None, self.backend.maybe_switch)
+                except Exception as exc:  # noqa: BLE001  (the old generation keeps serving)
+                    log.warning("switch-over failed, still serving the old generation: %s", exc)
             report = await loop.run_in_executor(None, self.backend.health)
             ok = bool(report.get("ok", True)) if isinstance(report, Mapping) else bool(report)
             size = report.get("postings") if isinstance(report, Mapping) else None

@@ -186,4 +186,15 @@ def build_backend(
         from workers.generation import seed_store
 
         gen = seed_store(store, backend.plan, postings, vectors)
-    return StoredBackend(backend, store, gen), rules
+
+    def factory(generation: str):
+        """The backend of another generation (the switch-over after a refresh)."""
+        from workers.generation import read_frame
+
+        df, vec, _ = read_frame(store, generation)
+        n = int(store.meta(generation)["num_shards"])
+        return RecommendationBackend.build(
+            df, vec, sharding=ShardingConfig(num_shards=n), rules=rules, snapshot_dir=None
+        )
+
+    return StoredBackend(backend, store, gen, factory=factory), rules

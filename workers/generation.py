@@ -31,7 +31,13 @@ def open_store(uri: str | None, endpoint: str | None = None) -> ShardStore | Non
     return store
 
 
-def seed_store(store: ShardStore, plan: Any, postings: pl.DataFrame, vectors: np.ndarray) -> str:
+def seed_store(
+    store: ShardStore,
+    plan: Any,
+    postings: pl.DataFrame,
+    vectors: np.ndarray,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
     """Write ``postings`` as the store's next generation (partitioned by ``plan``), flip to it
     and return its name. Fails if another writer flipped the store meanwhile."""
     from workers.sharding import partition
@@ -40,7 +46,7 @@ def seed_store(store: ShardStore, plan: Any, postings: pl.DataFrame, vectors: np
     gen = store.next_generation()
     owner, parts = partition(plan, postings["lat"].to_numpy(), postings["lng"].to_numpy())
     write_from_frame(store, gen, postings, np.asarray(vectors, np.float32), parts, owner)
-    store.flip(gen, expect=current.generation if current else None)
+    store.flip(gen, expect=current.generation if current else None, extra=extra)
     log.info("store generation %s written and flipped (%d postings)", gen, postings.height)
     return gen
 
@@ -174,3 +180,11 @@ def carry_stragglers(
                 store.append(dst, s, dels)
         moved += t.num_rows
     return moved
+
+
+def frame_of(table: pa.Table) -> tuple[pl.DataFrame, np.ndarray]:
+    """Canonical postings and their vectors from store rows (base or logged upserts)."""
+    vec = table["vector"].combine_chunks()
+    dim = vec.type.list_size
+    vectors = vec.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
+    return conform(pl.from_arrow(table.select(list(POSTING_SCHEMA)))), vectors

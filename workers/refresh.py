@@ -207,7 +207,11 @@ def run_refresh(
             t0 = time.perf_counter()
             from workers.generation import carry_stragglers, seed_store
 
-            generation = seed_store(store, backend.plan, df, vectors)
+            # the frontends replay what was logged on the serving generation after `last`
+            extra = (
+                {"carried_from": serving.generation, "carried_until": last} if serving else None
+            )
+            generation = seed_store(store, backend.plan, df, vectors, extra)
             if serving is not None:
                 carried += carry_stragglers(
                     store, serving.generation, generation, last, backend.plan

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,33 +29,68 @@ from workers.store import ShardStore
 log = logging.getLogger(__name__)
 
 
-class StoredBackend:
-    """``backend`` with a durable append log in ``store`` (generation ``generation``)."""
+class _Served:
+    """One generation being served: its backend and what this process knows of its ids."""
 
     def __init__(self, backend: Any, store: ShardStore, generation: str) -> None:
         self.backend = backend
-        self.store = store
         self.generation = generation
         self.num_shards = int(store.meta(generation)["num_shards"])
         # posting_id -> shards holding it, as far as this process knows (deletes of ids it
         # does not know are logged on every shard: a delete of an absent id replays as no-op)
-        self._shards = {
-            pid: set(s) for pid, (_, s) in store.id_map(generation, self.num_shards).items()
-        }
+        self.shards = {pid: set(s) for pid, (_, s) in store.id_map(generation, self.num_shards).items()}
+
+
+class StoredBackend:
+    """``backend`` with a durable append log in ``store`` (generation ``generation``).
+
+    ``factory(generation)`` builds a backend for another generation: :meth:`maybe_switch`
+    uses it when the refresh has flipped the store's manifest (zero-downtime switch-over).
+    """
+
+    def __init__(
+        self,
+        backend: Any,
+        store: ShardStore,
+        generation: str,
+        *,
+        factory: Callable[[str], Any] | None = None,
+        retire_after_s: float = 10.0,
+    ) -> None:
+        self.store = store
+        self._served = _Served(backend, store, generation)
+        self._factory = factory
+        self._switch_lock = threading.Lock()
+        self.retire_after_s = retire_after_s
+        self.switches = 0
         self.on_append = None  # called with the seconds each durable write took (metrics)
 
+    @property
+    def backend(self) -> Any:
+        return self._served.backend
+
+    @property
+    def generation(self) -> str:
+        return self._served.generation
+
+    @property
+    def num_shards(self) -> int:
+        return self._served.num_shards
+
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.backend, name)
+        return getattr(self._served.backend, name)
 
     # -- what is logged ----------------------------------------------------------------------
-    def _upsert_batches(self, postings: pl.DataFrame, vectors: np.ndarray):
+    @staticmethod
+    def _upsert_batches(served: _Served, postings: pl.DataFrame, vectors: np.ndarray):
         """(shard → log records, posting_id → shards holding it afterwards)."""
         df = conform(postings)
         validate_postings(df)
         vec = np.asarray(vectors, dtype=np.float32)
         if vec.ndim != 2 or vec.shape[0] != df.height:
             raise InvalidInputError(f"{df.height} postings but {len(vec)} vectors", field="vectors")
-        _, parts = partition(self.backend.plan, df["lat"].to_numpy(), df["lng"].to_numpy())
+        plan = served.backend.plan
+        _, parts = partition(plan, df["lat"].to_numpy(), df["lng"].to_numpy())
         rows = rows_table(df, vec, False).append_column("op", pa.array(["upsert"] * df.height))
         ids = df["posting_id"].to_list()
         now: dict[str, set[int]] = {pid: set() for pid in ids}
@@ -62,75 +98,143 @@ class StoredBackend:
         for s, (idx, owned) in enumerate(parts):
             if len(idx):
                 t = rows.take(pa.array(idx, pa.int64()))
-                out[s] = t.set_column(
-                    t.column_names.index("owned"), "owned", pa.array(owned.tolist())
-                )
+                out[s] = t.set_column(t.column_names.index("owned"), "owned", pa.array(owned.tolist()))
                 for pid in t["posting_id"].to_pylist():
                     now[pid].add(s)
         # a posting that moved away from a shard is deleted there
         gone: dict[int, list[str]] = {}
         for pid in ids:
-            for s in self._shards.get(pid, set()) - now[pid]:
+            for s in served.shards.get(pid, set()) - now[pid]:
                 gone.setdefault(s, []).append(pid)
         for s, pids in gone.items():
             dels = _delete_rows(pids, rows.schema)
             out[s] = pa.concat_tables([out[s], dels]) if s in out else dels
         return out, now
 
-    def _delete_batches(self, posting_ids: Sequence[str]) -> dict[int, pa.Table]:
-        if isinstance(posting_ids, str):
-            posting_ids = [posting_ids]
+    @staticmethod
+    def _delete_batches(served: _Served, posting_ids: Sequence[str]) -> dict[int, pa.Table]:
         per: dict[int, list[str]] = {}
         for pid in dict.fromkeys(posting_ids):
-            for s in self._shards.get(pid) or range(self.num_shards):
+            for s in served.shards.get(pid) or range(served.num_shards):
                 per.setdefault(s, []).append(pid)
         return {s: _delete_rows(p) for s, p in per.items()}
 
-    def _append(self, batches: dict[int, pa.Table]) -> None:
+    def _append(self, served: _Served, batches: dict[int, pa.Table]) -> None:
         t0 = time.perf_counter()
         for s, t in sorted(batches.items()):
-            self.store.append(self.generation, s, t)
+            self.store.append(served.generation, s, t)
         if self.on_append is not None:
             self.on_append(time.perf_counter() - t0)
 
     # -- writes ------------------------------------------------------------------------------
     def upsert(self, postings: pl.DataFrame, vectors: np.ndarray):
         """Log, then apply (see the module docstring)."""
-        batches, now = self._upsert_batches(postings, vectors)
-        self._append(batches)
-        result = self.backend.upsert(postings, vectors)
-        self._shards.update(now)
+        served = self._served
+        batches, now = self._upsert_batches(served, postings, vectors)
+        self._append(served, batches)
+        result = served.backend.upsert(postings, vectors)
+        served.shards.update(now)
+        if self._served is not served:  # switched meanwhile: the new generation gets it too
+            return self.upsert(postings, vectors)
         return result
 
     def delete(self, posting_ids: Sequence[str]):
         """Log, then apply."""
-        self._append(self._delete_batches(posting_ids))
-        result = self.backend.delete(posting_ids)
-        for pid in [posting_ids] if isinstance(posting_ids, str) else posting_ids:
-            self._shards.pop(pid, None)
+        ids = [posting_ids] if isinstance(posting_ids, str) else list(posting_ids)
+        served = self._served
+        self._append(served, self._delete_batches(served, ids))
+        result = served.backend.delete(ids)
+        for pid in ids:
+            served.shards.pop(pid, None)
+        if self._served is not served:
+            return self.delete(ids)
         return result
 
     async def aupsert(self, postings: pl.DataFrame, vectors: np.ndarray):
         """Async :meth:`upsert`: the store write runs in a thread, off the event loop."""
         loop = asyncio.get_running_loop()
-        batches, now = self._upsert_batches(postings, vectors)
-        await loop.run_in_executor(None, self._append, batches)
-        result = await self.backend.aupsert(postings, vectors)
-        self._shards.update(now)
+        served = self._served
+        batches, now = self._upsert_batches(served, postings, vectors)
+        await loop.run_in_executor(None, self._append, served, batches)
+        result = await served.backend.aupsert(postings, vectors)
+        served.shards.update(now)
+        if self._served is not served:
+            return await self.aupsert(postings, vectors)
         return result
 
     async def adelete(self, posting_ids: Sequence[str]):
         """Async :meth:`delete`."""
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self._append, self._delete_batches(posting_ids))
-        result = await self.backend.adelete(posting_ids)
-        for pid in posting_ids:
-            self._shards.pop(pid, None)
+        ids = list(posting_ids)
+        served = self._served
+        await loop.run_in_executor(None, self._append, served, self._delete_batches(served, ids))
+        result = await served.backend.adelete(ids)
+        for pid in ids:
+            served.shards.pop(pid, None)
+        if self._served is not served:
+            return await self.adelete(ids)
         return result
+
+    # -- switch-over -------------------------------------------------------------------------
+    def maybe_switch(self) -> bool:
+        """Serve the store's new generation if the manifest moved on; True if it switched.
+
+        Builds the new backend beside the serving one (requests keep going to the old one),
+        swaps in one assignment, then replays onto the new generation the writes logged on
+        the old one after the refresh's carry point (``carried_until`` in the manifest).
+        A write that straddles the swap applies itself to the new generation as well. The
+        old backend is shut down ``retire_after_s`` later, once its in-flight calls are done.
+        """
+        m = self.store.manifest()
+        if m is None or m.generation == self._served.generation or self._factory is None:
+            return False
+        with self._switch_lock:
+            old = self._served
+            if m.generation == old.generation:
+                return False
+            new = _Served(self._factory(m.generation), self.store, m.generation)
+            self._served = new
+            replayed = 0
+            if m.extra.get("carried_from") == old.generation:
+                replayed = self._replay(old, new, m.extra.get("carried_until", {}))
+            self.switches += 1
+            log.info("switched %s -> %s (%d writes replayed)", old.generation, new.generation, replayed)
+            timer = threading.Timer(self.retire_after_s, old.backend.shutdown)
+            timer.daemon = True
+            timer.start()
+            return True
+
+    def _replay(self, old: _Served, new: _Served, after: dict) -> int:
+        from workers.generation import frame_of
+
+        batches = [
+            (key, t)
+            for s in range(old.num_shards)
+            for key, t in self.store.log(old.generation, s, after.get(str(s), after.get(s)))
+        ]
+        n = 0
+        for _key, t in sorted(batches, key=lambda kt: kt[0]):
+            if "owned" in t.column_names:
+                t = t.filter(pa.compute.invert(pa.compute.equal(t["owned"], False)))
+            ups = t.filter(pa.compute.equal(t["op"], "upsert"))
+            dels = t.filter(pa.compute.equal(t["op"], "delete"))
+            if ups.num_rows:
+                df, vec = frame_of(ups)
+                batches_new, now = self._upsert_batches(new, df, vec)
+                self._append(new, batches_new)
+                new.backend.upsert(df, vec)
+                new.shards.update(now)
+            if dels.num_rows:
+                ids = dels["posting_id"].to_pylist()
+                self._append(new, self._delete_batches(new, ids))
+                new.backend.delete(ids)
+            n += t.num_rows
+        return n
 
     def store_lag(self) -> dict[str, float]:
         """Log objects not yet folded into a base snapshot, and the oldest one's age."""
-        return self.store.log_lag(self.generation, self.num_shards)
+        served = self._served
+        return self.store.log_lag(served.generation, served.num_shards)
 
 
 def _delete_rows(posting_ids: list[str], schema: pa.Schema | None = None) -> pa.Table:
