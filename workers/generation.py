@@ -8,6 +8,7 @@ and ``owned`` (True on the posting's owner shard, False on shards holding a halo
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ from core.schema import POSTING_SCHEMA, conform
 from workers.store import ShardStore, StoreConfig, replay
 
 log = logging.getLogger(__name__)
+PLAN_OBJECT = "plan.pkl"
 
 
 def open_store(uri: str | None, endpoint: str | None = None) -> ShardStore | None:
@@ -45,7 +47,7 @@ def seed_store(
     current = store.manifest()
     gen = store.next_generation()
     owner, parts = partition(plan, postings["lat"].to_numpy(), postings["lng"].to_numpy())
-    write_from_frame(store, gen, postings, np.asarray(vectors, np.float32), parts, owner)
+    write_from_frame(store, gen, postings, np.asarray(vectors, np.float32), parts, owner, plan=plan)
     store.flip(gen, expect=current.generation if current else None, extra=extra)
     log.info("store generation %s written and flipped (%d postings)", gen, postings.height)
     return gen
@@ -78,6 +80,7 @@ def write_from_frame(
     parts: list[tuple[np.ndarray, np.ndarray]],
     owner: np.ndarray,
     meta: Mapping[str, Any] | None = None,
+    plan: Any = None,
 ) -> None:
     """Write generation ``gen``: shard ``s`` holds rows ``parts[s][0]`` (owned mask
     ``parts[s][1]``), as :func:`workers.sharding.partition` splits them."""
@@ -94,7 +97,14 @@ def write_from_frame(
         "owner": pa.array(np.asarray(owner).astype(np.int32)),
         "shards": pa.array(stored, pa.list_(pa.int32())),
     })  # fmt: skip
+    if plan is not None:  # before meta.json: a complete generation always has its plan
+        store.write_object(gen, PLAN_OBJECT, pickle.dumps(plan))
     store.write_generation(gen, bases, id_map, {"dim": int(vectors.shape[1]), **dict(meta or {})})
+
+
+def read_plan(store: ShardStore, gen: str) -> Any:
+    """The shard plan a generation was partitioned with (frontends attaching need it)."""
+    return pickle.loads(store.read_object(gen, PLAN_OBJECT))  # noqa: S301  (our own store)
 
 
 def read_frame(store: ShardStore, gen: str | None = None) -> tuple[pl.DataFrame, np.ndarray, str]:

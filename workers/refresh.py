@@ -208,9 +208,7 @@ def run_refresh(
             from workers.generation import carry_stragglers, seed_store
 
             # the frontends replay what was logged on the serving generation after `last`
-            extra = (
-                {"carried_from": serving.generation, "carried_until": last} if serving else None
-            )
+            extra = {"carried_from": serving.generation, "carried_until": last} if serving else None
             generation = seed_store(store, backend.plan, df, vectors, extra)
             if serving is not None:
                 carried += carry_stragglers(

@@ -273,6 +273,19 @@ class ShardStore:
         # meta.json last: a generation without it is incomplete and never flipped
         self._write_bytes(f"{self._gen_dir(gen)}/meta.json", json.dumps(info).encode())
 
+    def write_object(self, gen: str, name: str, data: bytes) -> None:
+        """Store an opaque object of a generation (e.g. its pickled shard plan)."""
+        if "/" in name or not name:
+            raise InvalidInputError(f"bad object name {name!r}", field="name")
+        self._write_bytes(f"{self._gen_dir(gen)}/{name}", data)
+
+    def read_object(self, gen: str, name: str) -> bytes:
+        """An object written by :meth:`write_object`."""
+        try:
+            return self._read_bytes(f"{self._gen_dir(gen)}/{name}")
+        except FileNotFoundError:
+            raise NotFoundError(f"generation {gen} has no {name}") from None
+
     def meta(self, gen: str) -> dict[str, Any]:
         """What :meth:`write_generation` recorded for ``gen``."""
         try:

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from core.errors import InvalidInputError
+from core.errors import InvalidInputError, NotFoundError
 from core.schema import conform, validate_postings
 from workers.generation import rows_table
 from workers.sharding import partition
@@ -38,7 +38,9 @@ class _Served:
         self.num_shards = int(store.meta(generation)["num_shards"])
         # posting_id -> shards holding it, as far as this process knows (deletes of ids it
         # does not know are logged on every shard: a delete of an absent id replays as no-op)
-        self.shards = {pid: set(s) for pid, (_, s) in store.id_map(generation, self.num_shards).items()}
+        self.shards = {
+            pid: set(s) for pid, (_, s) in store.id_map(generation, self.num_shards).items()
+        }
 
 
 class StoredBackend:
@@ -98,7 +100,9 @@ class StoredBackend:
         for s, (idx, owned) in enumerate(parts):
             if len(idx):
                 t = rows.take(pa.array(idx, pa.int64()))
-                out[s] = t.set_column(t.column_names.index("owned"), "owned", pa.array(owned.tolist()))
+                out[s] = t.set_column(
+                    t.column_names.index("owned"), "owned", pa.array(owned.tolist())
+                )
                 for pid in t["posting_id"].to_pylist():
                     now[pid].add(s)
         # a posting that moved away from a shard is deleted there
@@ -175,6 +179,66 @@ class StoredBackend:
             return await self.adelete(ids)
         return result
 
+    # -- reads: the shards are the truth, this process's id map a cache ----------------------
+    def _locate(self, posting_id: str) -> bool:
+        """Find ``posting_id`` on the shards (another frontend may have written it) and
+        route it from now on; False if no shard holds it."""
+        import ray
+
+        backend = self._served.backend
+        refs = [a.get.remote(posting_id) for a in backend._actors]  # noqa: SLF001
+        row = None
+        for ref in refs:
+            try:
+                row = ray.get(ref, timeout=10)
+                break
+            except Exception:  # noqa: BLE001  (not on this shard, or it is down)
+                continue
+        if row is None:
+            return False
+        _, owner, routes = backend.plan.assign(np.array([row["lat"]]), np.array([row["lng"]]))
+        backend._where[posting_id] = (int(owner[0]), tuple(int(x) for x in routes[0]))  # noqa: SLF001
+        self._served.shards[posting_id] = set(int(x) for x in routes[0])
+        return True
+
+    def _known(self, posting_id: str) -> bool:
+        return posting_id in self._served.backend._where  # noqa: SLF001
+
+    def similar(self, posting_id: str, *args, **kwargs):
+        """By-id recommendations; an id written through another frontend is located first."""
+        if not self._known(posting_id):
+            self._locate(posting_id)
+        try:
+            return self._served.backend.similar(posting_id, *args, **kwargs)
+        except NotFoundError:
+            if self._locate(posting_id):  # moved or re-added through another frontend
+                return self._served.backend.similar(posting_id, *args, **kwargs)
+            raise
+
+    def get(self, posting_id: str):
+        """The canonical row (located on the shards if this process has not seen it)."""
+        if not self._known(posting_id):
+            self._locate(posting_id)
+        return self._served.backend.get(posting_id)
+
+    async def asimilar(self, posting_id: str, *args, **kwargs):
+        """Async :meth:`similar`."""
+        loop = asyncio.get_running_loop()
+        if not self._known(posting_id):
+            await loop.run_in_executor(None, self._locate, posting_id)
+        try:
+            return await self._served.backend.asimilar(posting_id, *args, **kwargs)
+        except NotFoundError:
+            if await loop.run_in_executor(None, self._locate, posting_id):
+                return await self._served.backend.asimilar(posting_id, *args, **kwargs)
+            raise
+
+    async def aget(self, posting_id: str):
+        """Async :meth:`get`."""
+        if not self._known(posting_id):
+            await asyncio.get_running_loop().run_in_executor(None, self._locate, posting_id)
+        return await self._served.backend.aget(posting_id)
+
     # -- switch-over -------------------------------------------------------------------------
     def maybe_switch(self) -> bool:
         """Serve the store's new generation if the manifest moved on; True if it switched.
@@ -198,7 +262,9 @@ class StoredBackend:
             if m.extra.get("carried_from") == old.generation:
                 replayed = self._replay(old, new, m.extra.get("carried_until", {}))
             self.switches += 1
-            log.info("switched %s -> %s (%d writes replayed)", old.generation, new.generation, replayed)
+            log.info(
+                "switched %s -> %s (%d writes replayed)", old.generation, new.generation, replayed
+            )
             timer = threading.Timer(self.retire_after_s, old.backend.shutdown)
             timer.daemon = True
             timer.start()
