@@ -459,6 +459,7 @@ class JobrecServer:
                     await loop.run_in_executor(None, self.backend.maybe_switch)
                 except Exception as exc:  # noqa: BLE001  (the old generation keeps serving)
                     log.warning("switch-over failed, still serving the old generation: %s", exc)
+                await loop.run_in_executor(None, self.backend.heal)  # empty restarted shards
             report = await loop.run_in_executor(None, self.backend.health)
             ok = bool(report.get("ok", True)) if isinstance(report, Mapping) else bool(report)
             size = report.get("postings") if isinstance(report, Mapping) else None

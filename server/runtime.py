@@ -149,12 +149,14 @@ def build_backend(
     snapshot_dir: Path | None = None,
     store: Any = None,
     ray_namespace: str | None = None,
+    shared: bool = False,
 ):
-    """Start the shard actors; return ``(backend, rules)``.
+    """Start (or join) the shard actors; return ``(backend, rules)``.
 
-    With a ``store``: the shards load the store's serving generation (base + log) and every
-    write is logged there before it is acknowledged; an empty store is seeded with
-    ``postings`` as its first generation.
+    With a ``store``: the shards serve the store's generation (base + log) and every write
+    is logged there before it is acknowledged; an empty store is seeded with ``postings``.
+    ``shared``: the shards are detached named actors in ``ray_namespace`` that every
+    frontend of that namespace serves (see :mod:`workers.serving`).
     """
     from core.rules import RuleConfig
     from workers.backend import RecommendationBackend
@@ -162,39 +164,19 @@ def build_backend(
 
     init_ray(ray_address, namespace=ray_namespace)
     rules = RuleConfig(ref_date=ref_date)
-    manifest = store.manifest() if store is not None else None
-    if manifest is not None:
-        from workers.generation import read_frame
+    if store is not None:
+        from workers.serving import serve_store
 
-        postings, vectors, gen = read_frame(store, manifest.generation)
-        shards = manifest.num_shards
-        log.info("shards from the store", extra={"generation": gen, "postings": postings.height})
-    elif postings is None or vectors is None:
-        raise InvalidInputError(
-            "no postings: give --postings, or a --store with a generation (jobrec refresh)",
-            field="postings",
+        backend = serve_store(
+            store, rules, shared=shared, postings=postings, vectors=vectors, shards=shards
         )
+        return backend, rules
+    if shared:
+        raise InvalidInputError("shared shard actors need a --store", field="store")
+    if postings is None or vectors is None:
+        raise InvalidInputError("no postings: give --postings or a --store", field="postings")
     sharding = ShardingConfig(num_shards=shards) if shards else ShardingConfig()
     backend = RecommendationBackend.build(
         postings, vectors, sharding=sharding, rules=rules, snapshot_dir=snapshot_dir
     )
-    if store is None:
-        return backend, rules
-    from workers.stored import StoredBackend
-
-    if manifest is None:
-        from workers.generation import seed_store
-
-        gen = seed_store(store, backend.plan, postings, vectors)
-
-    def factory(generation: str):
-        """The backend of another generation (the switch-over after a refresh)."""
-        from workers.generation import read_frame
-
-        df, vec, _ = read_frame(store, generation)
-        n = int(store.meta(generation)["num_shards"])
-        return RecommendationBackend.build(
-            df, vec, sharding=ShardingConfig(num_shards=n), rules=rules, snapshot_dir=None
-        )
-
-    return StoredBackend(backend, store, gen, factory=factory), rules
+    return backend, rules

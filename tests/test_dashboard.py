@@ -77,7 +77,11 @@ def test_dashboard_queries_only_exported_metrics(served):
     assert len(used) >= 9
     assert used <= announced, used - announced
     # the shard and store panels have data, per shard where they are per shard
-    for name in ("jobrec_shard_postings", "jobrec_shard_up"):
+    for name in (
+        "jobrec_shard_postings",
+        "jobrec_shard_up",
+        "jobrec_shard_request_duration_seconds_count",
+    ):
         assert {re.search(r'shard="(\d+)"', x).group(1) for x in samples[name]} == {"0", "1"}
     assert float(samples["jobrec_store_log_objects"][0].split()[-1]) >= 1
     assert float(samples["jobrec_store_append_duration_seconds_count"][0].split()[-1]) >= 1

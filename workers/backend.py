@@ -147,14 +147,26 @@ class RecommendationBackend:
         sharding: ShardingConfig,
         rules: RuleConfig,
         snapshot_dir: Path | None = None,
+        actor_names: list[str] | None = None,
+        pin_nodes: bool = True,
     ) -> RecommendationBackend:
         """Partition ``postings`` (canonical frame) with their ``vectors`` over shard actors.
+
+        ``actor_names``: detached named actors (shared by every frontend, see
+        :mod:`workers.stored`); ``pin_nodes=False`` when a restarted shard can reload from a
+        store every node reaches (no node affinity needed for correctness).
 
         Requires ``ray.init`` to have been called. Without ``snapshot_dir`` a temporary
         directory holds the shard snapshots (removed by :meth:`shutdown`).
         """
         ray = _ray()
         from workers.actors import alive_nodes, start_shard
+
+        if actor_names is not None and len(actor_names) != sharding.num_shards:
+            raise InvalidInputError(
+                f"{len(actor_names)} actor names for {sharding.num_shards} shards",
+                field="actor_names",
+            )
 
         if not ray.is_initialized():
             raise UnavailableError("Ray is not initialised: call ray.init() first")
@@ -186,7 +198,8 @@ class RecommendationBackend:
             start_shard(
                 s,
                 max_restarts=sharding.max_restarts,
-                node_id=nodes[s % len(nodes)] if len(nodes) > 1 else None,
+                node_id=nodes[s % len(nodes)] if pin_nodes and len(nodes) > 1 else None,
+                name=actor_names[s] if actor_names else None,
                 dim=vec.shape[1],
                 fine_res=sharding.fine_res,
                 halo_km=halo,

@@ -39,13 +39,14 @@ def seed_store(
     postings: pl.DataFrame,
     vectors: np.ndarray,
     extra: Mapping[str, Any] | None = None,
+    generation: str | None = None,
 ) -> str:
     """Write ``postings`` as the store's next generation (partitioned by ``plan``), flip to it
     and return its name. Fails if another writer flipped the store meanwhile."""
     from workers.sharding import partition
 
     current = store.manifest()
-    gen = store.next_generation()
+    gen = generation or store.next_generation()
     owner, parts = partition(plan, postings["lat"].to_numpy(), postings["lng"].to_numpy())
     write_from_frame(store, gen, postings, np.asarray(vectors, np.float32), parts, owner, plan=plan)
     store.flip(gen, expect=current.generation if current else None, extra=extra)

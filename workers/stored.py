@@ -57,13 +57,19 @@ class StoredBackend:
         generation: str,
         *,
         factory: Callable[[str], Any] | None = None,
-        retire_after_s: float = 10.0,
+        retire_after_s: float | None = None,
+        shared: bool = False,
     ) -> None:
         self.store = store
         self._served = _Served(backend, store, generation)
         self._factory = factory
         self._switch_lock = threading.Lock()
-        self.retire_after_s = retire_after_s
+        self.shared = shared
+        # shared actors serve other frontends too: they are retired only once every frontend
+        # has had time to notice the flip (health interval + building the new generation)
+        self.retire_after_s = (
+            retire_after_s if retire_after_s is not None else (60.0 if shared else 10.0)
+        )
         self.switches = 0
         self.on_append = None  # called with the seconds each durable write took (metrics)
 
@@ -265,10 +271,56 @@ class StoredBackend:
             log.info(
                 "switched %s -> %s (%d writes replayed)", old.generation, new.generation, replayed
             )
-            timer = threading.Timer(self.retire_after_s, old.backend.shutdown)
+            timer = threading.Timer(self.retire_after_s, self._retire, (old,))
             timer.daemon = True
             timer.start()
             return True
+
+    def _retire(self, old: _Served) -> None:
+        if not self.shared:
+            old.backend.shutdown()
+            return
+        from workers.actors import kill_named
+        from workers.serving import shard_names
+
+        kill_named(shard_names(old.generation, old.num_shards))
+
+    def shutdown(self) -> None:
+        """Stop serving: private actors are killed, shared ones stay for other frontends."""
+        if not self.shared:
+            self._served.backend.shutdown()
+
+    def shutdown_shared(self) -> None:
+        """Kill the shared actors of the serving generation (the last frontend, or tests)."""
+        self._retire(self._served) if self.shared else self.shutdown()
+
+    def heal(self) -> list[int]:
+        """Reload from the store every shard that came back empty after a restart (its
+        snapshot was on a node that is gone); returns the shards reloaded."""
+        import ray
+
+        from workers.generation import frame_of
+
+        served = self._served
+        backend = served.backend
+        healed = []
+        for s, actor in enumerate(backend._actors):  # noqa: SLF001
+            try:
+                st = ray.get(actor.stats.remote(), timeout=10)
+            except Exception:  # noqa: BLE001  (down: Ray restarts it, the next call heals)
+                continue
+            if st.get("postings", 0) > 0:
+                continue
+            state, _ = self.store.shard_state(served.generation, s)
+            if state.num_rows == 0:
+                continue
+            df, vec = frame_of(state)
+            owned = np.asarray(state["owned"].to_pylist(), dtype=bool)
+            ray.get(actor.load.remote(df, vec, owned), timeout=120)
+            healed.append(s)
+            log.warning("shard %d of %s came back empty: reloaded %d rows from the store",
+                        s, served.generation, state.num_rows)  # fmt: skip
+        return healed
 
     def _replay(self, old: _Served, new: _Served, after: dict) -> int:
         from workers.generation import frame_of
@@ -296,6 +348,39 @@ class StoredBackend:
                 new.backend.delete(ids)
             n += t.num_rows
         return n
+
+    def health(self, timeout: float = 10.0) -> dict:
+        """Ping every shard (``stats``): ``{"ok", "postings", "shards": [{"shard_id", "ok",
+        "postings", "latency_s"}]}``, the round trip of each shard measured on its own."""
+        import ray
+
+        backend = self._served.backend
+        t0 = time.perf_counter()
+        refs = {a.stats.remote(): s for s, a in enumerate(backend._actors)}  # noqa: SLF001
+        shards: dict[int, dict] = {}
+        pending = list(refs)
+        while pending:
+            left = timeout - (time.perf_counter() - t0)
+            done, pending = ray.wait(pending, num_returns=1, timeout=max(0.0, left))
+            if not done:
+                break
+            s = refs[done[0]]
+            try:
+                st = ray.get(done[0])
+                shards[s] = {"shard_id": s, "ok": True, "postings": st["postings"],
+                             "latency_s": time.perf_counter() - t0}  # fmt: skip
+            except Exception as exc:  # noqa: BLE001  (health reports, never raises)
+                shards[s] = {"shard_id": s, "ok": False, "error": repr(exc)[:200]}
+        for ref in pending:
+            shards[refs[ref]] = {"shard_id": refs[ref], "ok": False, "error": "timeout"}
+        out = [shards[s] for s in sorted(shards)]
+        return {
+            "ok": all(x["ok"] for x in out),
+            "postings": backend.size(),
+            "num_shards": len(out),
+            "generation": self._served.generation,
+            "shards": out,
+        }
 
     def store_lag(self) -> dict[str, float]:
         """Log objects not yet folded into a base snapshot, and the oldest one's age."""
