@@ -101,7 +101,9 @@ class Load:
                 time.sleep(pause)
             row = df[i % df.height : i % df.height + 1]
             pid = f"U{i:06d}"
-            new = row.with_columns(row["posting_id"].map_elements(lambda _p, v=pid: v, return_dtype=str))
+            new = row.with_columns(
+                row["posting_id"].map_elements(lambda _p, v=pid: v, return_dtype=str)
+            )
             live = [f for f in self.frontends if f.up]
             t = time.monotonic()
             code = "UNAVAILABLE"
@@ -151,7 +153,9 @@ class Frontend:
         from tests.test_retrieval_oracle import REF
 
         self.backend, rules = build_backend(None, None, ref_date=REF, store=self.store, shared=True)
-        self.server = JobrecServer(self.backend, None, rules, ServerConfig(port=0, health_interval_s=0))
+        self.server = JobrecServer(
+            self.backend, None, rules, ServerConfig(port=0, health_interval_s=0)
+        )
         self.bg = BackgroundServer(self.server)
         self.port = self.bg.start()
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
@@ -238,7 +242,9 @@ def run(args) -> int:
     ray.init(address=cluster.address, namespace=namespace, log_to_driver=False)
     store = open_store(args.store or str(tmp / "store"))
     df, vec = make_postings(3, args.postings, spread_deg=1.0, n_companies=50)
-    seed_backend, _ = build_backend(df, vec, shards=args.shards, ref_date=REF, store=store, shared=True)
+    seed_backend, _ = build_backend(
+        df, vec, shards=args.shards, ref_date=REF, store=store, shared=True
+    )
     frontends = [Frontend(store, namespace), Frontend(store, namespace)]
     load = Load(frontends, df["posting_id"].to_list(), args.qps, args.ups)
     faults: list[dict] = []
@@ -253,6 +259,7 @@ def run(args) -> int:
             time.sleep(0.25)
         healthy = all(f.healthy() for f in frontends if f.up)
         window = [(k, c) for tt, k, c, _ in load.events if t <= tt <= end]
+        lat = [x for tt, k, c, x in load.events if t <= tt <= end and k == "read" and c == "OK"]
         rec = _recovered_at(load, t, args.settle_s, end)
         faults.append({
             "fault": name, "at_s": round(t, 2), "detail": detail,
@@ -260,6 +267,8 @@ def run(args) -> int:
             "reads": sum(1 for k, _ in window if k == "read"),
             "upserts_acked": sum(1 for k, c in window if k == "upsert" and c == "OK"),
             "recovery_s": None if rec is None else round(max(0.0, rec - t), 2),
+            "read_ms_p50_p99": [round(float(np.percentile(lat, q)) * 1000, 1) for q in (50, 99)]
+            if lat else None,
             "healthy_after": healthy,
         })  # fmt: skip
 
@@ -271,7 +280,8 @@ def run(args) -> int:
     def remove_node():
         # the node hosting most shard actors (never the head: it has no CPUs)
         hosts = Counter(
-            a["Address"]["NodeID"] for a in ray._private.state.actors().values()  # noqa: SLF001
+            a["Address"]["NodeID"]
+            for a in ray._private.state.actors().values()  # noqa: SLF001
             if a["State"] == "ALIVE" and a["ActorClassName"].endswith("Shard")
         )
         victim = next(w for w in workers if w.node_id == hosts.most_common(1)[0][0])
@@ -294,7 +304,10 @@ def run(args) -> int:
         for f in frontends:
             if f.up:
                 f.healthy()  # the health loop's switch-over, now
-        return {"generation": report.generation, "carried_writes": report.carried_writes}
+        return {
+            "generation": report.generation, "carried_writes": report.carried_writes,
+            "frontends_serve": [f.backend.generation for f in frontends if f.up],
+        }  # fmt: skip
 
     try:
         observe("kill shard actor", kill_actor)

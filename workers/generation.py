@@ -137,7 +137,7 @@ def carry_log(store: ShardStore, src: str, df: pl.DataFrame, vectors: np.ndarray
 
     The refresh uses it so upserts and deletes acknowledged while it built the next
     generation are not lost (they are newer than the export it read).
-    Returns ``(postings, vectors, last log key per shard)``.
+    Returns ``(postings, vectors, last log key per shard, log rows applied)``.
     """
     n = int(store.meta(src)["num_shards"])
     base = rows_table(df, vectors, True)
@@ -158,7 +158,8 @@ def carry_log(store: ShardStore, src: str, df: pl.DataFrame, vectors: np.ndarray
     merged = replay(base, batches)
     vec = merged["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
     out = conform(pl.from_arrow(merged.select(list(POSTING_SCHEMA))))
-    return out, vec.astype(np.float32).reshape(-1, vectors.shape[1]), last
+    rows = sum(b.num_rows for b in batches)
+    return out, vec.astype(np.float32).reshape(-1, vectors.shape[1]), last, rows
 
 
 def carry_stragglers(

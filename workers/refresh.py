@@ -177,10 +177,9 @@ def run_refresh(
         from workers.generation import carry_log
 
         before = df.height
-        df, vectors, last = carry_log(store, serving.generation, df, vectors)
-        carried = sum(len(store.log_keys(serving.generation, s)) for s in range(serving.num_shards))
+        df, vectors, last, carried = carry_log(store, serving.generation, df, vectors)
         ids = df["posting_id"].to_list()
-        log.info("refresh: carried %d log objects (%d → %d postings)", carried, before, df.height)
+        log.info("refresh: carried %d logged writes (%d → %d postings)", carried, before, df.height)
 
     started_ray = False
     if not ray.is_initialized():

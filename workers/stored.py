@@ -194,10 +194,10 @@ class StoredBackend:
         backend = self._served.backend
         refs = [a.get.remote(posting_id) for a in backend._actors]  # noqa: SLF001
         row = None
-        for ref in refs:
+        for ref in refs:  # every answer is collected: Ray reports errors nobody fetched
             try:
-                row = ray.get(ref, timeout=10)
-                break
+                found = ray.get(ref, timeout=10)
+                row = row or found
             except Exception:  # noqa: BLE001  (not on this shard, or it is down)
                 continue
         if row is None:
