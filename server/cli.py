@@ -24,7 +24,11 @@ def register(subparsers) -> None:
     p.add_argument("--port", type=int, default=50051, help="gRPC port (0 = any free port)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a pod)")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: local)")
-    p.add_argument("--ray-namespace", default=None, help="Ray namespace of the shard actors")
+    p.add_argument(
+        "--ray-namespace", default=None,
+        help="Ray namespace of the shard actors: with --store, every frontend of the "
+        "namespace serves the same detached named shards",
+    )  # fmt: skip
     p.add_argument("--shards", type=int, default=None, help="number of geo shards")
     add_store_args(p)
     p.add_argument(
@@ -102,6 +106,8 @@ def run_serve(args: argparse.Namespace) -> int:
     backend, rules = build_backend(
         postings, vectors, shards=args.shards, ref_date=args.ref_date,
         ray_address=args.ray_address, store=store, ray_namespace=args.ray_namespace,
+        # with a store and a namespace every `jobrec serve` shares the same named shards
+        shared=store is not None and args.ray_namespace is not None,
     )  # fmt: skip
     server = JobrecServer(backend, encoder, rules, config)
 
