@@ -60,16 +60,10 @@ def log_to_file(path: Path, level: int = logging.INFO) -> LogFile:
 
 
 def ray_session_dir() -> str:
-    """The log directory of this process's Ray session (actors' stdout/stderr live there)."""
-    try:
-        from ray._private import worker
+    """The log directory of this process's Ray session (see :mod:`workers.actors`)."""
+    from workers.actors import session_log_dir
 
-        node = worker._global_node  # noqa: SLF001  (no public accessor for the session dir)
-        if node is not None:
-            return str(Path(node.get_session_dir_path()) / "logs")
-    except Exception:  # noqa: BLE001  (only a hint in the output)
-        pass
-    return "/tmp/ray/session_latest/logs"
+    return session_log_dir()
 
 
 class Stages:

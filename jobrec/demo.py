@@ -157,7 +157,7 @@ def _pipeline(args: argparse.Namespace) -> int:
     postings, postings_path = _corpus(args, steps, ref)
 
     steps.start("starting a local Ray")
-    from server.runtime import init_ray
+    from workers.actors import init_ray
 
     # actors' output stays in Ray's session logs: on the driver it would be every worker's
     # progress line again, plus Ray Train's controller polling warnings

@@ -18,7 +18,6 @@ from workers.generation import open_store
 
 __all__ = [
     "build_backend",
-    "init_ray",
     "load_encoder",
     "load_postings",
     "load_vectors",
@@ -114,31 +113,6 @@ def encode_postings(postings: pl.DataFrame, encoder: Any, cache_path: str | Path
         return np.asarray(_encode(postings, encoder, cache=cache), dtype=np.float32)
 
 
-def init_ray(
-    address: str | None = None,
-    *,
-    num_cpus: int | None = None,
-    log_to_driver: bool = False,
-    namespace: str | None = None,
-) -> None:
-    """Connect to ``address`` (``ray://`` client or a cluster address) or start a local Ray.
-
-    ``log_to_driver`` forwards what actors print (the demo shows Ray Train's progress that way).
-    ``namespace``: the Ray namespace of the named shard actors (shared by every frontend).
-    """
-    import ray
-
-    if ray.is_initialized():
-        return
-    if address:
-        ray.init(address=address, log_to_driver=log_to_driver, namespace=namespace)
-    else:
-        ray.init(
-            num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver,
-            namespace=namespace,
-        )  # fmt: skip
-
-
 def build_backend(
     postings: pl.DataFrame | None,
     vectors: np.ndarray | None,
@@ -159,6 +133,7 @@ def build_backend(
     frontend of that namespace serves (see :mod:`workers.serving`).
     """
     from core.rules import RuleConfig
+    from workers.actors import init_ray
     from workers.backend import RecommendationBackend
     from workers.sharding import ShardingConfig
 

@@ -189,17 +189,10 @@ class StoredBackend:
     def _locate(self, posting_id: str) -> bool:
         """Find ``posting_id`` on the shards (another frontend may have written it) and
         route it from now on; False if no shard holds it."""
-        import ray
+        from workers.actors import first_answer
 
         backend = self._served.backend
-        refs = [a.get.remote(posting_id) for a in backend._actors]  # noqa: SLF001
-        row = None
-        for ref in refs:  # every answer is collected: Ray reports errors nobody fetched
-            try:
-                found = ray.get(ref, timeout=10)
-                row = row or found
-            except Exception:  # noqa: BLE001  (not on this shard, or it is down)
-                continue
+        row = first_answer([a.get.remote(posting_id) for a in backend._actors])  # noqa: SLF001
         if row is None:
             return False
         _, owner, routes = backend.plan.assign(np.array([row["lat"]]), np.array([row["lng"]]))
@@ -297,26 +290,23 @@ class StoredBackend:
     def heal(self) -> list[int]:
         """Reload from the store every shard that came back empty after a restart (its
         snapshot was on a node that is gone); returns the shards reloaded."""
-        import ray
-
+        from workers.actors import get, timed_answers
         from workers.generation import frame_of
 
         served = self._served
         backend = served.backend
         healed = []
-        for s, actor in enumerate(backend._actors):  # noqa: SLF001
-            try:
-                st = ray.get(actor.stats.remote(), timeout=10)
-            except Exception:  # noqa: BLE001  (down: Ray restarts it, the next call heals)
-                continue
-            if st.get("postings", 0) > 0:
+        stats = timed_answers([a.stats.remote() for a in backend._actors], 10.0)  # noqa: SLF001
+        for s, (actor, (ok, st, _)) in enumerate(zip(backend._actors, stats, strict=True)):  # noqa: SLF001
+            # down: Ray restarts it and the next check heals it; non-empty: nothing to do
+            if not ok or st.get("postings", 0) > 0:
                 continue
             state, _ = self.store.shard_state(served.generation, s)
             if state.num_rows == 0:
                 continue
             df, vec = frame_of(state)
             owned = np.asarray(state["owned"].to_pylist(), dtype=bool)
-            ray.get(actor.load.remote(df, vec, owned), timeout=120)
+            get(actor.load.remote(df, vec, owned), timeout=120)
             healed.append(s)
             log.warning("shard %d of %s came back empty: reloaded %d rows from the store",
                         s, served.generation, state.num_rows)  # fmt: skip
@@ -352,28 +342,16 @@ class StoredBackend:
     def health(self, timeout: float = 10.0) -> dict:
         """Ping every shard (``stats``): ``{"ok", "postings", "shards": [{"shard_id", "ok",
         "postings", "latency_s"}]}``, the round trip of each shard measured on its own."""
-        import ray
+        from workers.actors import timed_answers
 
         backend = self._served.backend
-        t0 = time.perf_counter()
-        refs = {a.stats.remote(): s for s, a in enumerate(backend._actors)}  # noqa: SLF001
-        shards: dict[int, dict] = {}
-        pending = list(refs)
-        while pending:
-            left = timeout - (time.perf_counter() - t0)
-            done, pending = ray.wait(pending, num_returns=1, timeout=max(0.0, left))
-            if not done:
-                break
-            s = refs[done[0]]
-            try:
-                st = ray.get(done[0])
-                shards[s] = {"shard_id": s, "ok": True, "postings": st["postings"],
-                             "latency_s": time.perf_counter() - t0}  # fmt: skip
-            except Exception as exc:  # noqa: BLE001  (health reports, never raises)
-                shards[s] = {"shard_id": s, "ok": False, "error": repr(exc)[:200]}
-        for ref in pending:
-            shards[refs[ref]] = {"shard_id": refs[ref], "ok": False, "error": "timeout"}
-        out = [shards[s] for s in sorted(shards)]
+        answers = timed_answers([a.stats.remote() for a in backend._actors], timeout)  # noqa: SLF001
+        out = [
+            {"shard_id": s, "ok": True, "postings": v["postings"], "latency_s": secs}
+            if ok
+            else {"shard_id": s, "ok": False, "error": v}
+            for s, (ok, v, secs) in enumerate(answers)
+        ]
         return {
             "ok": all(x["ok"] for x in out),
             "postings": backend.size(),
