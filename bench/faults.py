@@ -11,8 +11,8 @@ caller that gets UNAVAILABLE from one frontend tries the other, as a load balanc
 plus ``--ups`` acknowledged upserts per second through the frontends' backends.
 
 Per fault the JSON report has: errors by status code while it lasted, time to full
-recovery (first moment after which every read succeeds for ``--settle-s`` seconds and the
-health check is SERVING), acknowledged upserts lost (must be 0: each acknowledged id is
+recovery (until the end of the last call that failed or took over ``--slow-s``; health must
+be SERVING afterwards), read latency p50/p99, acknowledged upserts lost (must be 0: each acknowledged id is
 read back afterwards) and whether the answers equal an exact brute force (the oracle of
 ``tests/test_retrieval_oracle.py`` over the postings the store holds) for ``--check``
 queries. A timeline plot (latency and errors over time, faults marked) is written beside.
@@ -48,7 +48,9 @@ class Load:
         self.frontends = frontends  # [Frontend], some may be down
         self.ids = ids
         self.qps, self.ups = qps, ups
-        self.events: list[tuple[float, str, str, float]] = []  # (t, kind, code, latency_s)
+        # (sent at, kind, code, latency_s): times are send times, so a slow or failed call
+        # is placed where it began
+        self.events: list[tuple[float, str, str, float]] = []
         self.acked: list[str] = []
         self._stop = threading.Event()
         self._rng = random.Random(seed)
@@ -57,7 +59,7 @@ class Load:
 
     def _record(self, kind: str, code: str, latency: float) -> None:
         with self._lock:
-            self.events.append((time.monotonic() - self.t0, kind, code, latency))
+            self.events.append((time.monotonic() - latency - self.t0, kind, code, latency))
 
     def _read_once(self, i: int) -> None:
         import grpc
@@ -171,16 +173,14 @@ class Frontend:
         return self.bg.call(self.server.check_backend(), timeout=60)
 
 
-def _recovered_at(load: Load, since: float, settle_s: float, until: float) -> float | None:
-    """First time >= ``since`` after which every read succeeded for ``settle_s`` seconds."""
-    reads = sorted((t, c) for t, k, c, _ in load.events if k == "read" and since <= t <= until)
-    candidate = since
-    for t, code in reads:
-        if code != "OK":
-            candidate = t
-        elif t - candidate >= settle_s:
-            return candidate
-    return None
+def _recovered_at(load: Load, since: float, until: float, slow_s: float) -> float:
+    """When the fault stopped showing: the end of the last call sent in [since, until] that
+    failed or took longer than ``slow_s`` (``since`` itself when none did)."""
+    ends = [
+        t + lat for t, _k, c, lat in load.events
+        if since <= t <= until and (c != "OK" or lat > slow_s)
+    ]  # fmt: skip
+    return max(ends, default=since)
 
 
 def _exactness(store, backend, n: int, seed: int) -> dict:
@@ -213,7 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ups", type=float, default=10.0)
     p.add_argument("--steady-s", type=float, default=10.0, help="load before the first fault")
     p.add_argument("--fault-s", type=float, default=20.0, help="observation window per fault")
-    p.add_argument("--settle-s", type=float, default=3.0)
+    p.add_argument(
+        "--slow-s", type=float, default=0.5,
+        help="a call slower than this still counts as the fault showing (recovery time)",
+    )  # fmt: skip
     p.add_argument("--check", type=int, default=50, help="queries checked against brute force")
     p.add_argument("--store", default=None, help="store URI (default: a temporary directory)")
     p.add_argument("--out", type=Path, default=Path("bench/out/faults.json"))
@@ -260,13 +263,13 @@ def run(args) -> int:
         healthy = all(f.healthy() for f in frontends if f.up)
         window = [(k, c) for tt, k, c, _ in load.events if t <= tt <= end]
         lat = [x for tt, k, c, x in load.events if t <= tt <= end and k == "read" and c == "OK"]
-        rec = _recovered_at(load, t, args.settle_s, end)
+        rec = _recovered_at(load, t, end, args.slow_s)
         faults.append({
             "fault": name, "at_s": round(t, 2), "detail": detail,
             "errors_by_code": dict(Counter(c for k, c in window if c != "OK")),
             "reads": sum(1 for k, _ in window if k == "read"),
             "upserts_acked": sum(1 for k, c in window if k == "upsert" and c == "OK"),
-            "recovery_s": None if rec is None else round(max(0.0, rec - t), 2),
+            "recovery_s": round(rec - t, 2),
             "read_ms_p50_p99": [round(float(np.percentile(lat, q)) * 1000, 1) for q in (50, 99)]
             if lat else None,
             "healthy_after": healthy,
