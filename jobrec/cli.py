@@ -45,8 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jobrec`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # commands print their own progress; library INFO chatter stays off the terminal
+    # (-v shows everything; `jobrec serve` configures its own JSON logs)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:

@@ -12,6 +12,8 @@ import datetime as dt
 import time
 from pathlib import Path
 
+from jobrec.console import FileProgress, Stages, log_to_file, ray_session_dir, stdout_to
+
 DEFAULT_WORKDIR = Path(".jobrec") / "demo"
 DEFAULT_N = 5000
 DEFAULT_TRAIN_N = 5000
@@ -41,24 +43,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_demo)
 
 
-class _Steps:
-    """Numbered progress lines with timings."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.i, self.t0 = total, 0, time.perf_counter()
-        self._start = self.t0
-
-    def start(self, what: str) -> None:
-        self.i += 1
-        self._start = time.perf_counter()
-        print(f"[{self.i}/{self.total}] {what} ...", flush=True)
-
-    def done(self, what: str = "") -> None:
-        dt_s = time.perf_counter() - self._start
-        print(f"      done in {dt_s:.1f}s{': ' + what if what else ''}", flush=True)
-
-
-def _corpus(args, steps: _Steps, ref: dt.date):
+def _corpus(args, steps: Stages, ref: dt.date):
     import polars as pl
 
     from server.runtime import load_postings
@@ -83,7 +68,7 @@ def _corpus(args, steps: _Steps, ref: dt.date):
     return df, path
 
 
-def _model(args, steps: _Steps, postings) -> Path:
+def _model(args, steps: Stages, postings) -> Path:
     from encoding.encoder import is_trained_model_dir
 
     if args.model is not None:
@@ -100,15 +85,21 @@ def _model(args, steps: _Steps, postings) -> Path:
             return model_dir
     model_dir = args.workdir / "model"
     n_train = min(args.train_n, postings.height)
-    steps.start(
-        f"training W-BERT (tiny) on {n_train} postings under Ray Train (once, then reused)"
-    )
+    steps.start(f"training W-BERT (tiny) on {n_train} postings under Ray Train (once, then reused)")
+    from training.ray_train import PROGRESS_LOG
     from training.train import TrainConfig, train_model
 
     # the same code path as `jobrec train` (Ray Train, default schedule), on fewer postings so
     # the whole first run stays within ~10 min on 2 cores
     cfg = TrainConfig(size="tiny", seed=args.seed, max_samples=n_train)
-    metrics = train_model(postings, model_dir, cfg)
+    work = model_dir.resolve() / ".work"
+    epochs = cfg.effective_mlm_epochs + cfg.epochs
+    bar = FileProgress(
+        lambda: [work / phase / PROGRESS_LOG for phase in ("mlm", "finetune")], epochs, "train"
+    )
+    # what training prints (data summary, Ray Train's own lines) goes to the log file
+    with stdout_to(args.log_file.path), bar:
+        metrics = train_model(postings, model_dir, cfg)
     major = metrics.get("wbert", {}).get("major", {}).get("accuracy")
     base = metrics.get("tfidf_logreg", {}).get("major", {}).get("accuracy")
     steps.done(
@@ -149,18 +140,29 @@ def run_demo(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    import ray  # noqa: F401  (imported first: it installs the log handlers replaced below)
+
+    args.log_file = log_to_file(args.workdir / "demo.log")
+    try:
+        return _pipeline(args)
+    finally:
+        args.log_file.restore()
+
+
+def _pipeline(args: argparse.Namespace) -> int:
     t_all = time.perf_counter()
     ref = dt.date.today()
-    steps = _Steps(6)
-    args.workdir.mkdir(parents=True, exist_ok=True)
-
+    steps = Stages(6)
     postings, postings_path = _corpus(args, steps, ref)
 
     steps.start("starting a local Ray")
     from workers.actors import init_ray
 
-    init_ray(None, log_to_driver=True)
-    steps.done()
+    # actors' output stays in Ray's session logs: on the driver it would be every worker's
+    # progress line again, plus Ray Train's controller polling warnings
+    init_ray(None, log_to_driver=False)
+    steps.done(f"logs: {args.log_file} and {ray_session_dir()}")
 
     model_dir = _model(args, steps, postings)
 
@@ -192,8 +194,9 @@ def run_demo(args: argparse.Namespace) -> int:
     steps.done(f"listening on 127.0.0.1:{port}")
 
     steps.start("querying the server over gRPC")
-    _show(port, postings, recs_path, args.k, rules)
-    steps.done()
+    lines = _show(port, postings, recs_path, args.k, rules)
+    steps.done("3 indexed postings by id, 1 new posting inline")
+    print("\n".join(lines), flush=True)
 
     print(f"\nfirst results after {time.perf_counter() - t_all:.0f}s in total", flush=True)
     try:
@@ -215,8 +218,9 @@ def run_demo(args: argparse.Namespace) -> int:
         backend.shutdown()
 
 
-def _show(port: int, postings, recs_path: Path, k: int, rules) -> None:
-    """Call the server like an internal client would and print what it says."""
+def _show(port: int, postings, recs_path: Path, k: int, rules) -> list[str]:
+    """Call the server like an internal client would; return what it says, as lines."""
+    out: list[str] = []
     import grpc
     import polars as pl
 
@@ -236,14 +240,14 @@ def _show(port: int, postings, recs_path: Path, k: int, rules) -> None:
         for qid in queries:
             q = by_id[qid]
             resp = stub.SimilarPostings(pb.SimilarPostingsRequest(posting_id=qid, k=k), timeout=10)
-            print(f"\n  {q['title']} — {q['company']} ({q['region']}), {qid}")
+            out.append(f"\n  {q['title']} — {q['company']} ({q['region']}), {qid}")
             for rec in resp.recommendations:
                 c = by_id[rec.posting_id]
-                print(
+                out.append(
                     f"    {rec.rank}. {rec.title} — {rec.company} ({rec.region})  "
                     f"score {rec.score:.3f}, {rec.distance_km:.1f} km"
                 )
-                print("       rules passed: " + "; ".join(_rules_passed(q, c, rec, rules)))
+                out.append("       rules passed: " + "; ".join(_rules_passed(q, c, rec, rules)))
             want = (
                 batch.filter(pl.col("posting_id") == qid)
                 .sort("rank")
@@ -252,7 +256,7 @@ def _show(port: int, postings, recs_path: Path, k: int, rules) -> None:
             got = [r.posting_id for r in resp.recommendations]
             # batch and online paths share one scoring function: results must be identical
             verdict = "yes" if want["rec_posting_id"].to_list() == got else "NO"
-            print(f"       same as the batch refresh: {verdict}")
+            out.append(f"       same as the batch refresh: {verdict}")
         # a new posting that is not indexed, sent inline and encoded by the server
         q = dict(by_id[queries[0]])
         q["posting_id"] = ""
@@ -260,9 +264,10 @@ def _show(port: int, postings, recs_path: Path, k: int, rules) -> None:
         resp = stub.SimilarPostings(
             pb.SimilarPostingsRequest(posting=convert.posting_from_row(q), k=3), timeout=30
         )
-        print(f"\n  new posting sent inline: {q['title']} ({q['region']})")
+        out.append(f"\n  new posting sent inline: {q['title']} ({q['region']})")
         for rec in resp.recommendations:
-            print(
+            out.append(
                 f"    {rec.rank}. {rec.title} — {rec.company}  "
                 f"score {rec.score:.3f}, {rec.distance_km:.1f} km"
             )
+    return out

@@ -14,6 +14,7 @@ import concurrent.futures
 import datetime as dt
 import functools
 import logging
+import random
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from server.auth import ApiKeyInterceptor
 from server.errors import abort_with
 from server.generated.jobrec.v1 import recommendation_pb2 as pb
 from server.generated.jobrec.v1 import recommendation_pb2_grpc as pb_grpc
-from server.interceptors import InFlightLimiter
+from server.interceptors import DecodeGuard, InFlightLimiter
 from server.metrics import Metrics, MetricsInterceptor
 from workers.types import Backend, TextEncoder
 
@@ -63,6 +64,12 @@ class ServerConfig:
     grace_s: float = 2.0
     access_log: bool = False
     warm_up_encoder: bool = True  # encode once before SERVING (loads Kiwi, first-call set-up)
+    # a shard actor that is restarting (Ray restarts it, it reloads its snapshot) answers
+    # again within seconds: calls retry with jittered exponential backoff inside their
+    # deadline before the caller sees UNAVAILABLE
+    backend_retries: int = 6
+    backend_backoff_s: float = 0.1
+    backend_backoff_max_s: float = 2.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -85,6 +92,10 @@ class ServerConfig:
             p = getattr(self, name)
             if p is not None and not Path(p).is_file():
                 raise ValueError(f"{name} file {p} does not exist")
+        if self.backend_retries < 0 or self.backend_backoff_s <= 0:
+            raise ValueError("backend_retries must be >= 0 and backend_backoff_s > 0")
+        if self.backend_backoff_max_s < self.backend_backoff_s:
+            raise ValueError("backend_backoff_max_s must be >= backend_backoff_s")
         if self.health_interval_s < 0 or self.grace_s < 0:
             raise ValueError("health_interval_s and grace_s must be >= 0")
         if not isinstance(self.api_keys, frozenset):
@@ -174,6 +185,35 @@ class EncodeBatcher:
             self._draining = False
 
 
+def _unavailable(exc: BaseException) -> bool:
+    from server.errors import status_for
+
+    return status_for(exc) == grpc.StatusCode.UNAVAILABLE
+
+
+async def _retrying(context, config: ServerConfig, make: Callable[[], Awaitable]):
+    """``await make()`` within the deadline, retrying while the shards are unavailable.
+
+    ``make`` builds a fresh awaitable per attempt. Writes are safe to retry: an upsert or a
+    delete applied twice leaves the same state.
+    """
+    delay = config.backend_backoff_s
+    for attempt in range(config.backend_retries + 1):
+        try:
+            return await _within_deadline(context, make())
+        except Exception as exc:  # noqa: BLE001  (only UNAVAILABLE is retried)
+            if attempt == config.backend_retries or not _unavailable(exc):
+                raise
+            pause = delay * (0.5 + random.random())
+            remaining = context.time_remaining()
+            if remaining is not None and remaining <= pause:
+                raise
+            log.debug("shards unavailable (%s), retry %d in %.2fs", exc, attempt + 1, pause)
+            await asyncio.sleep(pause)
+            delay = min(delay * 2, config.backend_backoff_max_s)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _rpc(method: Callable) -> Callable:
     """Map every exception of a servicer method to its status (see ``server.errors``)."""
     name = f"/{SERVICE_NAME}/{method.__name__}"
@@ -246,7 +286,9 @@ class RecommendationServicer(pb_grpc.RecommendationServiceServicer):
             pid = request.posting_id.strip()
             if not pid:
                 raise InvalidInputError("posting_id must not be empty", field="posting_id")
-            recs = await _within_deadline(context, self.backend.asimilar(pid, k=k, rules=rules))
+            recs = await _retrying(
+                context, self.config, lambda: self.backend.asimilar(pid, k=k, rules=rules)
+            )
         elif which == "posting":
             # validation runs polars (a few ms per posting): off the event loop, so by-id
             # requests do not queue behind it
@@ -254,11 +296,11 @@ class RecommendationServicer(pb_grpc.RecommendationServiceServicer):
             row = await loop.run_in_executor(None, self._inline_row, request.posting)
             pid = row["posting_id"]
 
-            async def inline():
-                vec = await self.encode([row])
-                return await self.backend.asimilar_to(row, vec[0], k=k, rules=rules)
-
-            recs = await _within_deadline(context, inline())
+            vec = await _within_deadline(context, self.encode([row]))
+            recs = await _retrying(
+                context, self.config,
+                lambda: self.backend.asimilar_to(row, vec[0], k=k, rules=rules),
+            )  # fmt: skip
         else:
             raise InvalidInputError("set either posting_id or posting", field="query")
         return convert.similar_response(
@@ -278,13 +320,12 @@ class RecommendationServicer(pb_grpc.RecommendationServiceServicer):
             return pb.UpsertSummary(inserted=0, updated=0, received=0)
         df = convert.validated_frame(rows, prefix="postings")
 
-        async def upsert():
-            vectors = await self.encode(rows)
-            # once writing starts it finishes even if the deadline passes meanwhile: a write
-            # cancelled half-way would leave the shards disagreeing about these postings
-            return await asyncio.shield(self.backend.aupsert(df, vectors))
-
-        result = await _within_deadline(context, upsert())
+        vectors = await _within_deadline(context, self.encode(rows))
+        # once writing starts it finishes even if the deadline passes meanwhile: a write
+        # cancelled half-way would leave the shards disagreeing about these postings
+        result = await _retrying(
+            context, self.config, lambda: asyncio.shield(self.backend.aupsert(df, vectors))
+        )
         return pb.UpsertSummary(
             inserted=int(result.inserted), updated=int(result.updated), received=len(rows)
         )
@@ -302,10 +343,9 @@ class RecommendationServicer(pb_grpc.RecommendationServiceServicer):
             if not pid.strip():
                 raise InvalidInputError("posting id must not be empty", field=f"posting_ids[{i}]")
 
-        async def delete():
-            return await asyncio.shield(self.backend.adelete(ids))  # see UpsertPostings
-
-        result = await _within_deadline(context, delete())
+        result = await _retrying(  # shielded: see UpsertPostings
+            context, self.config, lambda: asyncio.shield(self.backend.adelete(ids))
+        )
         return pb.DeleteSummary(deleted=int(result.deleted), not_found=list(result.not_found))
 
     @_rpc
@@ -313,7 +353,7 @@ class RecommendationServicer(pb_grpc.RecommendationServiceServicer):
         pid = request.posting_id.strip()
         if not pid:
             raise InvalidInputError("posting_id must not be empty", field="posting_id")
-        row = await _within_deadline(context, self.backend.aget(pid))
+        row = await _retrying(context, self.config, lambda: self.backend.aget(pid))
         return convert.posting_from_row(row)
 
 
@@ -341,6 +381,8 @@ class JobrecServer:
             max_workers=self.config.encode_threads, thread_name_prefix="jobrec-encode"
         )
         self._health_task: asyncio.Task | None = None
+        if "on_append" in vars(backend):  # a StoredBackend: time its durable writes
+            backend.on_append = self.metrics.store_append.observe
 
     def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
         # outermost first: metrics see every call (also rejected ones); unauthenticated calls
@@ -350,6 +392,8 @@ class JobrecServer:
         ]
         if self.config.api_keys:
             chain.append(ApiKeyInterceptor(self.config.api_keys))
+        # bytes that do not decode: INVALID_ARGUMENT, not UNKNOWN with a traceback
+        chain.append(DecodeGuard())
         chain.append(self.limiter)
         return chain
 
@@ -417,11 +461,22 @@ class JobrecServer:
         """Ask the backend whether its shards answer; update the health service accordingly."""
         loop = asyncio.get_running_loop()
         try:
+            if "maybe_switch" in dir(type(self.backend)):  # a StoredBackend: refresh flipped?
+                try:
+                    await loop.run_in_executor(None, self.backend.maybe_switch)
+                except Exception as exc:  # noqa: BLE001  (the old generation keeps serving)
+                    log.warning("switch-over failed, still serving the old generation: %s", exc)
+                await loop.run_in_executor(None, self.backend.heal)  # empty restarted shards
             report = await loop.run_in_executor(None, self.backend.health)
             ok = bool(report.get("ok", True)) if isinstance(report, Mapping) else bool(report)
             size = report.get("postings") if isinstance(report, Mapping) else None
             if size is not None:
                 self.metrics.indexed_postings.set(size)
+            if isinstance(report, Mapping):
+                report = dict(report)
+                if "store_lag" in dir(type(self.backend)):  # a StoredBackend
+                    report["store"] = await loop.run_in_executor(None, self.backend.store_lag)
+                self.metrics.observe_backend(report)
         except Exception as exc:  # noqa: BLE001  (any failure means "not serving")
             log.warning("backend health check failed: %s", exc)
             ok = False

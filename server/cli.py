@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.cli_args import iso_date
+from core.cli_args import add_store_args, iso_date
 
 
 def register(subparsers) -> None:
@@ -19,12 +19,21 @@ def register(subparsers) -> None:
         description="Build (or join) the Ray shard actors for a posting table and serve "
         "jobrec.v1.RecommendationService, grpc.health.v1.Health and server reflection.",
     )
-    p.add_argument("--postings", required=True, type=Path, help="canonical posting table")
+    p.add_argument(
+        "--postings", type=Path, default=None,
+        help="canonical posting table (optional with a --store that has a generation)",
+    )  # fmt: skip
     p.add_argument("--model", required=True, type=Path, help="trained W-BERT model directory")
     p.add_argument("--port", type=int, default=d.port, help="gRPC port (0 = any free port)")
     p.add_argument("--host", default=d.host, help="address to bind (0.0.0.0 in a pod)")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: local)")
+    p.add_argument(
+        "--ray-namespace", default=None,
+        help="Ray namespace of the shard actors: with --store, every frontend of the "
+        "namespace serves the same detached named shards",
+    )  # fmt: skip
     p.add_argument("--shards", type=int, default=None, help="number of geo shards")
+    add_store_args(p)
     p.add_argument(
         "--ref-date", type=iso_date, default=None,
         help="date expiry is judged against (default: today, at query time)",
@@ -74,7 +83,13 @@ def run_serve(args: argparse.Namespace) -> int:
     from server import logs
     from server.app import JobrecServer, ServerConfig
     from server.auth import load_api_keys
-    from server.runtime import build_backend, load_encoder, load_postings, load_vectors
+    from server.runtime import (
+        build_backend,
+        load_encoder,
+        load_postings,
+        load_vectors,
+        open_store,
+    )
 
     logs.configure(
         args.log_format, logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
@@ -94,13 +109,23 @@ def run_serve(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise SystemExit(f"jobrec serve: {exc}") from exc
-    postings = load_postings(args.postings)
-    log.info("postings loaded", extra={"postings": postings.height, "path": str(args.postings)})
+    store = open_store(args.store, args.store_endpoint)
+    postings = vectors = None
+    if store is None or store.manifest() is None:  # else the shards load from the store
+        if args.postings is None:
+            raise SystemExit("jobrec serve: give --postings (or a --store with a generation)")
+        postings = load_postings(args.postings)
+        log.info("postings loaded", extra={"postings": postings.height, "path": str(args.postings)})
+    # the lexical half: --lexical (what the refresh fitted) or fitted on the postings
     encoder = load_encoder(args.model, lexical=args.lexical, postings=postings)
-    vectors = load_vectors(postings, encoder, args.embeddings, args.embedding_cache)
+    if postings is not None:
+        vectors = load_vectors(postings, encoder, args.embeddings, args.embedding_cache)
     backend, rules = build_backend(
-        postings, vectors, shards=args.shards, ref_date=args.ref_date, ray_address=args.ray_address
-    )
+        postings, vectors, shards=args.shards, ref_date=args.ref_date,
+        ray_address=args.ray_address, store=store, ray_namespace=args.ray_namespace,
+        # with a store and a namespace every `jobrec serve` shares the same named shards
+        shared=store is not None and args.ray_namespace is not None,
+    )  # fmt: skip
     server = JobrecServer(backend, encoder, rules, config)
 
     async def main() -> None:

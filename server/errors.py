@@ -55,6 +55,11 @@ _RAY_UNAVAILABLE = frozenset(
     }
 )
 
+# Trailing metadata of an UNAVAILABLE: when to try again. gRPC clients with a retry policy in
+# their service config honour it (gRFC A6 "server pushback"); see server/README.md.
+RETRY_PUSHBACK_METADATA_KEY = "grpc-retry-pushback-ms"
+RETRY_PUSHBACK_MS = 1000
+
 # Trailing-metadata key carrying the offending field of an INVALID_ARGUMENT.
 FIELD_METADATA_KEY = "jobrec-field"
 # Trailing-metadata key carrying the log reference of an INTERNAL error.
@@ -107,9 +112,26 @@ def map_exception(exc: BaseException, *, method: str = "") -> MappedError:
         )
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return MappedError(code, "deadline exceeded before the request completed")
-    if code == grpc.StatusCode.UNAVAILABLE and not isinstance(exc, JobrecError):
-        return MappedError(code, f"recommendation shards unavailable: {type(exc).__name__}")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        # only after the server's own retries: a shard is gone, not merely restarting
+        what = str(exc) if isinstance(exc, JobrecError) and str(exc) else type(exc).__name__
+        what = what if len(what) <= 200 else what[:200] + "..."
+        return MappedError(
+            code,
+            f"recommendation shards unavailable: {what}; retry in {RETRY_PUSHBACK_MS} ms",
+            ((RETRY_PUSHBACK_METADATA_KEY, str(RETRY_PUSHBACK_MS)),),
+        )
     return MappedError(code, str(exc) or type(exc).__name__)
+
+
+# Status details travel as an HTTP/2 header: clients drop a call whose headers exceed 16 KiB
+# (RESOURCE_EXHAUSTED "metadata size exceeds hard limit"), so a 200 kB id echoed in a
+# NOT_FOUND would turn a clear answer into a transport error.
+MAX_DETAILS_CHARS = 1000
+
+
+def _short(text: str, limit: int = MAX_DETAILS_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 20] + f"... ({len(text)} chars)"
 
 
 async def abort_with(context: grpc.aio.ServicerContext, exc: BaseException, method: str = ""):
@@ -117,4 +139,5 @@ async def abort_with(context: grpc.aio.ServicerContext, exc: BaseException, meth
     if isinstance(exc, asyncio.CancelledError):  # the caller went away: nothing to report
         raise exc
     mapped = map_exception(exc, method=method)
-    await context.abort(mapped.code, mapped.details, trailing_metadata=mapped.metadata)
+    metadata = tuple((k, _short(v, 200)) for k, v in mapped.metadata)
+    await context.abort(mapped.code, _short(mapped.details), trailing_metadata=metadata)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -49,7 +50,55 @@ class Metrics:
         self.indexed_postings = Gauge(
             "jobrec_indexed_postings", "postings in the index", registry=self.registry
         )
+        self.shard_postings = Gauge(
+            "jobrec_shard_postings", "postings held by each shard (halo copies included)",
+            ["shard"], registry=self.registry,
+        )  # fmt: skip
+        self.shard_up = Gauge(
+            "jobrec_shard_up", "1 while the shard actor answers, else 0", ["shard"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.shard_latency = Histogram(
+            "jobrec_shard_request_duration_seconds",
+            "round trip of a call to one shard actor, by shard",
+            ["shard"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.store_log_objects = Gauge(
+            "jobrec_store_log_objects",
+            "write batches in the store's append log not yet folded into a base snapshot",
+            registry=self.registry,
+        )
+        self.store_lag = Gauge(
+            "jobrec_store_lag_seconds",
+            "age of the oldest write in the store's append log (how far the base lags)",
+            registry=self.registry,
+        )
+        self.store_append = Histogram(
+            "jobrec_store_append_duration_seconds",
+            "time to make a write durable in the store before acknowledging it",
+            buckets=LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
         self._http = None
+
+    def observe_backend(self, report: Mapping) -> None:
+        """Record a backend health report: per-shard size, liveness and round trip."""
+        for sh in report.get("shards", ()):
+            label = str(sh.get("shard_id"))
+            self.shard_up.labels(label).set(1.0 if sh.get("ok") else 0.0)
+            if sh.get("postings") is not None:
+                self.shard_postings.labels(label).set(sh["postings"])
+            if sh.get("latency_s") is not None:
+                self.shard_latency.labels(label).observe(sh["latency_s"])
+        lag = report.get("store")
+        if lag:
+            self.store_log_objects.set(lag.get("log_objects", 0))
+            self.store_lag.set(lag.get("oldest_log_age_s", 0))
+
+    def metric_names(self) -> set[str]:
+        """Every sample name this registry exports (``_total``, ``_bucket`` … included)."""
+        return {s.name for m in self.registry.collect() for s in m.samples} | {
+            m.name for m in self.registry.collect()
+        }
 
     def observe(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         """Record one finished request."""
@@ -93,6 +142,16 @@ def _final_code(context: grpc.aio.ServicerContext, exc: BaseException | None) ->
     return grpc.StatusCode.OK if exc is None else grpc.StatusCode.UNKNOWN
 
 
+def _details(context: grpc.aio.ServicerContext) -> str | None:
+    try:
+        details = context.details()
+    except Exception:  # noqa: BLE001  (older grpc versions have no details())
+        return None
+    if isinstance(details, bytes):
+        details = details.decode("utf-8", "replace")
+    return details or None
+
+
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
     """Times every call and counts it under its final status code; logs one line per call."""
 
@@ -116,15 +175,16 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             code = _final_code(context, exc)
             self.metrics.observe(method, code, elapsed)
             if self.access_log or code not in (grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND):
-                log.info(
-                    "rpc",
-                    extra={
-                        "rpc_method": method,
-                        "rpc_code": code.name,
-                        "duration_ms": round(elapsed * 1000, 3),
-                        "peer": context.peer(),
-                    },
-                )
+                extra = {
+                    "rpc_method": method,
+                    "rpc_code": code.name,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "peer": context.peer(),
+                }
+                details = _details(context)
+                if details and code != grpc.StatusCode.OK:
+                    extra["rpc_details"] = details[:300]
+                log.info("rpc", extra=extra)
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)

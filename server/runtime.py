@@ -14,6 +14,15 @@ import numpy as np
 import polars as pl
 
 from core.errors import InvalidInputError, ModelError
+from workers.generation import open_store
+
+__all__ = [
+    "build_backend",
+    "load_encoder",
+    "load_postings",
+    "load_vectors",
+    "open_store",
+]
 
 log = logging.getLogger("jobrec.server")
 
@@ -105,22 +114,42 @@ def encode_postings(postings: pl.DataFrame, encoder: Any, cache_path: str | Path
 
 
 def build_backend(
-    postings: pl.DataFrame,
-    vectors: np.ndarray,
+    postings: pl.DataFrame | None,
+    vectors: np.ndarray | None,
     *,
     shards: int | None = None,
     ref_date: dt.date | None = None,
     ray_address: str | None = None,
     snapshot_dir: Path | None = None,
+    store: Any = None,
+    ray_namespace: str | None = None,
+    shared: bool = False,
 ):
-    """Start the shard actors for ``postings``; return ``(backend, rules)``."""
+    """Start (or join) the shard actors; return ``(backend, rules)``.
+
+    With a ``store``: the shards serve the store's generation (base + log) and every write
+    is logged there before it is acknowledged; an empty store is seeded with ``postings``.
+    ``shared``: the shards are detached named actors in ``ray_namespace`` that every
+    frontend of that namespace serves (see :mod:`workers.serving`).
+    """
     from core.rules import RuleConfig
     from workers.actors import init_ray
     from workers.backend import RecommendationBackend
     from workers.sharding import ShardingConfig
 
-    init_ray(ray_address)
+    init_ray(ray_address, namespace=ray_namespace)
     rules = RuleConfig(ref_date=ref_date)
+    if store is not None:
+        from workers.serving import serve_store
+
+        backend = serve_store(
+            store, rules, shared=shared, postings=postings, vectors=vectors, shards=shards
+        )
+        return backend, rules
+    if shared:
+        raise InvalidInputError("shared shard actors need a --store", field="store")
+    if postings is None or vectors is None:
+        raise InvalidInputError("no postings: give --postings or a --store", field="postings")
     sharding = ShardingConfig(num_shards=shards) if shards else ShardingConfig()
     backend = RecommendationBackend.build(
         postings, vectors, sharding=sharding, rules=rules, snapshot_dir=snapshot_dir

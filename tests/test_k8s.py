@@ -1,50 +1,39 @@
-"""The Kubernetes manifests parse, are consistent with each other and with the real CLI.
+"""The Kubernetes manifests: valid against the operator's CRD schemas and Kubernetes' own
+schemas, obey KubeRay's cross-field rules, and agree with each other and with the real CLI.
 
-They cannot be applied here (no cluster); this checks what can be checked offline.
+They cannot be applied here (no cluster); ``tests/k8s_validate.py`` checks offline what the
+API server and the KubeRay operator would check.
 """
 
 from __future__ import annotations
 
+import copy
+import shlex
 from pathlib import Path
 
 import pytest
 import yaml
 
 from jobrec.cli import build_parser
+from tests.k8s_validate import validation_errors
 
 K8S = Path(__file__).resolve().parent.parent / "k8s"
+MANIFESTS = sorted(K8S.glob("*.yaml"))
 
 
 def _docs() -> list[dict]:
     docs = []
-    for f in sorted(K8S.glob("*.yaml")):
+    for f in MANIFESTS:
         docs += [d for d in yaml.safe_load_all(f.read_text()) if d is not None]
     return docs
 
 
-def _one(kind: str) -> dict:
-    found = [d for d in _docs() if d["kind"] == kind]
-    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
-    return found[0]
-
-
-def test_every_manifest_is_valid_yaml_with_kind_and_name():
-    docs = _docs()
-    kinds = {d["kind"] for d in docs}
-    assert {"RayCluster", "Deployment", "Service", "CronJob", "Namespace"} <= kinds
-    for d in docs:
-        assert d["apiVersion"] and d["metadata"]["name"]
-        if d["kind"] != "Namespace":
-            assert d["metadata"]["namespace"] == "jobrec"
-
-
-def test_raycluster_shape():
-    rc = _one("RayCluster")
-    assert rc["apiVersion"] == "ray.io/v1"
-    head = rc["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
-    assert {"gcs", "client"} <= {p["name"] for p in head["ports"]}
-    workers = rc["spec"]["workerGroupSpecs"]
-    assert workers and all(g["minReplicas"] <= g["replicas"] <= g["maxReplicas"] for g in workers)
+def _one(kind: str, name: str | None = None) -> dict:
+    found = [
+        d for d in _docs() if d["kind"] == kind and name in (None, d["metadata"]["name"])
+    ]  # fmt: skip
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return copy.deepcopy(found[0])
 
 
 def _container(spec: dict) -> dict:
@@ -52,44 +41,183 @@ def _container(spec: dict) -> dict:
     return container
 
 
-def test_serve_deployment_and_service_agree():
-    dep, svc = _one("Deployment"), _one("Service")
+def _store_env() -> dict[str, str]:
+    return _one("ConfigMap", "jobrec-store")["data"]
+
+
+def _parse(argv: list[str], monkeypatch):
+    """The real parser, with the environment every jobrec container gets (envFrom)."""
+    for key, value in _store_env().items():
+        monkeypatch.setenv(key, value)
+    return build_parser().parse_args(argv)
+
+
+# -- validation ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "doc", _docs(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}"
+)  # fmt: skip
+def test_every_manifest_is_valid(doc):
+    assert validation_errors(doc) == []
+    if doc["kind"] != "Namespace":
+        assert doc["metadata"]["namespace"] == "jobrec"
+
+
+def _rc_head(d):
+    return d["spec"]["headGroupSpec"]
+
+
+BROKEN = {
+    # schema: an unknown (misspelt) field is rejected, as kubectl's strict validation does
+    "typo": ("RayCluster", lambda d: d["spec"].update(gcsFaultToleranceOption={}), "gcsFaultToleranceOption"),
+    "wrong-type": ("RayCluster", lambda d: d["spec"]["workerGroupSpecs"][0].update(maxReplicas="8"), "maxReplicas"),
+    "missing-required": ("RayCluster", lambda d: d["spec"]["workerGroupSpecs"][0].pop("groupName"), "groupName"),
+    # KubeRay cross-field rules
+    "bounds": ("RayCluster", lambda d: d["spec"]["workerGroupSpecs"][0].update(minReplicas=9), "minReplicas"),
+    "duplicate-group": ("RayCluster", lambda d: d["spec"]["workerGroupSpecs"].append(
+        copy.deepcopy(d["spec"]["workerGroupSpecs"][0])), "unique"),
+    "double-resources": ("RayCluster", lambda d: _rc_head(d).update(resources={"CPU": "1"}), "both"),
+    "redis-env": ("RayCluster", lambda d: _container(_rc_head(d)["template"]["spec"]).setdefault(
+        "env", []).append({"name": "RAY_REDIS_ADDRESS", "value": "x:6379"}), "RAY_REDIS_ADDRESS"),
+    "ft-annotation": ("RayCluster", lambda d: d["metadata"].update(
+        annotations={"ray.io/ft-enabled": "true"}), "ft-enabled"),
+    "start-param-int": ("RayCluster", lambda d: _rc_head(d)["rayStartParams"].update({"num-cpus": 0}), "num-cpus"),
+    "cron": ("RayCronJob", lambda d: d["spec"].update(schedule="0 27 * * *"), "cron"),
+    "no-cluster": ("RayJob", lambda d: d["spec"].pop("clusterSelector"), "clusterSelector"),
+    "ttl-without-shutdown": ("RayJob", lambda d: d["spec"].update(ttlSecondsAfterFinished=60), "ttl"),
+    "deletion-strategy-cel": ("RayJob", lambda d: d["spec"].update(
+        deletionStrategy={"onSuccess": {"policy": "DeleteSelf"}}), "deletionStrategy"),
+    "managed-by-cel": ("RayJob", lambda d: d["spec"].update(managedBy="me"), "managedBy"),
+    # built-in kinds, through kubernetes-validate
+    "probe-typo": ("Deployment", lambda d: _container(d["spec"]["template"]["spec"])[
+        "readinessProbe"].update(grpcc={}), "grpcc"),
+    "pdb-type": ("PodDisruptionBudget", lambda d: d["spec"].update(minAvailable=[1]), "minAvailable"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_validation_rejects_broken_manifests(case):
+    kind, breaks, expect = BROKEN[case]
+    doc = _one(kind, "jobrec-serve" if kind == "Deployment" else None)
+    breaks(doc)
+    errors = validation_errors(doc)
+    assert errors, f"{case}: accepted"
+    assert any(expect.lower() in e.lower() for e in errors), errors
+
+
+# -- shape and consistency -------------------------------------------------------------------
+
+
+def test_raycluster_is_fault_tolerant_and_autoscaled():
+    rc = _one("RayCluster")
+    spec = rc["spec"]
+    ft = spec["gcsFaultToleranceOptions"]
+    redis_svc = _one("Service", "jobrec-redis")
+    host, port = ft["redisAddress"].split(":")
+    assert (
+        host == redis_svc["metadata"]["name"] and int(port) == redis_svc["spec"]["ports"][0]["port"]
+    )
+    secret_ref = ft["redisPassword"]["valueFrom"]["secretKeyRef"]
+    assert secret_ref["key"] in _one("Secret", secret_ref["name"])["stringData"]
+    head = spec["headGroupSpec"]
+    assert head["rayStartParams"]["num-cpus"] == "0"
+    assert {"gcs", "client"} <= {p["name"] for p in _container(head["template"]["spec"])["ports"]}
+    assert spec["enableInTreeAutoscaling"] is True
+    groups = {g["groupName"]: g for g in spec["workerGroupSpecs"]}
+    gpu = _container(groups["train-gpu"]["template"]["spec"])["resources"]
+    assert gpu["limits"]["nvidia.com/gpu"] == gpu["requests"]["nvidia.com/gpu"] == "1"
+    assert groups["train-gpu"]["minReplicas"] == 0 < groups["train-gpu"]["maxReplicas"]
+    cpu = _container(groups["shards"]["template"]["spec"])["resources"]
+    assert "nvidia.com/gpu" not in cpu["limits"]
+    assert groups["shards"]["minReplicas"] >= 2
+    # shards reload from the store anywhere: no node pinning
+    for g in groups.values():
+        assert "affinity" not in g["template"]["spec"] and "nodeName" not in g["template"]["spec"]
+
+
+def test_store_is_configured_once_and_reaches_every_jobrec_container(monkeypatch):
+    env = _store_env()
+    from workers.store import StoreConfig
+
+    cfg = StoreConfig(env["JOBREC_STORE"], endpoint=env.get("JOBREC_STORE_ENDPOINT"))
+    assert cfg.uri.startswith("s3://")
+    containers = []
+    rc = _one("RayCluster")["spec"]
+    for group in [rc["headGroupSpec"], *rc["workerGroupSpecs"]]:
+        containers.append(_container(group["template"]["spec"]))
+    containers.append(_container(_one("Deployment", "jobrec-serve")["spec"]["template"]["spec"]))
+    for c in containers:
+        refs = {next(iter(r.values()))["name"] for r in c["envFrom"]}
+        assert {"jobrec-store", "jobrec-store-credentials"} <= refs, c["name"]
+    # no manifest names the store a second time
+    for f in MANIFESTS:
+        assert f.read_text().count(env["JOBREC_STORE"]) == (f.name == "namespace.yaml")
+    args = _parse(["refresh", "--postings=p", "--out=o"], monkeypatch)
+    assert args.store == env["JOBREC_STORE"] and args.store_endpoint == env["JOBREC_STORE_ENDPOINT"]
+
+
+def test_serve_deployment_service_pdb_and_hpa_agree(monkeypatch):
+    dep, svc = _one("Deployment", "jobrec-serve"), _one("Service", "jobrec-serve")
+    pdb, hpa = _one("PodDisruptionBudget"), _one("HorizontalPodAutoscaler")
     pod = dep["spec"]["template"]
-    assert dep["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
-    assert svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    labels = pod["metadata"]["labels"]
+    assert dep["spec"]["replicas"] >= 2 and dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert svc["spec"]["selector"].items() <= labels.items()
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert 1 <= pdb["spec"]["minAvailable"] < dep["spec"]["replicas"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"]
+    assert (
+        hpa["spec"]["minReplicas"] >= 2 and hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"]
+    )
     c = _container(pod["spec"])
     port_names = {p["name"]: p["containerPort"] for p in c["ports"]}
     for p in svc["spec"]["ports"]:
         assert p["targetPort"] in port_names
     grpc_port = port_names["grpc"]
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-        assert c[probe]["grpc"]["port"] == grpc_port
-    # the probes call the health service, which is exempt from API keys
+        assert c[probe]["grpc"]["port"] == grpc_port  # native gRPC probes
+    # readiness follows the shards (NOT_SERVING while one is missing); liveness the process
     assert c["readinessProbe"]["grpc"]["service"] == "jobrec.v1.RecommendationService"
+    assert c["livenessProbe"]["grpc"].get("service", "") == ""
     mounts = {m["mountPath"] for m in c["volumeMounts"]}
-    volumes = {v["name"] for v in pod["spec"]["volumes"]}
-    assert {m["name"] for m in c["volumeMounts"]} <= volumes
-    args = build_parser().parse_args([*c["command"][1:], *c["args"]])
+    assert {m["name"] for m in c["volumeMounts"]} <= {v["name"] for v in pod["spec"]["volumes"]}
+    args = _parse([*c["command"][1:], *c["args"]], monkeypatch)
     assert args.command == "serve" and args.port == grpc_port and args.host == "0.0.0.0"
     assert args.metrics_port == port_names["metrics"]
     assert any(str(args.api_keys_file).startswith(m) for m in mounts)
     assert args.ray_address.startswith("ray://jobrec-ray-head-svc:")
+    assert args.ray_namespace == "jobrec" and args.store == _store_env()["JOBREC_STORE"]
 
 
-def test_refresh_cronjob_runs_the_real_refresh_command():
-    cj = _one("CronJob")
-    fields = cj["spec"]["schedule"].split()
-    assert len(fields) == 5
-    c = _container(cj["spec"]["jobTemplate"]["spec"]["template"]["spec"])
-    assert c["command"] == ["jobrec"]
-    args = build_parser().parse_args(c["args"])
-    assert args.command == "refresh"
-    serve_args = _container(_one("Deployment")["spec"]["template"]["spec"])["args"]
-    # the frontend loads what the refresh writes
-    assert f"--embeddings={args.embeddings_out}" in serve_args
+def _entrypoint(spec: dict, monkeypatch):
+    argv = shlex.split(spec["entrypoint"])
+    assert argv[0] == "jobrec"
+    return _parse(argv[1:], monkeypatch)
 
 
-@pytest.mark.parametrize("path", sorted(K8S.glob("*.yaml")), ids=lambda p: p.name)
+def test_refresh_and_training_run_on_the_shared_raycluster(monkeypatch):
+    cluster = _one("RayCluster")["metadata"]["name"]
+    cron = _one("RayCronJob")
+    assert len(cron["spec"]["schedule"].split()) == 5
+    job = cron["spec"]["jobTemplate"]
+    assert job["clusterSelector"] == {"ray.io/cluster": cluster}
+    args = _entrypoint(job, monkeypatch)
+    assert args.command == "refresh" and args.store == _store_env()["JOBREC_STORE"]
+    serve = _parse(
+        _container(_one("Deployment", "jobrec-serve")["spec"]["template"]["spec"])["args"],
+        monkeypatch,
+    )
+    assert args.shards == serve.shards  # the refresh builds the generation the frontends serve
+    train = _one("RayJob")["spec"]
+    assert train["clusterSelector"] == {"ray.io/cluster": cluster}
+    targs = _entrypoint(train, monkeypatch)
+    assert targs.command == "train" and targs.gpu
+    assert str(targs.out) == str(serve.model)  # the frontend loads what training writes
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
 def test_no_tabs_or_placeholders(path):
     text = path.read_text()
     assert "\t" not in text

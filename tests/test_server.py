@@ -666,6 +666,11 @@ def test_jobrec_demo_once(ray_local, tmp_path, corpus, model_dir, capsys):
     out = capsys.readouterr().out
     assert rc == 0
     assert "[6/6] querying the server over gRPC" in out
+    # one line per stage, then the recommendations; library logs went to the named file
+    head = out.split("\n\n")[0].splitlines()
+    assert [line[:5] for line in head] == [f"[{i}/6]" for i in range(1, 7)], head
+    assert str(tmp_path / "demo" / "demo.log") in out
+    assert "Failed to query" not in out and "INFO" not in out
     assert out.count("same as the batch refresh: yes") == 3 and "!!" not in out
     assert "rules passed: distance" in out and "new posting sent inline" in out
     assert (tmp_path / "demo" / "recs.parquet").exists()

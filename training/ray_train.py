@@ -53,11 +53,24 @@ class RayContext(DistributedMixin):
         )
 
 
+PROGRESS_LOG = "progress.log"  # one line per finished epoch, appended by rank 0
+
+
 def _train_loop(config: dict) -> None:
     """``train_loop_per_worker``: fetch the shared arrays, run the phase."""
     spec: PhaseSpec = config["spec"]
     arrays = ray.get(config["arrays_ref"])
-    run_phase(spec, arrays, RayContext(), progress=lambda m: print(m, flush=True))
+    progress_log = Path(spec.phase_dir) / PROGRESS_LOG
+
+    def progress(message: str) -> None:
+        # rank 0 only (run_phase says nothing elsewhere); the driver tails the file for its
+        # progress bar instead of receiving every worker's stdout (jobrec.console)
+        print(message, flush=True)
+        progress_log.parent.mkdir(parents=True, exist_ok=True)
+        with progress_log.open("a", encoding="utf-8") as f:
+            f.write(message + "\n")
+
+    run_phase(spec, arrays, RayContext(), progress=progress)
 
 
 def _ensure_ray(cfg: TrainConfig) -> None:

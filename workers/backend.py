@@ -141,8 +141,14 @@ class RecommendationBackend:
         sharding: ShardingConfig,
         rules: RuleConfig,
         snapshot_dir: Path | None = None,
+        actor_names: list[str] | None = None,
+        pin_nodes: bool = True,
     ) -> RecommendationBackend:
         """Partition ``postings`` (canonical frame) with their ``vectors`` over shard actors.
+
+        ``actor_names``: detached named actors (shared by every frontend, see
+        :mod:`workers.serving`); ``pin_nodes=False`` when a restarted shard can reload from a
+        store every node reaches (no node affinity needed for correctness).
 
         Requires Ray to be initialised (:func:`workers.actors.init_ray`). Without
         ``snapshot_dir`` a temporary directory holds the shard snapshots (removed by
@@ -152,6 +158,11 @@ class RecommendationBackend:
             raise UnavailableError("Ray is not initialised: call workers.actors.init_ray() first")
         kind = kind_by_name(POSTINGS)
         df, vec = _checked_items(kind, postings, vectors, None)
+        if actor_names is not None and len(actor_names) != sharding.num_shards:
+            raise InvalidInputError(
+                f"{len(actor_names)} actor names for {sharding.num_shards} shards",
+                field="actor_names",
+            )
         halo = float(sharding.halo_km) if sharding.halo_km is not None else rules.max_radius_km
         rules.check_halo(halo)
         owns = snapshot_dir is None
@@ -165,7 +176,8 @@ class RecommendationBackend:
             actors.start_shard(
                 s,
                 max_restarts=sharding.max_restarts,
-                node_id=nodes[s % len(nodes)] if len(nodes) > 1 else None,
+                node_id=nodes[s % len(nodes)] if pin_nodes and len(nodes) > 1 else None,
+                name=actor_names[s] if actor_names else None,
                 dim=vec.shape[1],
                 fine_res=sharding.fine_res,
                 halo_km=halo,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from core.cli_args import iso_date
+from core.cli_args import add_store_args, iso_date
 
 
 def register(subparsers) -> None:
@@ -34,10 +34,12 @@ def register(subparsers) -> None:
     p.add_argument("--cache", default=None, help="embedding cache file (default: next to --out)")
     p.add_argument("--ray-address", default=None, help="address of a running Ray cluster")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_store_args(p)
     p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
+    from workers.generation import open_store
     from workers.refresh import run_refresh
 
     report = run_refresh(
@@ -53,6 +55,7 @@ def _run(args) -> int:
         cache_path=args.cache,
         threads_per_shard=args.threads_per_shard,
         progress=not args.no_progress,
+        store=open_store(args.store, args.store_endpoint),
     )
     for stage, secs in report.timings_s.items():
         print(f"{stage:>14s}: {secs:8.2f} s")
@@ -62,5 +65,7 @@ def _run(args) -> int:
         "postings_with_fewer_than_k": report.short_postings,
         "out": report.out_path,
         "embeddings_out": report.embeddings_out,
+        "generation": report.generation,
+        "carried_writes": report.carried_writes,
     }, ensure_ascii=False))  # fmt: skip
     return 0

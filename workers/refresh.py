@@ -39,12 +39,18 @@ def run_refresh(
     threads_per_shard: int = 1,
     rules: RuleConfig | None = None,
     progress: bool = True,
+    store=None,
 ) -> RefreshReport:
     """Recommendations of every posting in ``postings_path`` written to ``out_path``.
 
     Vectors come from ``vectors_path`` when given, else from the model in ``model_dir``
     through the embedding cache at ``cache_path`` (default: next to ``out_path``). Ray is
     started locally unless already initialised or ``ray_address`` names a cluster.
+
+    With a ``store`` (:class:`workers.store.ShardStore`) the shards are also written as the
+    store's next generation, beside the serving one: the writes logged on the serving
+    generation are carried over first, the manifest is flipped, and writes that raced the
+    flip are re-logged on the new generation.
     """
     from workers.actors import init_ray, shutdown_ray
     from workers.backend import RecommendationBackend
@@ -81,6 +87,16 @@ def run_refresh(
     if embeddings_out is not None:
         write_vectors(embeddings_out, ids, vectors)
 
+    serving = store.manifest() if store is not None else None
+    carried, last = 0, {}
+    if serving is not None:
+        from workers.generation import carry_log
+
+        before = df.height
+        df, vectors, last, carried = carry_log(store, serving.generation, df, vectors)
+        ids = df["posting_id"].to_list()
+        log.info("refresh: carried %d logged writes (%d → %d postings)", carried, before, df.height)
+
     started_ray = init_ray(ray_address)
     backend = None
     try:
@@ -95,6 +111,19 @@ def run_refresh(
         recs = backend.recommend_all(k, rules, on_shard_done=lambda s, f: bar.update(1))
         bar.close()
         stage("filter_search", t0)
+        generation = None
+        if store is not None:
+            t0 = time.perf_counter()
+            from workers.generation import carry_stragglers, seed_store
+
+            # the frontends replay what was logged on the serving generation after `last`
+            extra = {"carried_from": serving.generation, "carried_until": last} if serving else None
+            generation = seed_store(store, backend.plan, df, vectors, extra)
+            if serving is not None:
+                carried += carry_stragglers(
+                    store, serving.generation, generation, last, backend.plan
+                )
+            stage("store", t0)
     finally:
         if backend is not None:
             backend.shutdown()
@@ -119,6 +148,8 @@ def run_refresh(
         out_path=str(out_path),
         embeddings_out=str(embeddings_out) if embeddings_out is not None else None,
         encoder=info,
+        generation=generation,
+        carried_writes=carried,
     )
 
 

@@ -59,6 +59,8 @@ class RefreshReport:
     out_path: str
     embeddings_out: str | None = None
     encoder: dict | None = None  # model_id, dim, cache hits/misses when encoding ran
+    generation: str | None = None  # the store generation written and flipped (--store)
+    carried_writes: int = 0  # logged upserts/deletes of the serving generation carried over
 
 
 @dataclass(frozen=True)
