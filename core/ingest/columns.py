@@ -40,6 +40,7 @@ KOREAN_HEADERS: dict[str, str] = {
     "근무지주소": "address",
     "주소": "address",
     "시도": "sido",
+    "시군구": "sigungu",
     "위도": "lat",
     "경도": "lng",
     "학력": "education",
