@@ -145,8 +145,13 @@ def load_column_map(spec: Mapping[str, str | None] | Path | str | None) -> dict[
     return out
 
 
-def map_headers(headers: list[str], mapping: dict[str, str | None], source: str) -> dict[int, str]:
-    """Column position -> field for ``headers``; the first column mapped to a field wins."""
+def map_headers(
+    headers: list[str], mapping: dict[str, str | None], source: str, *, id_field: str = "posting_id"
+) -> dict[int, str]:
+    """Column position -> field for ``headers``; the first column mapped to a field wins.
+
+    A source without a column for ``id_field`` is an error.
+    """
     out: dict[int, str] = {}
     taken: set[str] = set()
     for i, header in enumerate(headers):
@@ -154,9 +159,9 @@ def map_headers(headers: list[str], mapping: dict[str, str | None], source: str)
         if field and field not in taken:
             out[i] = field
             taken.add(field)
-    if "posting_id" not in taken:
+    if id_field not in taken:
         raise InvalidInputError(
-            f"{source}: no column maps to posting_id (headers: {', '.join(headers)}); "
+            f"{source}: no column maps to {id_field} (headers: {', '.join(headers)}); "
             "pass --column-map FILE.json",
             field="column_map",
         )
