@@ -39,8 +39,8 @@ _OCC_KO = {"same_code": "희망직종 일치", "same_mid": "희망직종과 같�
 
 @dataclass(frozen=True)
 class MatchConfig:
-    """Knobs of matching; weights were chosen on the generated data's training days
-    (never the held-out day), see ``bench/matching.py``."""
+    """Knobs of matching. The weights were picked from a small grid on generated data of
+    another seed (11) than the benchmark's (3), never on the benchmark's held-out day."""
 
     k: int = 120
     max_per_company: int = 2
@@ -48,9 +48,9 @@ class MatchConfig:
     wage_hard: bool = False
     ref_date: date | None = None
     w_similarity: float = 1.0
-    w_occupation: tuple[float, float, float] = (0.6, 0.35, 0.1)  # same code / mid / major
-    w_distance_per_10km: float = 0.12
-    w_wage: float = 0.15
+    w_occupation: tuple[float, float, float] = (2.0, 1.2, 0.4)  # same code / mid / major
+    w_distance_per_10km: float = 1.0
+    w_wage: float = 1.0
     w_history: float = 0.5
 
     def __post_init__(self) -> None:

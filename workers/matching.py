@@ -54,7 +54,7 @@ class JobIndex:
 
     def upsert(self, postings: pl.DataFrame, vectors: np.ndarray) -> None:
         """Add or replace postings (by id); the next query sees them."""
-        keep = ~self._frame["posting_id"].is_in(postings["posting_id"]).to_numpy()
+        keep = ~self._frame["posting_id"].is_in(postings["posting_id"].implode()).to_numpy()
         self._frame = pl.concat([self._frame.filter(pl.Series(keep)),
                                  postings.select(self._frame.columns)], how="vertical_relaxed")
         self._vectors = np.concatenate([self._vectors[keep], np.asarray(vectors, np.float32)])
