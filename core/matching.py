@@ -30,7 +30,7 @@ from core.errors import InvalidInputError
 from core.rules import date_to_days, haversine_km, select_top_k
 from core.seekers import Area, areas_of
 
-MAX_K = 1000
+MATCH_MAX_K = 1000
 SORT_KEYS: tuple[str, ...] = ("score", "wage", "deadline", "distance", "newest")
 OCC_RELATIONS: tuple[str, ...] = ("same_code", "same_mid", "same_major", "other")
 _OCC_KO = {"same_code": "희망직종 일치", "same_mid": "희망직종과 같은 직종 중분류",
@@ -54,8 +54,8 @@ class MatchConfig:
     w_history: float = 0.5
 
     def __post_init__(self) -> None:
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
-            raise InvalidInputError(f"k must be an int in 1..{MAX_K}, got {self.k!r}", field="k")
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MATCH_MAX_K:
+            raise InvalidInputError(f"k must be an int in 1..{MATCH_MAX_K}, got {self.k!r}", field="k")
         mpc = self.max_per_company
         if isinstance(mpc, bool) or not isinstance(mpc, int) or mpc < 0:
             raise InvalidInputError(f"max_per_company must be an int >= 0, got {mpc!r}",

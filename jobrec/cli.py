@@ -20,6 +20,7 @@ _REGISTRARS: tuple[str, ...] = (
     "core.ingest.cli",  # ingest
     "training.cli",  # train
     "workers.cli",  # refresh
+    "workers.match_cli",  # match
     "server.cli",  # serve
 )
 

@@ -9,6 +9,7 @@ merged exactly (:func:`~workers.matching.merge_exact`). Vectors come from a
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import time
@@ -23,6 +24,7 @@ from core.seekers import EXCLUDING_EVENTS, areas_of
 from workers.matching import JobIndex, merge_exact
 
 log = logging.getLogger("jobrec.match")
+_EPOCH = dt.date(1970, 1, 1)
 
 MATCH_SCHEMA: dict[str, pl.DataType] = {
     "seeker_id": pl.Utf8(),
@@ -31,10 +33,6 @@ MATCH_SCHEMA: dict[str, pl.DataType] = {
     "score": pl.Float32(),
     "reasons": pl.Utf8(),  # JSON object of the machine-readable reasons
     "reason_text": pl.Utf8(),  # 추천기준
-}
-CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
-    "posting_id": pl.Utf8(), "rank": pl.Int16(), "seeker_id": pl.Utf8(),
-    "score": pl.Float32(), "reasons": pl.Utf8(), "reason_text": pl.Utf8(),
 }
 
 
@@ -210,3 +208,26 @@ def region_violations(frame: pl.DataFrame, seekers: pl.DataFrame, postings: pl.D
         s, g = where[pid]
         bad += not any(a.contains(s, g) for a in regions[sid])
     return bad
+
+
+def candidates_all(seekers: pl.DataFrame, postings: pl.DataFrame, seeker_vectors: np.ndarray,
+                   posting_vectors: np.ndarray, cfg: MatchConfig, *,
+                   interactions: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Top-k active seekers for every open posting (``--candidates``)."""
+    from workers.matching import SeekerIndex
+
+    gone: dict[str, set[str]] = {}
+    if interactions is not None:
+        for s, p in interactions.filter(pl.col("event").is_in(list(EXCLUDING_EVENTS))).select(
+                "seeker_id", "posting_id").iter_rows():
+            gone.setdefault(p, set()).add(s)
+    index = SeekerIndex(seekers, seeker_vectors, gone)
+    ref = cfg.ref_days()
+    ids, results = [], []
+    for j, row in enumerate(postings.iter_rows(named=True)):
+        if cfg.exclude_expired and row["closes_on"] is not None and \
+                (row["closes_on"] - _EPOCH).days < ref:
+            continue
+        ids.append(row["posting_id"])
+        results.append(index.candidates_for(row, posting_vectors[j], cfg))
+    return match_frame(ids, results, id_col="posting_id", item_col="seeker_id")

@@ -7,8 +7,8 @@ given (fixed, so a seed gives the same corpus on any day).
 
 from core.seekers import SEEKER_SCHEMA
 from core.synth.people import COURSE_SCHEMA, generate_courses
-from core.synth.seekers import generate_interactions, generate_seekers
 from core.synth.postings import DEFAULT_REF_DATE, generate_postings
+from core.synth.seekers import generate_interactions, generate_seekers
 from core.synth.worknet import write_worknet_xml
 
 __all__ = [
