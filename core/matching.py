@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from core.errors import InvalidInputError
-from core.rules import date_to_days, haversine_km, select_top_k
+from core.rules import AtLeast, AtMost, RuleSet, date_to_days, haversine_km, select_top_k
 from core.seekers import Area, areas_of
 
 MATCH_MAX_K = 1000
@@ -225,6 +225,66 @@ class SeekerQuery:
         )
 
 
+# ------------------------------------------------------------------ the kernel rule set
+@dataclass(frozen=True)
+class CareerYears:
+    """An ``experienced`` posting needs ``career_years >= max(1, min_career_years)``."""
+
+    name: str = "career"
+
+    def evaluate(self, q, c, cfg: MatchConfig) -> np.ndarray:
+        return ~c["experienced"] | (q["career_years"] >= np.maximum(1, c["min_years"]))
+
+
+@dataclass(frozen=True)
+class DesiredWage:
+    """With ``wage_hard``: the posting's monthly wage >= the desired one (when stated)."""
+
+    name: str = "desired wage"
+
+    def evaluate(self, q, c, cfg: MatchConfig) -> np.ndarray | None:
+        if not cfg.wage_hard:
+            return None
+        return (q["desired_wage"] <= 0) | (c["monthly_wage"] >= q["desired_wage"])
+
+
+# Seekers x postings in the engine's rule kernel (core.rules.RuleSet); the region and the
+# commute distance are applied by the caller, which gathers candidates by region.
+SEEKER_JOB_RULES: RuleSet[MatchConfig] = RuleSet(
+    name="seeker-jobs",
+    rules=(
+        AtMost("education", "education", lambda q, cfg: q["education"].astype(np.int16)),
+        CareerYears(),
+        AtLeast("not expired", "closes_days",
+                lambda cfg: cfg.ref_days() if cfg.exclude_expired else None),
+        DesiredWage(),
+    ),
+    group_column="company",
+    group_cap=lambda cfg: cfg.max_per_company,
+)
+
+
+def posting_columns(p: PostingSide, idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Candidate columns of :data:`SEEKER_JOB_RULES` for postings ``idx``."""
+    return {"education": p.education[idx], "experienced": p.experienced[idx],
+            "min_years": p.min_years[idx], "closes_days": p.closes_days[idx],
+            "monthly_wage": p.monthly_wage[idx]}
+
+
+def seeker_columns(education, career_years, desired_wage) -> dict[str, np.ndarray]:
+    """Query columns of :data:`SEEKER_JOB_RULES` (desired wage None/NaN -> 0 = none)."""
+    w = np.asarray([np.nan if v is None else v for v in desired_wage], dtype=np.float64)
+    return {"education": np.asarray(education, dtype=np.int16),
+            "career_years": np.asarray(career_years, dtype=np.int32),
+            "desired_wage": np.nan_to_num(w, nan=0.0)}
+
+
+def query_columns(qs: Sequence[SeekerQuery]) -> dict[str, np.ndarray]:
+    """:func:`seeker_columns` of seeker queries."""
+    return seeker_columns([q.education for q in qs], [q.career_years for q in qs],
+                          [q.desired_wage for q in qs])
+
+
 def region_mask(q: SeekerQuery, p: PostingSide, areas: AreaCodes, idx: np.ndarray) -> np.ndarray:
     """Which postings ``idx`` lie in one of ``q``'s desired regions."""
     m = np.zeros(idx.size, dtype=bool)
@@ -244,14 +304,15 @@ def jobs_mask(q: SeekerQuery, p: PostingSide, areas: AreaCodes, idx: np.ndarray,
               cfg: MatchConfig) -> np.ndarray:
     """Vectorised hard rules of seeker ``q`` over postings ``idx`` (bool per position)."""
     m = region_mask(q, p, areas, idx)
-    m &= p.education[idx] <= q.education
-    m &= ~p.experienced[idx] | (q.career_years >= np.maximum(1, p.min_years[idx]))
-    if cfg.exclude_expired:
-        m &= p.closes_days[idx] >= cfg.ref_days()
+    m &= SEEKER_JOB_RULES.pair_mask(query_columns([q]), posting_columns(p, idx), cfg)[0]
+    return m & personal_mask(q, p, idx)
+
+
+def personal_mask(q: SeekerQuery, p: PostingSide, idx: np.ndarray) -> np.ndarray:
+    """The seeker's own limits on postings ``idx``: commute distance, applied/hidden."""
+    m = np.ones(idx.size, dtype=bool)
     if q.max_commute_km is not None and q.home is not None:
         m &= haversine_km(q.home[0], q.home[1], p.lat[idx], p.lng[idx]) <= q.max_commute_km
-    if cfg.wage_hard and q.desired_wage is not None:
-        m &= p.monthly_wage[idx] >= q.desired_wage  # nan compares False
     if q.excluded:
         m &= ~np.isin(p.ids[idx], list(q.excluded))
     return m

@@ -295,3 +295,25 @@ def test_batch_on_ray_equals_local(world, ray_local):
     b, _ = run_match(seekers, postings, sv, pv, cfg, num_shards=2, interactions=inter,
                      use_ray=False, progress=False)
     assert a.select("seeker_id", "rank", "posting_id").equals(b.select("seeker_id", "rank", "posting_id"))
+
+
+@pytest.mark.parametrize("wage_hard", [False, True])
+def test_kernel_rule_set_equals_scalar_reference(world, wage_hard):
+    """SEEKER_JOB_RULES in the engine kernel + region + commute == core.matching.pair_passes."""
+    from core.matching import AreaCodes, PostingSide, jobs_mask, pair_passes
+
+    postings, seekers, _, pv, sv = world
+    cfg = MatchConfig(ref_date=REF, wage_hard=wage_hard)
+    areas = AreaCodes()
+    side = PostingSide.build(postings, pv, areas)
+    prow = list(postings.iter_rows(named=True))
+    rng = np.random.default_rng(1)
+    idx = rng.choice(postings.height, 800, replace=False)
+    passed = 0
+    for q, row in zip(seeker_queries(seekers.head(60), sv[:60]), seekers.head(60).iter_rows(named=True),
+                      strict=True):
+        got = jobs_mask(q, side, areas, idx, cfg)
+        want = np.array([pair_passes(row, prow[j], cfg) for j in idx])
+        assert (got == want).all()
+        passed += int(got.sum())
+    assert passed > 0

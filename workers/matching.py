@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from core.matching import (
+    SEEKER_JOB_RULES,
     AreaCodes,
     Match,
     MatchConfig,
@@ -22,8 +23,12 @@ from core.matching import (
     SeekerQuery,
     best_relation,
     job_scores,
-    jobs_mask,
+    personal_mask,
+    posting_columns,
+    query_columns,
     reasons_for,
+    region_mask,
+    seeker_columns,
 )
 from core.rules import haversine_km, select_top_k
 from core.seekers import Area, areas_of
@@ -95,10 +100,14 @@ class JobIndex:
             idx = self.candidates(qs[members[0]].areas)
             if idx.size == 0:
                 continue
-            sims_all = np.stack([qs[i].vector for i in members]) @ p.vectors[idx].T
+            group = [qs[i] for i in members]
+            sims_all = np.stack([q.vector for q in group]) @ p.vectors[idx].T
+            # one kernel pass for the group: the same regions, so one region mask
+            ok_all = SEEKER_JOB_RULES.pair_mask(query_columns(group), posting_columns(p, idx), cfg)
+            ok_all &= region_mask(group[0], p, self.areas, idx)[None, :]
             for row, i in enumerate(members):
                 q = qs[i]
-                ok = jobs_mask(q, p, self.areas, idx, cfg)
+                ok = ok_all[row] & personal_mask(q, p, idx)
                 cand = idx[ok]
                 if cand.size == 0:
                     continue
@@ -164,6 +173,7 @@ class SeekerIndex:
         self.ids = f["seeker_id"].to_numpy().astype(object)
         self.education = f["education_level"].to_numpy()
         self.years = f["career_years"].to_numpy()
+        self.wages = f["desired_monthly_wage"].cast(pl.Float64).fill_null(np.nan).to_numpy()
         self.home_lat = f["home_lat"].fill_null(np.nan).to_numpy()
         self.home_lng = f["home_lng"].fill_null(np.nan).to_numpy()
         self.commute = f["max_commute_km"].fill_null(np.inf).to_numpy()
@@ -189,14 +199,17 @@ class SeekerIndex:
         if not parts:
             return []
         idx = np.unique(np.concatenate(parts))
-        m = self.education[idx] >= int(posting["min_education_level"])
-        if posting["career"] == "experienced":
-            m &= self.years[idx] >= max(1, int(posting.get("min_career_years") or 0))
+        # the same kernel rules as jobs for a seeker, with the posting as the one candidate
+        one = {"education": np.array([posting["min_education_level"]], np.int8),
+               "experienced": np.array([posting["career"] == "experienced"]),
+               "min_years": np.array([posting.get("min_career_years") or 0], np.int16),
+               "closes_days": np.array([np.iinfo(np.int32).max], np.int32),  # checked by caller
+               "monthly_wage": np.array([np.nan if posting.get("monthly_wage") is None
+                                         else posting["monthly_wage"]], np.float64)}
+        m = SEEKER_JOB_RULES.pair_mask(seeker_columns(
+            self.education[idx], self.years[idx], self.wages[idx]), one, cfg)[:, 0]
         d = haversine_km(self.home_lat[idx], self.home_lng[idx], posting["lat"], posting["lng"])
         m &= ~(d > self.commute[idx])  # nan distance (no home) passes: no commute limit
-        if cfg.wage_hard and posting.get("monthly_wage") is not None:
-            dw = self.frame["desired_monthly_wage"].to_numpy()[idx]
-            m &= ~(dw > posting["monthly_wage"])
         gone = self.excluded.get(posting["posting_id"])
         if gone:
             m &= ~np.isin(self.ids[idx], list(gone))
