@@ -49,6 +49,10 @@ class UnavailableError(JobrecError):
     """A dependency (a shard actor, the Ray cluster) cannot be reached right now."""
 
 
+class PermissionDeniedError(JobrecError):
+    """The caller is authenticated but its key lacks the scope the call needs."""
+
+
 class OverloadedError(JobrecError):
     """More work is in flight than the configured bound allows."""
 

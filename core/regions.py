@@ -394,6 +394,20 @@ def _common_prefix(paths: list[tuple[str, ...]]) -> tuple[str, ...]:
     return first[:k]
 
 
+# 세종 has no 시/군/구: the region table files its 읍/면/동 in the sigungu column.
+_NO_SIGUNGU = frozenset({"세종특별자치시"})
+
+
+def canonical_sigungu(sido: str | None, sigungu: str | None) -> str | None:
+    """The canonical 시/군/구 of a resolved location: ``None`` for 세종 or when unknown.
+
+    A 시 with 구 is named by the 시 (수원시 장안구 -> 수원시), as the region table does.
+    """
+    if not sigungu or sido in _NO_SIGUNGU:
+        return None
+    return sigungu
+
+
 @cache
 def default_resolver() -> RegionResolver:
     """A process-wide resolver (the index is built once)."""

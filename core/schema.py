@@ -49,6 +49,9 @@ POSTING_SCHEMA: dict[str, pl.DataType] = {
     "occupation_code": pl.Utf8(),
     "region": pl.Utf8(),
     "sido": pl.Utf8(),  # resolved province (full name), drives the capital-area radius
+    # resolved 시/군/구 (a 시 with 구 such as 수원시 names the 시); null for 세종 and for
+    # locations resolved only to their province
+    "sigungu": pl.Utf8(),
     "lat": pl.Float64(),
     "lng": pl.Float64(),
     "min_education_level": pl.Int8(),

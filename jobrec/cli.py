@@ -21,6 +21,7 @@ _REGISTRARS: tuple[str, ...] = (
     "training.cli",  # train
     "encoding.cli",  # evaluate
     "workers.cli",  # refresh
+    "workers.match_cli",  # match
     "server.cli",  # serve
 )
 

@@ -197,6 +197,7 @@ def _pipeline(args: argparse.Namespace) -> int:
     lines = _show(port, postings, recs_path, args.k, rules)
     steps.done("3 indexed postings by id, 1 new posting inline")
     print("\n".join(lines), flush=True)
+    _show_matching(postings, encoder, ref)
 
     print(f"\nfirst results after {time.perf_counter() - t_all:.0f}s in total", flush=True)
     try:
@@ -271,3 +272,41 @@ def _show(port: int, postings, recs_path: Path, k: int, rules) -> list[str]:
                 f"score {rec.score:.3f}, {rec.distance_km:.1f} km"
             )
     return out
+
+
+def _show_matching(postings, encoder, ref: dt.date) -> None:
+    """Two-sided matching on the same corpus: a seeker's first jobs, a posting's candidates."""
+    from core.matching import MatchConfig
+    from core.seekers import seeker_text
+    from core.synth.seekers import generate_interactions, generate_seekers
+    from workers.match_service import MatchService
+
+    t0 = time.perf_counter()
+    seekers = generate_seekers(300, 1, postings=postings, ref_date=ref)
+    inter = generate_interactions(seekers, postings, 1, days=3, ref_date=ref)
+    vecs = encoder.encode([seeker_text(r) for r in seekers.iter_rows(named=True)])
+    from encoding.cache import encode_postings
+
+    service = MatchService(postings, encode_postings(postings, encoder), seekers, vecs, encoder,
+                           interactions=inter, config=MatchConfig(ref_date=ref))
+    print(f"\nmatching: {seekers.height} generated job seekers "
+          f"({time.perf_counter() - t0:.1f}s to generate, encode and index)", flush=True)
+    for row in seekers.iter_rows(named=True):
+        recs = service.recommend_jobs(seeker_id=row["seeker_id"], k=5)
+        if len(recs) >= 3:
+            break
+    regions = ", ".join(r["sido"] + (" " + r["sigungu"] if r["sigungu"] else "")
+                        for r in row["desired_regions"])
+    print(f"\n  seeker {row['seeker_id']}: wants {', '.join(row['desired_occupations'])} "
+          f"in {regions}; education {row['education_level']}, {row['career_years']} years")
+    for i, m in enumerate(recs, start=1):
+        p = service.postings[m.item_id]
+        print(f"    {i}. {p['title']} — {p['company']} ({p['region']}) score {m.score:.3f}")
+        print(f"       추천기준: {m.reason_text}")
+    pid = recs[0].item_id if recs else postings["posting_id"][0]
+    cands = service.recommend_candidates(pid, k=5)
+    print(f"\n  candidates for {service.postings[pid]['title']} ({pid}):")
+    for i, m in enumerate(cands, start=1):
+        prof = service.seeker_index.profile(m.item_id)
+        print(f"    {i}. {prof['seeker_id']} wants {', '.join(prof['desired_occupations'])}, "
+              f"education {prof['education_level']}, {prof['career_years']} years — {m.reason_text}")

@@ -1,7 +1,8 @@
 """API-key authentication: a grpc.aio server interceptor.
 
 Keys come from ``JOBREC_API_KEYS`` (comma separated) and/or a key file (one key per line,
-``#`` comments). With no keys configured authentication is off. Callers send
+``#`` comments). An entry ``KEY:scope1+scope2`` gives the key scopes (e.g. ``candidates``,
+needed by ``RecommendCandidates``); the key itself is the part before the colon. With no keys configured authentication is off. Callers send
 ``authorization: Bearer <key>`` metadata; the standard health service is exempt so load
 balancers and Kubernetes probes need no key.
 """
@@ -26,8 +27,50 @@ EXEMPT_PREFIXES: tuple[str, ...] = ("/grpc.health.v1.Health/",)
 
 def load_api_keys(key_file: str | Path | None = None, *, env: dict | None = None) -> frozenset:
     """Keys from the ``JOBREC_API_KEYS`` environment variable and the optional key file."""
+    return frozenset(load_key_scopes(key_file, env=env))
+
+
+def load_key_scopes(key_file: str | Path | None = None, *,
+                    env: dict | None = None) -> dict[str, frozenset[str]]:
+    """Key -> its scopes, from the same sources as :func:`load_api_keys`."""
+    out: dict[str, frozenset[str]] = {}
+    for entry in _entries(key_file, env):
+        key, _, scopes = entry.partition(":")
+        key = key.strip()
+        if key:
+            out[key] = out.get(key, frozenset()) | {s.strip() for s in scopes.split("+") if s.strip()}
+    return out
+
+
+def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
+    """The ``authorization: Bearer <token>`` value of ``metadata``, if any."""
+    for key, value in metadata or ():
+        if key.lower() != "authorization":
+            continue
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() == "bearer":
+            return token.strip()
+    return None
+
+
+def caller_scopes(metadata, key_scopes: dict[str, frozenset[str]]) -> frozenset[str]:
+    """The scopes of the caller's key (constant-time comparison; empty when unknown)."""
+    token = bearer_token(metadata)
+    if token is None:
+        return frozenset()
+    given = token.encode()
+    found: frozenset[str] = frozenset()
+    for key, scopes in key_scopes.items():
+        if hmac.compare_digest(given, key.encode()):
+            found = scopes
+    return found
+
+
+def _entries(key_file: str | Path | None, env: dict | None) -> list[str]:
     env = os.environ if env is None else env
-    keys = {k.strip() for k in env.get(ENV_VAR, "").split(",") if k.strip()}
+    keys = [k.strip() for k in env.get(ENV_VAR, "").split(",") if k.strip()]
     if key_file is not None:
         path = Path(key_file)
         if not path.is_file():
@@ -35,8 +78,8 @@ def load_api_keys(key_file: str | Path | None = None, *, env: dict | None = None
         for line in path.read_text(encoding="utf-8").splitlines():
             line = line.split("#", 1)[0].strip()
             if line:
-                keys.add(line)
-    return frozenset(keys)
+                keys.append(line)
+    return keys
 
 
 def _deny_handler(handler: grpc.RpcMethodHandler, details: str) -> grpc.RpcMethodHandler:

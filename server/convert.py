@@ -208,3 +208,64 @@ def similar_response(
         query_posting_id=query_posting_id,
         rules=applied_rules(rules, today=today),
     )
+
+
+# ======================================================================================
+# Matching (issue 10): RecommendJobs / RecommendCandidates conversions (server/matching.py)
+# ======================================================================================
+
+from server.generated.jobrec.v1 import matching_pb2 as mpb  # noqa: E402
+
+
+def profile_from_pb(msg: mpb.SeekerProfile) -> dict[str, Any]:
+    """An inline ``SeekerProfile`` as a plain dict for ``workers.match_service.check_profile``."""
+    return {
+        "seeker_id": msg.seeker_id,
+        "desired_occupations": list(msg.desired_occupations),
+        "desired_regions": [{"sido": r.sido, "sigungu": r.sigungu if r.HasField("sigungu") else None}
+                            for r in msg.desired_regions],
+        "home_lat": msg.home_lat if msg.HasField("home_lat") else None,
+        "home_lng": msg.home_lng if msg.HasField("home_lng") else None,
+        "max_commute_km": msg.max_commute_km if msg.HasField("max_commute_km") else None,
+        "education_level": msg.education_level,
+        "career_years": msg.career_years,
+        "career_history": [{"occupation_code": h.occupation_code, "years": h.years}
+                           for h in msg.career_history],
+        "certificates": list(msg.certificates),
+        "desired_monthly_wage": msg.desired_monthly_wage if msg.HasField("desired_monthly_wage")
+        else None,
+        "resume_text": msg.resume_text,
+    }
+
+
+def match_reasons_to_pb(r: Mapping[str, Any]) -> mpb.MatchReasons:
+    """Machine-readable reasons (``core.matching.reasons_for``) as a message."""
+    kw: dict[str, Any] = {
+        "matched_region": r.get("matched_region") or "",
+        "occupation_relation": r.get("occupation_relation") or "other",
+        "education_ok": bool(r.get("education_ok")),
+        "career_ok": bool(r.get("career_ok")),
+        "wage_vs_desired": r.get("wage_vs_desired") or "",
+        "similarity": float(r.get("similarity") or 0.0),
+    }
+    for name in ("distance_km", "monthly_wage", "desired_wage"):
+        if r.get(name) is not None:
+            kw[name] = float(r[name]) if name == "distance_km" else int(r[name])
+    return mpb.MatchReasons(**kw)
+
+
+def job_match_to_pb(m: Any, posting: Mapping[str, Any]) -> mpb.JobMatch:
+    """One recommended posting (``core.matching.Match``) with its display fields."""
+    return mpb.JobMatch(posting_id=m.item_id, score=m.score, title=posting.get("title") or "",
+                        company=posting.get("company") or "", region=posting.get("region") or "",
+                        reasons=match_reasons_to_pb(m.reasons), reason_text=m.reason_text)
+
+
+def candidate_to_pb(m: Any, profile: Mapping[str, Any]) -> mpb.CandidateMatch:
+    """One recommended seeker: only the non-identifying ``profile`` fields, never the résumé."""
+    return mpb.CandidateMatch(
+        seeker_id=m.item_id, score=m.score,
+        desired_occupations=list(profile["desired_occupations"]),
+        desired_regions=list(profile["desired_regions"]),
+        education_level=int(profile["education_level"]), career_years=int(profile["career_years"]),
+        reasons=match_reasons_to_pb(m.reasons), reason_text=m.reason_text)

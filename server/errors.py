@@ -21,6 +21,7 @@ from core.errors import (
     ModelError,
     NotFoundError,
     OverloadedError,
+    PermissionDeniedError,
     UnavailableError,
     UpstreamApiError,
 )
@@ -33,6 +34,7 @@ STATUS_TABLE: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
     (AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
+    (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (UnavailableError, grpc.StatusCode.UNAVAILABLE),
     (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (UpstreamApiError, grpc.StatusCode.UNAVAILABLE),

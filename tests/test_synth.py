@@ -224,19 +224,20 @@ def test_related_occupations_share_vocabulary(corpus):
 
 
 def test_seekers_schema_and_matching_postings(corpus):
-    s = generate_seekers(400, 5, postings=corpus)
+    s = generate_seekers(400, 5, postings=corpus, ref_date=REF)
     assert dict(s.schema) == SEEKER_SCHEMA
-    assert s.equals(generate_seekers(400, 5, postings=corpus))
+    assert s.equals(generate_seekers(400, 5, postings=corpus, ref_date=REF))
     assert s["seeker_id"].n_unique() == 400
     assert s["education_level"].is_between(0, 7).all()
     codes = set(corpus["occupation_code"].to_list())
-    assert all(c[0] in codes for c in s["desired_occupation_codes"].to_list())
+    assert all(c[0] in codes for c in s["desired_occupations"].to_list())
     plat, plng = corpus["lat"].to_numpy(), corpus["lng"].to_numpy()
     for row in s.head(50).iter_rows(named=True):
-        assert _haversine_km(row["lat"], row["lng"], plat, plng).min() < 8.5
-    alone = generate_seekers(300, 5)
+        assert _haversine_km(row["home_lat"], row["home_lng"], plat, plng).min() < 8.5
+    alone = generate_seekers(300, 5, ref_date=REF)
     assert dict(alone.schema) == SEEKER_SCHEMA
-    assert 0.35 < alone["sido"].is_in(list(CAPITAL_AREA_SIDO)).mean() < 0.65
+    sido = alone["desired_regions"].list.first().struct.field("sido")
+    assert 0.35 < sido.is_in(list(CAPITAL_AREA_SIDO)).mean() < 0.65
     assert alone["resume_text"].str.contains("희망직종").all()
 
 
@@ -337,6 +338,7 @@ def test_cli_writes_the_corpus(tmp_path):
     got = pl.read_parquet(tmp_path / "postings.parquet")
     assert got.equals(generate_postings(300, 3, ref_date=REF))
     assert pl.read_parquet(tmp_path / "seekers.parquet").height == 20
+    assert pl.read_parquet(tmp_path / "interactions.parquet").columns == ["seeker_id", "posting_id", "event", "at"]
     assert pl.read_parquet(tmp_path / "courses.parquet").height == 10
     assert len(list((tmp_path / "worknet").glob("wanted_*.xml"))) == 6
     with pytest.raises(SystemExit):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 FORMAT_CHOICES = ("worknet-xml", "csv", "parquet", "work24-api")
+KIND_CHOICES = ("postings", "seekers")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("sources", nargs="*", type=Path, metavar="SOURCE",
                    help="files, or directories of *.xml / *.csv / *.parquet files")
+    p.add_argument("--kind", choices=KIND_CHOICES, default="postings",
+                   help="what the sources hold (default postings; seekers: csv or parquet)")
     p.add_argument("--format", required=True, choices=FORMAT_CHOICES, dest="fmt")
     p.add_argument("--out", required=True, type=Path, help="accepted postings (Parquet)")
     p.add_argument("--rejects", type=Path, default=None,
@@ -71,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidInputError(f"--ref-date {args.ref_date!r} is not YYYY-MM-DD",
                                     field="ref_date") from None
     rejects = args.rejects or args.out.with_name(args.out.stem + ".rejects.parquet")
+    if args.kind == "seekers":
+        return _run_seekers(args, ref_date, rejects)
     result = ingest(
         args.sources, args.fmt, column_map=args.column_map, ref_date=ref_date,
         api_key=args.api_key, api_url=args.api_url, detail_url=args.detail_url,
@@ -79,4 +84,27 @@ def run(args: argparse.Namespace) -> int:
     result.write(args.out, rejects)
     print(format_counts(result.counts))
     print(f"postings -> {args.out}\nrejects  -> {rejects}", file=sys.stderr)
+    return 0
+
+
+def _run_seekers(args: argparse.Namespace, ref_date, rejects: Path) -> int:
+    import json
+
+    from core.errors import InvalidInputError
+    from core.ingest.seekers import ingest_seekers
+
+    column_map = None
+    if args.column_map is not None:
+        try:
+            column_map = json.loads(args.column_map.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InvalidInputError(f"{args.column_map}: unreadable column map: {exc}",
+                                    field="column_map") from None
+        if not isinstance(column_map, dict):
+            raise InvalidInputError(f"{args.column_map}: column map must be a JSON object",
+                                    field="column_map")
+    result = ingest_seekers(args.sources, args.fmt, column_map=column_map, ref_date=ref_date)
+    result.write(args.out, rejects)
+    print(format_counts(result.counts))
+    print(f"seekers -> {args.out}\nrejects -> {rejects}", file=sys.stderr)
     return 0

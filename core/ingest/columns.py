@@ -53,6 +53,7 @@ KOREAN_HEADERS: dict[str, str] = {
     "근무지주소": "address",
     "주소": "address",
     "시도": "sido",
+    "시군구": "sigungu",
     "위도": "lat",
     "경도": "lng",
     "학력": "education",
@@ -212,8 +213,13 @@ def load_map(spec: Mapping[str, Any] | Path | str | ColumnMap | None) -> ColumnM
         raise InvalidInputError(f"column map: {exc}", field="column_map") from None
 
 
-def map_headers(headers: list[str], mapping: dict[str, str | None], source: str) -> dict[int, str]:
-    """Column position -> field for ``headers``; the first column mapped to a field wins."""
+def map_headers(
+    headers: list[str], mapping: dict[str, str | None], source: str, *, id_field: str = "posting_id"
+) -> dict[int, str]:
+    """Column position -> field for ``headers``; the first column mapped to a field wins.
+
+    A source without a column for ``id_field`` is an error.
+    """
     out: dict[int, str] = {}
     taken: set[str] = set()
     for i, header in enumerate(headers):
@@ -221,9 +227,9 @@ def map_headers(headers: list[str], mapping: dict[str, str | None], source: str)
         if target and target not in taken:
             out[i] = target
             taken.add(target)
-    if "posting_id" not in taken:
+    if id_field not in taken:
         raise InvalidInputError(
-            f"{source}: no column maps to posting_id (headers: {', '.join(headers)}); "
+            f"{source}: no column maps to {id_field} (headers: {', '.join(headers)}); "
             "pass --column-map FILE.json",
             field="column_map",
         )

@@ -24,7 +24,7 @@ from core.parsing import (
     wages,
 )
 from core.reference import SIDO_ALIASES, SIDO_SHORT
-from core.regions import RegionResolver, default_resolver
+from core.regions import RegionResolver, canonical_sigungu, default_resolver
 from core.text import clean_text, scrub_pii
 from core.wages import monthly_wage
 
@@ -43,6 +43,7 @@ FIELDS: dict[str, str] = {
     "address": "basicAddr / workRegion (street address)",
     "address_detail": "detailAddr",
     "sido": "province (canonical files)",
+    "sigungu": "시/군/구 (canonical files); resolved from the region/address otherwise",
     "lat": "latitude (canonical files)",
     "lng": "longitude (canonical files)",
     "min_education_level": "minEdubg or a level 0..7",
@@ -197,11 +198,15 @@ class Normaliser:
                 f"occupation code {f.get('occupation_code')!r} / name "
                 f"{f.get('occupation_name')!r} is not in KECO",
             )
-        region_text, sido, lat, lng = self._region(f, company if own_company else None, settle)
+        region_text, sido, sigungu, lat, lng = self._region(
+            f, company if own_company else None, settle
+        )
         try:
-            return self._parsed(f, pid, title, company, code, region_text, sido, lat, lng)
+            row = self._parsed(f, pid, title, company, code, region_text, sido, lat, lng)
         except InvalidInputError as exc:
             raise Reject(_FIELD_REASON.get(exc.field or "", "invalid_value"), str(exc)) from None
+        row["sigungu"] = sigungu
+        return row
 
     def _parsed(
         self, f: dict[str, Any], pid: Any, title: str, company: str, code: str | None,
@@ -287,7 +292,7 @@ class Normaliser:
 
     def _region(
         self, f: dict[str, Any], company: str | None = None, settle: bool = False
-    ) -> tuple[str, str, float, float]:
+    ) -> tuple[str, str, str | None, float, float]:
         region = f.get("region")
         address = f.get("address")
         if not _blank(address) and not _blank(f.get("address_detail")):
@@ -296,12 +301,14 @@ class Normaliser:
         lat, lng = f.get("lat"), f.get("lng")
         if _coord_ok(lat, lng):
             sido = _full_sido(f.get("sido"))
+            hit = self._best(address, region)
             if sido is None:
-                hit = self._best(address, region)
                 if hit is None:
                     raise Reject("unknown_region", f"no province for {written!r}")
                 sido = hit.sido
-            return written, sido, float(lat), float(lng)
+            given = None if _blank(f.get("sigungu")) else str(f["sigungu"]).strip()
+            sigungu = given or (hit.sigungu if hit is not None and hit.sido == sido else None)
+            return written, sido, canonical_sigungu(sido, sigungu), float(lat), float(lng)
         hit = self._best(address, region)
         text = " ".join(_text(x) for x in (region, address) if not _blank(x))
         if hit is None:
@@ -316,7 +323,7 @@ class Normaliser:
                 raise Reject("unknown_region", f"{said} is not settled: {why}")
         elif hit.level >= 2:
             self.evidence.observe(company, text, hit)
-        return written, hit.sido, hit.lat, hit.lng
+        return written, hit.sido, canonical_sigungu(hit.sido, hit.sigungu), hit.lat, hit.lng
 
     def _best(self, address: Any, region: Any):
         """The more specific of the address's and the region's resolution (address on ties)."""

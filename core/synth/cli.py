@@ -28,6 +28,8 @@ def register(subparsers) -> None:
     p.add_argument("--postings", type=_count, required=True, metavar="N", help="number of postings")
     p.add_argument("--seekers", type=_count, default=0, metavar="M", help="number of job seekers")
     p.add_argument("--courses", type=_count, default=0, metavar="C", help="number of training courses")
+    p.add_argument("--days", type=_count, default=7, metavar="D",
+                   help="days of seeker interactions before the ref date (default 7)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--xml", action="store_true", help="also write the postings as Worknet XML")
@@ -45,6 +47,7 @@ def _run(args: argparse.Namespace) -> int:
     from core.synth import (
         DEFAULT_REF_DATE,
         generate_courses,
+        generate_interactions,
         generate_postings,
         generate_seekers,
         write_worknet_xml,
@@ -61,9 +64,13 @@ def _run(args: argparse.Namespace) -> int:
     print(f"postings: {postings.height} -> {out / 'postings.parquet'} "
           f"({time.perf_counter() - t0:.1f} s, ref date {ref})")
     if args.seekers:
-        seekers = generate_seekers(args.seekers, args.seed, postings=postings)
+        seekers = generate_seekers(args.seekers, args.seed, postings=postings, ref_date=ref)
         seekers.write_parquet(out / "seekers.parquet")
         print(f"seekers: {seekers.height} -> {out / 'seekers.parquet'}")
+        inter = generate_interactions(seekers, postings, args.seed, days=args.days, ref_date=ref)
+        inter.write_parquet(out / "interactions.parquet")
+        print(f"interactions: {inter.height} over {args.days} days -> "
+              f"{out / 'interactions.parquet'}")
     if args.courses:
         courses = generate_courses(args.courses, args.seed, ref_date=ref)
         courses.write_parquet(out / "courses.parquet")

@@ -328,6 +328,7 @@ def generate_postings(n: int, seed: int, *, ref_date: dt.date | None = None) -> 
         "occupation_code": [profs[o].code for o in occ_l],
         "region": plc.region[place].tolist(),
         "sido": plc.sido[place].tolist(),
+        "sigungu": [x or None for x in plc.sigungu[place].tolist()],
         "lat": np.round(lat, 6),
         "lng": np.round(lng, 6),
         "min_education_level": edu_lo,

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Posting(_message.Message):
-    __slots__ = ("posting_id", "company", "title", "description", "occupation_code", "region", "sido", "lat", "lng", "min_education_level", "max_education_level", "career", "min_career_years", "wage_type", "wage_min", "wage_max", "monthly_wage", "employment_type", "registered_on", "closes_on", "holiday_type", "major", "certificates", "preferences", "near_station", "work_hours")
+    __slots__ = ("posting_id", "company", "title", "description", "occupation_code", "region", "sido", "lat", "lng", "min_education_level", "max_education_level", "career", "min_career_years", "wage_type", "wage_min", "wage_max", "monthly_wage", "employment_type", "registered_on", "closes_on", "holiday_type", "major", "certificates", "preferences", "near_station", "work_hours", "sigungu")
     POSTING_ID_FIELD_NUMBER: _ClassVar[int]
     COMPANY_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,7 @@ class Posting(_message.Message):
     PREFERENCES_FIELD_NUMBER: _ClassVar[int]
     NEAR_STATION_FIELD_NUMBER: _ClassVar[int]
     WORK_HOURS_FIELD_NUMBER: _ClassVar[int]
+    SIGUNGU_FIELD_NUMBER: _ClassVar[int]
     posting_id: str
     company: str
     title: str
@@ -60,7 +61,8 @@ class Posting(_message.Message):
     preferences: str
     near_station: str
     work_hours: str
-    def __init__(self, posting_id: _Optional[str] = ..., company: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., occupation_code: _Optional[str] = ..., region: _Optional[str] = ..., sido: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ..., min_education_level: _Optional[int] = ..., max_education_level: _Optional[int] = ..., career: _Optional[str] = ..., min_career_years: _Optional[int] = ..., wage_type: _Optional[str] = ..., wage_min: _Optional[int] = ..., wage_max: _Optional[int] = ..., monthly_wage: _Optional[int] = ..., employment_type: _Optional[str] = ..., registered_on: _Optional[str] = ..., closes_on: _Optional[str] = ..., holiday_type: _Optional[str] = ..., major: _Optional[str] = ..., certificates: _Optional[str] = ..., preferences: _Optional[str] = ..., near_station: _Optional[str] = ..., work_hours: _Optional[str] = ...) -> None: ...
+    sigungu: str
+    def __init__(self, posting_id: _Optional[str] = ..., company: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., occupation_code: _Optional[str] = ..., region: _Optional[str] = ..., sido: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ..., min_education_level: _Optional[int] = ..., max_education_level: _Optional[int] = ..., career: _Optional[str] = ..., min_career_years: _Optional[int] = ..., wage_type: _Optional[str] = ..., wage_min: _Optional[int] = ..., wage_max: _Optional[int] = ..., monthly_wage: _Optional[int] = ..., employment_type: _Optional[str] = ..., registered_on: _Optional[str] = ..., closes_on: _Optional[str] = ..., holiday_type: _Optional[str] = ..., major: _Optional[str] = ..., certificates: _Optional[str] = ..., preferences: _Optional[str] = ..., near_station: _Optional[str] = ..., work_hours: _Optional[str] = ..., sigungu: _Optional[str] = ...) -> None: ...
 
 class RuleOverrides(_message.Message):
     __slots__ = ("capital_radius_km", "other_radius_km", "education_policy", "career_filter", "exclude_expired", "max_per_company", "ref_date")

@@ -1,0 +1,94 @@
+"""gRPC ``jobrec.v1.MatchingService``: RecommendJobs and RecommendCandidates.
+
+A thin layer over :class:`workers.match_service.MatchService`: protobuf in and out through
+:mod:`server.convert`, errors mapped by :mod:`server.errors`. ``RecommendCandidates`` needs
+the caller's API key to carry the ``candidates`` scope (``KEY:candidates`` in the key
+list); without it, or with authentication off, the call is PERMISSION_DENIED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+
+import grpc
+
+from core.errors import InvalidInputError, PermissionDeniedError
+from core.matching import MATCH_MAX_K
+from server import convert
+from server.auth import caller_scopes
+from server.errors import abort_with
+from server.generated.jobrec.v1 import matching_pb2 as mpb
+from server.generated.jobrec.v1 import matching_pb2_grpc as mpb_grpc
+
+SERVICE_NAME = "jobrec.v1.MatchingService"
+CANDIDATES_SCOPE = "candidates"
+
+
+def _rpc(method):
+    name = f"/{SERVICE_NAME}/{method.__name__}"
+
+    @functools.wraps(method)
+    async def wrapper(self, request, context):
+        try:
+            return await method(self, request, context)
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001  (mapped by the one status table)
+            await abort_with(context, exc, name)
+
+    return wrapper
+
+
+def _k(k: int) -> int | None:
+    if k < 0 or k > MATCH_MAX_K:
+        raise InvalidInputError(f"k must be in 0..{MATCH_MAX_K} (0 = default)", field="k")
+    return k or None
+
+
+class MatchingServicer(mpb_grpc.MatchingServiceServicer):
+    """Serves a :class:`~workers.match_service.MatchService` (calls run in a thread)."""
+
+    def __init__(self, service, key_scopes: dict[str, frozenset[str]] | None = None) -> None:
+        self.service = service
+        self.key_scopes = key_scopes or {}
+
+    @_rpc
+    async def RecommendJobs(self, request: mpb.RecommendJobsRequest, context):
+        which = request.WhichOneof("seeker")
+        ref = None
+        if request.HasField("ref_date"):
+            try:
+                ref = dt.date.fromisoformat(request.ref_date)
+            except ValueError:
+                raise InvalidInputError(f"{request.ref_date!r} is not an ISO date",
+                                        field="ref_date") from None
+        kw = {"k": _k(request.k), "sort": request.sort or "score", "ref_date": ref,
+              "wage_hard": request.wage_hard}
+        if which == "seeker_id":
+            kw["seeker_id"] = request.seeker_id
+        elif which == "profile":
+            kw["profile"] = convert.profile_from_pb(request.profile)
+        got = await asyncio.to_thread(lambda: self.service.recommend_jobs(**kw))
+        rows = self.service.postings
+        return mpb.RecommendJobsResponse(
+            matches=[convert.job_match_to_pb(m, rows[m.item_id]) for m in got])
+
+    @_rpc
+    async def RecommendCandidates(self, request: mpb.RecommendCandidatesRequest, context):
+        if CANDIDATES_SCOPE not in caller_scopes(context.invocation_metadata(), self.key_scopes):
+            raise PermissionDeniedError(
+                f"RecommendCandidates needs an API key with the {CANDIDATES_SCOPE!r} scope")
+        if not request.posting_id:
+            raise InvalidInputError("posting_id is required", field="posting_id")
+        got = await asyncio.to_thread(lambda: self.service.recommend_candidates(
+            request.posting_id, k=_k(request.k), sort=request.sort or "score"))
+        idx = self.service.seeker_index
+        return mpb.RecommendCandidatesResponse(
+            candidates=[convert.candidate_to_pb(m, idx.profile(m.item_id)) for m in got])
+
+
+def add_to_server(servicer: MatchingServicer, server: grpc.aio.Server) -> None:
+    """Register the matching service on ``server``."""
+    mpb_grpc.add_MatchingServiceServicer_to_server(servicer, server)

@@ -1,0 +1,139 @@
+"""gRPC MatchingService in process on port 0: batch == gRPC, inline profiles, sort views,
+scope enforcement for RecommendCandidates, and no résumé text in any response."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+
+import grpc
+import polars as pl
+import pytest
+
+from core.matching import MatchConfig
+from core.seekers import seeker_text
+from core.synth import generate_postings
+from core.synth.seekers import generate_interactions, generate_seekers
+from encoding.text import posting_text
+from server.auth import ApiKeyInterceptor, load_key_scopes
+from server.generated.jobrec.v1 import matching_pb2 as mpb
+from server.generated.jobrec.v1 import matching_pb2_grpc as mpb_grpc
+from server.matching import MatchingServicer, add_to_server
+from workers.match_job import run_match
+from workers.match_service import LexicalEncoder, MatchService
+
+REF = dt.date(2026, 11, 20)
+KEYS = {"JOBREC_API_KEYS": "plain-key,employer-key:candidates"}
+
+
+@pytest.fixture(scope="module")
+def served():
+    postings = generate_postings(2500, 6, ref_date=REF)
+    seekers = generate_seekers(150, 6, postings=postings, ref_date=REF)
+    inter = generate_interactions(seekers, postings, 6, days=3, ref_date=REF)
+    enc = LexicalEncoder(128)
+    pv = enc.encode([posting_text(r) for r in postings.iter_rows(named=True)])
+    sv = enc.encode([seeker_text(r) for r in seekers.iter_rows(named=True)])
+    cfg = MatchConfig(k=40, ref_date=REF)
+    service = MatchService(postings, pv, seekers, sv, enc, interactions=inter, num_shards=2,
+                           config=cfg)
+    scopes = load_key_scopes(env=KEYS)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    state = {}
+
+    async def start():
+        server = grpc.aio.server(interceptors=[ApiKeyInterceptor(scopes)])
+        add_to_server(MatchingServicer(service, scopes), server)
+        state["port"] = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        state["server"] = server
+        ready.set()
+
+    t = threading.Thread(target=lambda: (loop.run_until_complete(start()), loop.run_forever()),
+                         daemon=True)
+    t.start()
+    ready.wait(30)
+    channel = grpc.insecure_channel(f"127.0.0.1:{state['port']}")
+    stub = mpb_grpc.MatchingServiceStub(channel)
+    yield {"stub": stub, "postings": postings, "seekers": seekers, "inter": inter, "pv": pv,
+           "sv": sv, "cfg": cfg, "service": service}
+    channel.close()
+    asyncio.run_coroutine_threadsafe(state["server"].stop(0), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    t.join(10)
+
+
+def _md(key):
+    return (("authorization", f"Bearer {key}"),)
+
+
+def test_recommend_jobs_equals_batch(served):
+    frame, _ = run_match(served["seekers"], served["postings"], served["sv"], served["pv"],
+                         served["cfg"], num_shards=2, interactions=served["inter"],
+                         use_ray=False, progress=False)
+    stub = served["stub"]
+    checked = 0
+    for sid in frame["seeker_id"].unique(maintain_order=True).to_list()[:25]:
+        want = frame.filter(pl.col("seeker_id") == sid).sort("rank")["posting_id"].to_list()
+        resp = stub.RecommendJobs(mpb.RecommendJobsRequest(seeker_id=sid), metadata=_md("plain-key"))
+        assert [m.posting_id for m in resp.matches] == want
+        assert all(m.reason_text and m.reasons.matched_region for m in resp.matches)
+        checked += 1
+    assert checked == 25
+
+
+def test_sort_view_and_inline_profile(served):
+    stub = served["stub"]
+    sid = served["seekers"]["seeker_id"][0]
+    base = stub.RecommendJobs(mpb.RecommendJobsRequest(seeker_id=sid), metadata=_md("plain-key"))
+    by_dist = stub.RecommendJobs(mpb.RecommendJobsRequest(seeker_id=sid, sort="distance"),
+                                 metadata=_md("plain-key"))
+    assert sorted(m.posting_id for m in base.matches) == sorted(m.posting_id for m in by_dist.matches)
+    d = [m.reasons.distance_km for m in by_dist.matches]
+    assert d == sorted(d)
+    row = served["seekers"].row(0, named=True)
+    prof = mpb.SeekerProfile(
+        desired_occupations=row["desired_occupations"],
+        desired_regions=[mpb.DesiredRegion(**{k: v for k, v in r.items() if v is not None})
+                         for r in row["desired_regions"]],
+        education_level=row["education_level"], career_years=row["career_years"],
+        resume_text="저는 홍길동입니다. 010-1234-5678 " + row["resume_text"])
+    resp = stub.RecommendJobs(mpb.RecommendJobsRequest(profile=prof, k=10), metadata=_md("plain-key"))
+    assert 0 < len(resp.matches) <= 10
+    for m in resp.matches:
+        p = served["service"].postings[m.posting_id]
+        assert any(r["sido"] == p["sido"] and r["sigungu"] in (None, p["sigungu"])
+                   for r in row["desired_regions"])
+    with pytest.raises(grpc.RpcError) as err:
+        stub.RecommendJobs(mpb.RecommendJobsRequest(seeker_id=sid, sort="salary"),
+                           metadata=_md("plain-key"))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as err:
+        stub.RecommendJobs(mpb.RecommendJobsRequest(seeker_id="nobody"), metadata=_md("plain-key"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_candidates_need_the_scope(served):
+    stub = served["stub"]
+    pid = served["postings"]["posting_id"][0]
+    req = mpb.RecommendCandidatesRequest(posting_id=pid, k=20)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.RecommendCandidates(req, metadata=_md("plain-key"))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as err:
+        stub.RecommendCandidates(req)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    found = 0
+    resumes = served["seekers"]["resume_text"].to_list()
+    for pid in served["postings"]["posting_id"].to_list()[:60]:
+        resp = stub.RecommendCandidates(mpb.RecommendCandidatesRequest(posting_id=pid, k=20),
+                                        metadata=_md("employer-key"))
+        found += len(resp.candidates)
+        wire = resp.SerializeToString().decode("utf-8", "replace")
+        assert not any(r[:40] in wire for r in resumes)
+        assert set(mpb.CandidateMatch.DESCRIPTOR.fields_by_name) == {
+            "seeker_id", "score", "desired_occupations", "desired_regions", "education_level",
+            "career_years", "reasons", "reason_text"}
+    assert found > 0

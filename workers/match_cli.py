@@ -1,0 +1,87 @@
+"""``jobrec match``: jobs for every active seeker, or candidates for every posting."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from core.cli_args import iso_date
+from core.matching import MATCH_MAX_K, MatchConfig
+
+_DEFAULTS = MatchConfig()
+
+
+def register(subparsers) -> None:
+    """Add the ``match`` sub-command."""
+    p = subparsers.add_parser(
+        "match", help="recommend jobs to every seeker (or seekers to every posting)",
+        description="Write OUT.parquet with seeker_id, rank, posting_id, score, reasons "
+        "(JSON) and reason_text (추천기준); --candidates writes posting_id, rank, seeker_id…")
+    p.add_argument("--seekers", required=True, type=Path, help="canonical seekers (Parquet)")
+    p.add_argument("--postings", required=True, type=Path, help="canonical postings")
+    p.add_argument("--model", required=True, type=Path, help="trained encoder directory")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--interactions", type=Path, default=None,
+                   help="interaction log: applied/hidden postings are never recommended again")
+    p.add_argument("--k", type=int, default=_DEFAULTS.k, help=f"per list (1..{MATCH_MAX_K})")
+    p.add_argument("--max-per-company", type=int, default=_DEFAULTS.max_per_company)
+    p.add_argument("--wage-hard", action="store_true", help="desired wage as a hard rule")
+    p.add_argument("--ref-date", type=iso_date, default=None, metavar="YYYY-MM-DD")
+    p.add_argument("--shards", type=int, default=2)
+    p.add_argument("--candidates", action="store_true", help="seekers for every posting")
+    p.add_argument("--ray-address", default=None)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Encode both sides with the model, match on Ray, write the table."""
+    import time
+
+    import numpy as np
+    import polars as pl
+
+    from core.errors import InvalidInputError
+    from core.postings_io import read_postings
+    from core.seekers import seeker_text, validate_seekers
+    from encoding.hybrid import HybridEncoder
+    from encoding.text import posting_text
+
+    cfg = MatchConfig(k=args.k, max_per_company=args.max_per_company, wage_hard=args.wage_hard,
+                      ref_date=args.ref_date)
+    try:
+        seekers = pl.read_parquet(args.seekers)
+    except OSError as exc:
+        raise InvalidInputError(f"{args.seekers}: cannot read: {exc}", field="seekers") from None
+    validate_seekers(seekers)
+    postings = read_postings(args.postings)
+    inter = pl.read_parquet(args.interactions) if args.interactions else None
+    t0 = time.perf_counter()
+    from encoding.cache import encode_postings
+
+    # the lexical half is fitted on the postings being matched, as the refresh does
+    enc = HybridEncoder.fit(args.model, [posting_text(r) for r in postings.iter_rows(named=True)])
+    pv = encode_postings(postings, enc)
+    sv = enc.encode([seeker_text(r) for r in seekers.iter_rows(named=True)]).astype(np.float32)
+    print(f"encoded {postings.height} postings, {seekers.height} seekers "
+          f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+    if args.candidates:
+        from workers.match_job import candidates_all
+
+        frame = candidates_all(seekers, postings, sv, pv, cfg, interactions=inter)
+        timings = {}
+    else:
+        from workers.actors import init_ray, shutdown_ray
+        from workers.match_job import run_match
+
+        started = init_ray(args.ray_address)
+        try:
+            frame, timings = run_match(seekers, postings, sv, pv, cfg, num_shards=args.shards,
+                                       interactions=inter, use_ray=True)
+        finally:
+            if started:
+                shutdown_ray()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_parquet(args.out)
+    print(f"{frame.height} rows -> {args.out} " + " ".join(f"{k}={v:.1f}s" for k, v in timings.items()))
+    return 0

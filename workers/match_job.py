@@ -1,0 +1,233 @@
+"""``jobrec match``: jobs for every active seeker (and candidates for every posting), on Ray.
+
+Postings are split into geo shards (the refresh's H3 bisection, owner only: regions are
+explicit, no halo is needed); each shard is a :class:`~workers.matching.JobIndex` actor. A
+seeker is sent to every shard holding postings of its desired regions and the lists are
+merged exactly (:func:`~workers.matching.merge_exact`). Vectors come from a
+``vector_fn(texts) -> array`` (the posting encoder), so seekers and postings share one space.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from core.matching import Match, MatchConfig, SeekerQuery, reason_text
+from core.seekers import EXCLUDING_EVENTS, areas_of
+from workers.matching import JobIndex, merge_exact
+
+log = logging.getLogger("jobrec.match")
+_EPOCH = dt.date(1970, 1, 1)
+
+MATCH_SCHEMA: dict[str, pl.DataType] = {
+    "seeker_id": pl.Utf8(),
+    "rank": pl.Int16(),
+    "posting_id": pl.Utf8(),
+    "score": pl.Float32(),
+    "reasons": pl.Utf8(),  # JSON object of the machine-readable reasons
+    "reason_text": pl.Utf8(),  # 추천기준
+}
+
+
+def excluded_by_seeker(interactions: pl.DataFrame | None) -> dict[str, frozenset[str]]:
+    """seeker_id -> postings it applied to or hid."""
+    if interactions is None or interactions.height == 0:
+        return {}
+    ex = interactions.filter(pl.col("event").is_in(list(EXCLUDING_EVENTS)))
+    g = ex.group_by("seeker_id").agg(pl.col("posting_id").unique())
+    return {s: frozenset(p) for s, p in g.iter_rows()}
+
+
+def history_vectors(interactions: pl.DataFrame | None, posting_ids: Sequence[str],
+                    vectors: np.ndarray) -> dict[str, np.ndarray]:
+    """seeker_id -> normalised mean vector of the postings it clicked or applied to."""
+    if interactions is None or interactions.height == 0:
+        return {}
+    pos = {p: i for i, p in enumerate(posting_ids)}
+    pos_df = pl.DataFrame({"posting_id": list(pos), "_i": list(pos.values())},
+                          schema={"posting_id": pl.Utf8(), "_i": pl.Int64()})
+    liked = interactions.filter(pl.col("event").is_in(["clicked", "applied"])) \
+        .join(pos_df, on="posting_id").group_by("seeker_id").agg(pl.col("_i").unique())
+    out = {}
+    for sid, idx in liked.iter_rows():
+        v = vectors[np.asarray(idx)].mean(axis=0)
+        n = float(np.linalg.norm(v))
+        if n > 0:
+            out[sid] = (v / n).astype(np.float32)
+    return out
+
+
+def seeker_queries(seekers: pl.DataFrame, vectors: np.ndarray,
+                   excluded: dict[str, frozenset[str]] | None = None,
+                   history: dict[str, np.ndarray] | None = None) -> list[SeekerQuery]:
+    """One :class:`SeekerQuery` per row (vectors aligned with rows)."""
+    excluded, history = excluded or {}, history or {}
+    return [SeekerQuery.from_row(r, vectors[i], excluded.get(r["seeker_id"], frozenset()),
+                                 history.get(r["seeker_id"]))
+            for i, r in enumerate(seekers.iter_rows(named=True))]
+
+
+@dataclass(frozen=True)
+class MatchReport:
+    """What a batch match did."""
+
+    seekers: int
+    postings: int
+    recommendations: int
+    num_shards: int
+    timings_s: dict[str, float]
+    out_path: str | None
+
+
+def shard_postings(postings: pl.DataFrame, num_shards: int) -> list[np.ndarray]:
+    """Row indices of each shard (geo bisection of the H3 cells, balanced by count)."""
+    if num_shards == 1 or postings.height == 0:
+        return [np.arange(postings.height)]
+    from workers import geo
+    from workers.sharding import ShardingConfig, ShardPlan
+
+    cfg = ShardingConfig(num_shards=num_shards)
+    lat, lng = postings["lat"].to_numpy(), postings["lng"].to_numpy()
+    plan = ShardPlan.build(lat, lng, cfg, halo_km=1.0)
+    owner = plan.owners(geo.cells(lat, lng, cfg.fine_res))
+    return [np.flatnonzero(owner == s) for s in range(num_shards)]
+
+
+class LocalShards:
+    """Shards as in-process :class:`JobIndex` objects (the same calls the actors answer)."""
+
+    def __init__(self, indexes: list[JobIndex]) -> None:
+        self.indexes = indexes
+
+    def holds(self, shard: int, areas) -> bool:
+        return any(self.indexes[shard].holds(a) for a in areas)
+
+    def many(self, calls: dict[int, list[SeekerQuery]], cfg: MatchConfig, k: int):
+        return {s: self.indexes[s].recommend_many(qs, cfg, k) for s, qs in calls.items()}
+
+
+def recommend_fanout(shards, holders: list[list[int]], qs: Sequence[SeekerQuery],
+                     cfg: MatchConfig, company_of: Callable[[str], str]) -> list[list[Match]]:
+    """Each seeker's exact global top-k over the shards in ``holders[i]``."""
+    calls: dict[int, list[int]] = {}
+    for i, hs in enumerate(holders):
+        for s in hs:
+            calls.setdefault(s, []).append(i)
+    res = shards.many({s: [qs[i] for i in ix] for s, ix in calls.items()}, cfg, cfg.k)
+    per_seeker: list[dict[int, list[Match]]] = [{} for _ in qs]
+    for s, ix in calls.items():
+        for i, lst in zip(ix, res[s], strict=True):
+            per_seeker[i][s] = lst
+    out = []
+    for i, lists in enumerate(per_seeker):
+        if len(lists) <= 1:
+            out.append(next(iter(lists.values()), []))
+            continue
+
+        def requery(s: int, k: int, q=qs[i]) -> list[Match]:
+            return shards.many({s: [q]}, cfg, k)[s][0]
+        out.append(merge_exact(lists, cfg.k, cfg.max_per_company, company_of, requery))
+    return out
+
+
+def match_frame(seeker_ids: Sequence[str], results: Sequence[list[Match]],
+                id_col: str = "seeker_id", item_col: str = "posting_id") -> pl.DataFrame:
+    """Results as a table of (id, rank, item, score, reasons JSON, 추천기준)."""
+    rows = [(sid, r + 1, m.item_id, m.score,
+             json.dumps(m.reasons, ensure_ascii=False, default=str), reason_text(m.reasons))
+            for sid, ms in zip(seeker_ids, results, strict=True) for r, m in enumerate(ms)]
+    schema = {id_col: pl.Utf8(), "rank": pl.Int16(), item_col: pl.Utf8(), "score": pl.Float32(),
+              "reasons": pl.Utf8(), "reason_text": pl.Utf8()}
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def run_match(seekers: pl.DataFrame, postings: pl.DataFrame, seeker_vectors: np.ndarray,
+              posting_vectors: np.ndarray, cfg: MatchConfig, *, num_shards: int = 2,
+              interactions: pl.DataFrame | None = None, use_ray: bool = True,
+              batch: int = 2000, progress: bool = True) -> tuple[pl.DataFrame, dict[str, float]]:
+    """Top-k jobs for every active seeker. Returns the table and per-stage seconds."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    parts = shard_postings(postings, num_shards)
+    if use_ray:
+        from workers.match_actors import RayShards
+
+        shards = RayShards([(postings[p], posting_vectors[p]) for p in parts])
+    else:
+        shards = LocalShards([JobIndex(postings[p], posting_vectors[p]) for p in parts])
+    area_shards: dict[tuple, set[int]] = {}
+    for s, p in enumerate(parts):
+        sub = postings[p]
+        sgg = sub["sigungu"].to_list() if "sigungu" in sub.columns else [None] * sub.height
+        for a, g in set(zip(sub["sido"].to_list(), sgg, strict=True)):
+            area_shards.setdefault((a, None), set()).add(s)
+            if g:
+                area_shards.setdefault((a, g), set()).add(s)
+    timings["build_shards"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    active = seekers["active"].to_numpy()
+    sk = seekers.filter(pl.Series(active))
+    qs = seeker_queries(sk, seeker_vectors[active], excluded_by_seeker(interactions),
+                        history_vectors(interactions, postings["posting_id"].to_list(),
+                                        posting_vectors))
+    company = dict(zip(postings["posting_id"].to_list(), postings["company"].to_list(), strict=True))
+    timings["queries"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    results: list[list[Match]] = []
+    for start in range(0, len(qs), batch):
+        chunk = qs[start:start + batch]
+        holders = [sorted(set().union(*(area_shards.get((a.sido, a.sigungu), set())
+                                        for a in q.areas))) for q in chunk]
+        results.extend(recommend_fanout(shards, holders, chunk, cfg, company.__getitem__))
+        if progress:
+            log.info("matched %d / %d seekers", min(start + batch, len(qs)), len(qs))
+    timings["match"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    frame = match_frame([q.seeker_id for q in qs], results)
+    timings["format"] = time.perf_counter() - t0
+    if use_ray:
+        shards.close()
+    return frame, timings
+
+
+def region_violations(frame: pl.DataFrame, seekers: pl.DataFrame, postings: pl.DataFrame) -> int:
+    """Recommendations whose posting lies outside the seeker's desired regions (must be 0)."""
+    where = {r[0]: (r[1], r[2]) for r in postings.select(
+        "posting_id", "sido", pl.col("sigungu") if "sigungu" in postings.columns
+        else pl.lit(None, pl.Utf8).alias("sigungu")).iter_rows()}
+    regions = {r["seeker_id"]: areas_of(r["desired_regions"]) for r in seekers.iter_rows(named=True)}
+    bad = 0
+    for sid, pid in frame.select("seeker_id", "posting_id").iter_rows():
+        s, g = where[pid]
+        bad += not any(a.contains(s, g) for a in regions[sid])
+    return bad
+
+
+def candidates_all(seekers: pl.DataFrame, postings: pl.DataFrame, seeker_vectors: np.ndarray,
+                   posting_vectors: np.ndarray, cfg: MatchConfig, *,
+                   interactions: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Top-k active seekers for every open posting (``--candidates``)."""
+    from workers.matching import SeekerIndex
+
+    gone: dict[str, set[str]] = {}
+    if interactions is not None:
+        for s, p in interactions.filter(pl.col("event").is_in(list(EXCLUDING_EVENTS))).select(
+                "seeker_id", "posting_id").iter_rows():
+            gone.setdefault(p, set()).add(s)
+    index = SeekerIndex(seekers, seeker_vectors, gone)
+    ref = cfg.ref_days()
+    ids, results = [], []
+    for j, row in enumerate(postings.iter_rows(named=True)):
+        if cfg.exclude_expired and row["closes_on"] is not None and \
+                (row["closes_on"] - _EPOCH).days < ref:
+            continue
+        ids.append(row["posting_id"])
+        results.append(index.candidates_for(row, posting_vectors[j], cfg))
+    return match_frame(ids, results, id_col="posting_id", item_col="seeker_id")

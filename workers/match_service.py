@@ -1,0 +1,149 @@
+"""Online matching: the plain service behind gRPC ``RecommendJobs`` / ``RecommendCandidates``.
+
+Postings live in geo shards (:class:`~workers.matching.JobIndex`, fanned out and merged
+exactly as in the batch); seekers in a :class:`~workers.matching.SeekerIndex`. The same
+:class:`~core.matching.MatchConfig` rules and scores as ``jobrec match``, so batch == online.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import polars as pl
+
+from core.errors import InvalidInputError, NotFoundError
+from core.matching import Match, MatchConfig, SeekerQuery, sort_view
+from core.pii import scrub_resume
+from core.seekers import MAX_DESIRED_OCCUPATIONS, MAX_DESIRED_REGIONS, Area, seeker_text
+from workers.match_job import (
+    LocalShards,
+    excluded_by_seeker,
+    history_vectors,
+    recommend_fanout,
+    shard_postings,
+)
+from workers.matching import JobIndex, SeekerIndex
+
+
+class LexicalEncoder:
+    """A deterministic text encoder: hashed character 2-3-grams, L2-normalised (no model
+    files; the benchmark's default and a fallback where no W-BERT is trained)."""
+
+    def __init__(self, dim: int = 512) -> None:
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        self.dim = dim
+        self._hv = HashingVectorizer(analyzer="char_wb", ngram_range=(2, 3), n_features=dim,
+                                     alternate_sign=False, norm="l2")
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """One unit vector per text."""
+        return self._hv.transform(list(texts)).toarray().astype(np.float32)
+
+
+class MatchService:
+    """Jobs for seekers and candidates for postings, from in-memory shards."""
+
+    def __init__(self, postings: pl.DataFrame, posting_vectors: np.ndarray, seekers: pl.DataFrame,
+                 seeker_vectors: np.ndarray, encoder, *, interactions: pl.DataFrame | None = None,
+                 num_shards: int = 2, config: MatchConfig | None = None) -> None:
+        self.config = config or MatchConfig()
+        self.encoder = encoder
+        parts = shard_postings(postings, num_shards)
+        self.shards = LocalShards([JobIndex(postings[p], posting_vectors[p]) for p in parts])
+        self.postings = {r["posting_id"]: r for r in postings.iter_rows(named=True)}
+        self._pvec = {pid: posting_vectors[i] for i, pid in enumerate(postings["posting_id"])}
+        self.seekers = {r["seeker_id"]: r for r in seekers.iter_rows(named=True)}
+        self._svec = {sid: seeker_vectors[i] for i, sid in enumerate(seekers["seeker_id"])}
+        self.excluded = excluded_by_seeker(interactions)
+        self.history = history_vectors(interactions, postings["posting_id"].to_list(),
+                                       posting_vectors)
+        gone: dict[str, set[str]] = {}
+        for sid, pids in self.excluded.items():
+            for p in pids:
+                gone.setdefault(p, set()).add(sid)
+        self.seeker_index = SeekerIndex(seekers, seeker_vectors, gone)
+
+    def _cfg(self, k: int | None, ref_date: dt.date | None, wage_hard: bool) -> MatchConfig:
+        return dataclasses.replace(self.config, k=k or self.config.k,
+                                   ref_date=ref_date or self.config.ref_date, wage_hard=wage_hard)
+
+    def recommend_jobs(self, *, seeker_id: str | None = None, profile: Mapping | None = None,
+                       k: int | None = None, sort: str = "score", ref_date: dt.date | None = None,
+                       wage_hard: bool = False) -> list[Match]:
+        """The top-``k`` jobs of a stored seeker or an inline ``profile`` (canonical row)."""
+        cfg = self._cfg(k, ref_date, wage_hard)
+        if seeker_id is not None:
+            row = self.seekers.get(seeker_id)
+            if row is None:
+                raise NotFoundError(f"seeker {seeker_id!r} is not known")
+            vec = self._svec[seeker_id]
+        elif profile is not None:
+            row = check_profile(profile)
+            vec = self.encoder.encode([seeker_text(row)])[0]
+        else:
+            raise InvalidInputError("give a seeker_id or a profile", field="seeker")
+        sid = row["seeker_id"]
+        q = SeekerQuery.from_row(row, vec, self.excluded.get(sid, frozenset()), self.history.get(sid))
+        holders = [s for s in range(len(self.shards.indexes)) if self.shards.holds(s, q.areas)]
+        company = lambda pid: self.postings[pid]["company"]  # noqa: E731
+        got = recommend_fanout(self.shards, [holders], [q], cfg, company)[0]
+        return sort_view(got, sort, frame_lookup=self.postings)
+
+    def recommend_candidates(self, posting_id: str, *, k: int | None = None,
+                             sort: str = "score") -> list[Match]:
+        """The top-``k`` active seekers for a stored posting."""
+        if sort not in ("score", "distance"):
+            raise InvalidInputError(f"candidates sort by score or distance, not {sort!r}",
+                                    field="sort")
+        row = self.postings.get(posting_id)
+        if row is None:
+            raise NotFoundError(f"posting {posting_id!r} is not known")
+        got = self.seeker_index.candidates_for(row, self._pvec[posting_id], self._cfg(k, None, False))
+        return sort_view(got, sort)
+
+    def upsert_postings(self, postings: pl.DataFrame, vectors: np.ndarray) -> None:
+        """New postings are recommendable at once: each joins the shard already holding its
+        region (a new region goes to shard 0)."""
+        for i, r in enumerate(postings.iter_rows(named=True)):
+            self.postings[r["posting_id"]] = r
+            self._pvec[r["posting_id"]] = vectors[i]
+            area = Area(r["sido"], r.get("sigungu"))
+            target = next((s for s, ix in enumerate(self.shards.indexes) if ix.holds(area)), 0)
+            self.shards.indexes[target].upsert(postings[i:i + 1], vectors[i:i + 1])
+
+
+def check_profile(p: Mapping) -> dict:
+    """An inline profile as a canonical seeker row; raises InvalidInputError naming a field."""
+    occs = list(p.get("desired_occupations") or [])
+    if not 1 <= len(occs) <= MAX_DESIRED_OCCUPATIONS or not all(
+            isinstance(c, str) and len(c) == 6 and c.isdigit() for c in occs):
+        raise InvalidInputError(f"desired_occupations: 1..{MAX_DESIRED_OCCUPATIONS} six-digit "
+                                "KECO codes", field="profile.desired_occupations")
+    regions = list(p.get("desired_regions") or [])
+    if not 1 <= len(regions) <= MAX_DESIRED_REGIONS or not all(r.get("sido") for r in regions):
+        raise InvalidInputError(f"desired_regions: 1..{MAX_DESIRED_REGIONS} regions with a sido",
+                                field="profile.desired_regions")
+    edu = int(p.get("education_level") or 0)
+    if not 0 <= edu <= 7:
+        raise InvalidInputError("education_level must be 0..7", field="profile.education_level")
+    years = int(p.get("career_years") or 0)
+    if years < 0:
+        raise InvalidInputError("career_years must be >= 0", field="profile.career_years")
+    home = (p.get("home_lat"), p.get("home_lng"))
+    if p.get("max_commute_km") is not None and (None in home or p["max_commute_km"] <= 0):
+        raise InvalidInputError("max_commute_km needs a home and must be > 0",
+                                field="profile.max_commute_km")
+    return {
+        "seeker_id": p.get("seeker_id") or "", "desired_occupations": occs,
+        "desired_regions": [{"sido": r["sido"], "sigungu": r.get("sigungu") or None} for r in regions],
+        "home_lat": home[0], "home_lng": home[1], "max_commute_km": p.get("max_commute_km"),
+        "education_level": edu, "career_years": years,
+        "career_history": list(p.get("career_history") or []),
+        "certificates": list(p.get("certificates") or []),
+        "desired_monthly_wage": p.get("desired_monthly_wage"),
+        "resume_text": scrub_resume(p.get("resume_text") or ""),
+    }
