@@ -144,8 +144,16 @@ def load_column_map(spec: Mapping[str, str | None] | Path | str | None) -> dict[
     return out
 
 
-def map_headers(headers: list[str], mapping: dict[str, str | None], source: str) -> dict[int, str]:
-    """Column position -> field for ``headers``; the first column mapped to a field wins."""
+def map_headers(
+    headers: list[str],
+    mapping: dict[str, str | None],
+    source: str,
+    id_fields: tuple[str, ...] = ("posting_id",),
+) -> dict[int, str]:
+    """Column position -> field for ``headers``; the first column mapped to a field wins.
+
+    Some column must map to one of ``id_fields``.
+    """
     out: dict[int, str] = {}
     taken: set[str] = set()
     for i, header in enumerate(headers):
@@ -153,9 +161,10 @@ def map_headers(headers: list[str], mapping: dict[str, str | None], source: str)
         if field and field not in taken:
             out[i] = field
             taken.add(field)
-    if "posting_id" not in taken:
+    if not taken.intersection(id_fields):
         raise InvalidInputError(
-            f"{source}: no column maps to posting_id (headers: {', '.join(headers)}); "
+            f"{source}: no column maps to {' or '.join(id_fields)} "
+            f"(headers: {', '.join(headers)}); "
             "pass --column-map FILE.json",
             field="column_map",
         )
