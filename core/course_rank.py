@@ -245,7 +245,7 @@ class CourseIndex:
             d = haversine_km(lat, lng, c["lat"], c["lng"])
             radius = rules.capital_radius_km if sido in CAPITAL_AREA_SIDO else rules.other_radius_km
             dist = np.where(d <= radius, np.minimum(dist, d), dist)
-        near = np.isfinite(dist)
+        near = np.isfinite(dist) & ~c["online"]
         if rules.include_online:
             near |= c["online"]
         ok &= near

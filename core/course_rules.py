@@ -3,8 +3,9 @@
 For a query anchor ``q`` (a posting's workplace, or a seeker's home / desired region: its
 ``lat``, ``lng`` and province) and a course ``c`` (see :class:`CourseRuleConfig`):
 
-- place: ``c`` is online (인터넷 training: no place), or its great-circle distance to q is
-  <= 20 km when q is in the capital area (서울/경기/인천), <= 40 km otherwise;
+- place: ``c`` is online (인터넷 training: no place; ``include_online=False`` drops online
+  courses), or its great-circle distance to q is <= 20 km when q is in the capital area
+  (서울/경기/인천), <= 40 km otherwise;
 - date: ``c`` starts on or after the reference date and at most ``horizon_days`` after it,
   or (``admit_running``) it has started but not ended (``end_date`` >= the reference date);
 - seats: ``c`` is not full (``enrolled < capacity``; an unknown capacity is not full).
@@ -77,8 +78,10 @@ def course_failures(q: Mapping, c: Mapping, cfg: CourseRuleConfig, distance_km: 
     """Scalar reference: the names of the rules course ``c`` fails for anchor ``q``
     ("place", "date", "seats"); empty when it passes."""
     out = []
-    online = bool(c["online"]) and cfg.include_online
-    if not online and distance_km > cfg.radius_for(q["sido"]):
+    if c["online"]:
+        if not cfg.include_online:
+            out.append("place")
+    elif distance_km > cfg.radius_for(q["sido"]):
         out.append("place")
     ref = cfg.effective_ref_date()
     start, end = c["start_date"], c.get("end_date")
@@ -152,7 +155,8 @@ def pair_mask(
     """(pass mask, distance km), both (m anchors x n courses); every rule, exact haversine."""
     dist = haversine_km(q["lat"][:, None], q["lng"][:, None], c["lat"][None, :], c["lng"][None, :])
     radius = np.where(q["capital"], cfg.capital_radius_km, cfg.other_radius_km)[:, None]
-    near = dist <= radius
+    online = c["online"][None, :]
+    near = (dist <= radius) & ~online
     if cfg.include_online:
-        near |= c["online"][None, :]
+        near |= online
     return near & candidate_mask(c, cfg)[None, :], dist
