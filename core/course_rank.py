@@ -231,13 +231,12 @@ class CourseIndex:
             return np.zeros(0, dtype=np.int64)
         return np.unique(np.concatenate(parts))
 
-    def search(self, query: CourseQuery, k: int, rules: CourseRuleConfig) -> list[CourseRecommendation]:
-        """The top-``k`` courses for ``query`` under ``rules``."""
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise InvalidInputError(f"k must be an int >= 1, got {k!r}", field="k")
+    def eligible(self, query: CourseQuery, rules: CourseRuleConfig) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, distance km) of the courses passing every rule for ``query``; the distance
+        is to the nearest anchor within its radius (``inf`` for online courses)."""
         cand = self._candidates(query.anchors, rules)
         if cand.size == 0:
-            return []
+            return cand, np.zeros(0)
         c = {name: col[cand] for name, col in self.cols.items()}
         ok = candidate_mask(c, rules)
         dist = np.full(cand.size, np.inf)
@@ -251,13 +250,18 @@ class CourseIndex:
         ok &= near
         if query.exclude:
             ok &= ~np.isin(self.ids[cand], list(query.exclude))
-        rows = cand[ok]
+        return cand[ok], np.where(c["online"][ok], np.inf, dist[ok])
+
+    def search(self, query: CourseQuery, k: int, rules: CourseRuleConfig) -> list[CourseRecommendation]:
+        """The top-``k`` courses for ``query`` under ``rules``."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InvalidInputError(f"k must be an int >= 1, got {k!r}", field="k")
+        rows, d = self.eligible(query, rules)
         if rows.size == 0:
             return []
-        score, fam_hit, gap_hit = self._score(query, rows)
+        score, fam_hit, _ = self._score(query, rows)
         start = self.cols["start_days"][rows]
         order = np.lexsort((self.ids[rows], start, -np.round(score, 6)))[:k]
-        d = dist[ok]
         return [self._recommendation(int(rows[j]), float(score[j]), float(d[j]), query,
                                      bool(fam_hit[j]), rules) for j in order]
 

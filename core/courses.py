@@ -186,3 +186,21 @@ def keco_mids_for_ncs(ncs_code: str | None) -> tuple[str, ...]:
 def ncs_major_for_keco_mid(mid_code: str) -> str | None:
     """The NCS 대분류 a KECO mid group belongs to."""
     return _ncs_table()[2].get(mid_code)
+
+
+_TITLE_TAGS = re.compile(r"\[[^\]]{0,20}\]|\((?:산대특|국기|NCS 기반)\)")
+MAX_COURSE_TEXT_CHARS = 600
+
+
+def course_text(row) -> str:
+    """The text the posting encoder sees for a course: title, NCS name, description lines
+    (section headers such as ``[훈련내용]`` dropped) and certificates, capped like postings."""
+    title = " ".join(_TITLE_TAGS.sub(" ", str(row.get("title") or "")).split())
+    parts = [p for p in (title, row.get("ncs_name")) if p]
+    for line in str(row.get("description") or "").splitlines():
+        line = re.sub(r"^\s*(?:\[[^\]]*\]|[-·•*]+)\s*", "", line).strip()
+        if len(line) >= 2 and line not in parts:
+            parts.append(line)
+    if row.get("certificate"):
+        parts.append(str(row["certificate"]))
+    return " . ".join(parts)[:MAX_COURSE_TEXT_CHARS]
