@@ -349,4 +349,41 @@ def _cost_reason(cost: int | None, self_pay: int | None) -> str:
 
 
 __all__ = ["CertificateDemand", "CourseIndex", "CourseQuery", "CourseRankConfig",
-           "CourseRecommendation", "posting_query", "seeker_query"]
+           "CourseRecommendation", "posting_query", "resolve_anchors", "seeker_query"]
+
+
+def resolve_anchors(
+    lat: float | None, lng: float | None, sido: str | None, home_region: str | None,
+    desired_regions: Sequence[str], regions=None, *, prefix: str = "seeker",
+) -> list[tuple[float, float, str | None]]:
+    """A seeker's places: home (coordinates, else ``home_region`` resolved) and each desired
+    region resolved to its centroid. An unresolvable region is an error naming its field."""
+    from core.ingest.normalise import _full_sido
+    from core.regions import default_resolver
+
+    res = regions or default_resolver()
+    out: list[tuple[float, float, str | None]] = []
+    if lat is not None and lng is not None:
+        prov = _full_sido(sido)
+        if prov is None and home_region:
+            hit = res.resolve(home_region)
+            prov = hit.sido if hit is not None else None
+        if prov is None:
+            raise InvalidInputError("the home province is unknown: give sido or home_region",
+                                    field=f"{prefix}.sido")
+        out.append((float(lat), float(lng), prov))
+    elif home_region:
+        hit = res.resolve(home_region)
+        if hit is None:
+            raise InvalidInputError(f"region {home_region!r} is not known", field=f"{prefix}.home_region")
+        out.append((hit.lat, hit.lng, hit.sido))
+    for i, text in enumerate(desired_regions):
+        hit = res.resolve(text)
+        if hit is None:
+            raise InvalidInputError(f"region {text!r} is not known",
+                                    field=f"{prefix}.desired_regions[{i}]")
+        out.append((hit.lat, hit.lng, hit.sido))
+    if not out:
+        raise InvalidInputError("give the seeker's home (lat/lng or home_region) or a desired region",
+                                field=f"{prefix}.home_region")
+    return out
