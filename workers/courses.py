@@ -101,3 +101,27 @@ def merge_answers(answers: Sequence[Sequence[CourseRecommendation]], k: int) -> 
 def _key(r: CourseRecommendation):
     # a course near two anchors: the shorter distance wins (same score, same dates)
     return (-r.score, r.start_date, r.course_id, r.distance_km if r.distance_km is not None else -1.0)
+
+
+COURSE_RECS_SCHEMA: dict[str, pl.DataType] = {
+    "posting_id": pl.Utf8(),
+    "rank": pl.Int16(),
+    "course_id": pl.Utf8(),
+    "score": pl.Float32(),
+    "distance_km": pl.Float32(),  # null: online
+    "start_date": pl.Date(),
+    "self_pay": pl.Int64(),
+    "gap_certificates": pl.List(pl.Utf8()),
+    "reasons": pl.List(pl.Utf8()),
+}
+
+
+def course_recs_frame(pairs: Sequence[tuple[str, Sequence[CourseRecommendation]]]) -> pl.DataFrame:
+    """The batch refresh's second table: (posting id, its ranked courses) as rows of
+    :data:`COURSE_RECS_SCHEMA`."""
+    rows = [
+        (pid, rank, r.course_id, r.score, r.distance_km, r.start_date, r.self_pay,
+         list(r.gap_certificates), list(r.reasons))
+        for pid, recs in pairs for rank, r in enumerate(recs, start=1)
+    ]
+    return pl.DataFrame(rows, schema=COURSE_RECS_SCHEMA, orient="row")
