@@ -33,10 +33,11 @@ from core.courses import (
     TRAINING_TYPE_LABELS,
     certificate_key,
     keco_mids_for_ncs,
+    ncs_major_for_keco_mid,
     split_certificates,
 )
 from core.errors import InvalidInputError
-from core.reference import keco_groups, keco_rows, mid_codes
+from core.reference import keco_groups, keco_rows
 from core.rules import haversine_km
 from core.schema import CAPITAL_AREA_SIDO
 
@@ -187,12 +188,8 @@ class CourseIndex:
         self.cols = courses_columns(courses)
         self.ids = np.asarray(courses["course_id"].to_list(), dtype=object)
         self._rows = courses.to_dicts()
-        self._mid_index = {m: i for i, m in enumerate(mid_codes())}
-        fam = np.zeros((n, len(self._mid_index)), dtype=bool)
-        for i, code in enumerate(courses["ncs_code"].to_list()):
-            for m in keco_mids_for_ncs(code):
-                fam[i, self._mid_index[m]] = True
-        self.families = fam
+        # the family of a course is its NCS 대분류 (the KECO mid groups it covers)
+        self.ncs_major = np.array([int(c[:2]) for c in courses["ncs_code"].to_list()], dtype=np.int16)
         self._cert_rows: dict[str, list[int]] = {}
         for i, text in enumerate(courses["certificate"].to_list()):
             for name in split_certificates(text):
@@ -229,7 +226,9 @@ class CourseIndex:
                         parts.append(hit)
         if not parts:
             return np.zeros(0, dtype=np.int64)
-        return np.unique(np.concatenate(parts))
+        rows = np.concatenate(parts)
+        # cells are disjoint and online rows are in no cell: one anchor has no duplicates
+        return rows if len(anchors) == 1 else np.unique(rows)
 
     def eligible(self, query: CourseQuery, rules: CourseRuleConfig) -> tuple[np.ndarray, np.ndarray]:
         """(rows, distance km) of the courses passing every rule for ``query``; the distance
@@ -273,8 +272,8 @@ class CourseIndex:
             nq = float(np.linalg.norm(qv))
             if nq > 0:
                 score += cfg.w_vector * (self.vectors[rows] @ (qv / nq)).astype(np.float64)
-        fam_cols = [self._mid_index[m] for m in query.families if m in self._mid_index]
-        fam_hit = self.families[rows][:, fam_cols].any(axis=1) if fam_cols else np.zeros(rows.size, bool)
+        majors = sorted({int(x) for x in map(ncs_major_for_keco_mid, query.families) if x})
+        fam_hit = np.isin(self.ncs_major[rows], majors) if majors else np.zeros(rows.size, bool)
         score += cfg.w_family * fam_hit
         gap_rows = {i for key in query.gap for i in self._cert_rows.get(key, ())}
         gap_hit = np.isin(rows, list(gap_rows)) if gap_rows else np.zeros(rows.size, bool)
