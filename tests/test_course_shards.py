@@ -121,3 +121,18 @@ def test_course_conversions():
     back = convert.course_recommendation_from_pb(resp.courses[0])
     assert back["course_id"] == recs[0].course_id and back["reasons"] == list(recs[0].reasons)
     assert (back["distance_km"] is None) == recs[0].online
+
+
+def test_course_table_of_a_refresh(world):
+    from workers.courses import COURSE_RECS_SCHEMA, courses_for_postings
+
+    postings, courses, _ = world
+    idx = CourseIndex(courses, None)
+    rules = CourseRuleConfig(ref_date=REF)
+    table = courses_for_postings(postings.head(50), None, idx.search, 5, rules)
+    assert dict(table.schema) == COURSE_RECS_SCHEMA
+    for pid, grp in table.group_by("posting_id"):
+        p = postings.filter(postings["posting_id"] == pid[0]).row(0, named=True)
+        want = [r.course_id for r in idx.search(posting_query(p), 5, rules)]
+        assert grp.sort("rank")["course_id"].to_list() == want
+    assert table["rank"].max() == 5 and table.height > 100

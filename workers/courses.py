@@ -125,3 +125,17 @@ def course_recs_frame(pairs: Sequence[tuple[str, Sequence[CourseRecommendation]]
         for pid, recs in pairs for rank, r in enumerate(recs, start=1)
     ]
     return pl.DataFrame(rows, schema=COURSE_RECS_SCHEMA, orient="row")
+
+
+def courses_for_postings(
+    postings: pl.DataFrame, vectors: np.ndarray | None, search, k: int, rules: CourseRuleConfig,
+) -> pl.DataFrame:
+    """The course table of a batch refresh: the top-``k`` courses of every posting, found by
+    ``search(query, k, rules)`` (a shard's or a whole :class:`CourseIndex`'s)."""
+    from core.course_rank import posting_query
+
+    pairs = []
+    for i, p in enumerate(postings.iter_rows(named=True)):
+        q = posting_query(p, None if vectors is None else vectors[i])
+        pairs.append((p["posting_id"], search(q, k, rules)))
+    return course_recs_frame(pairs)
