@@ -136,26 +136,28 @@ def scoring_methods(df, vec, rules, n_queries=200, seed=1) -> dict:
     faiss.omp_set_num_threads(1)
     sh = Shard(0, dim=vec.shape[1], rules=rules)
     sh.load(df, vec, np.ones(df.height, bool))
+    postings = sh.collection("postings")
+    vectors = postings.store["vector"]
     index = faiss.IndexFlatIP(vec.shape[1])
-    index.add(sh._vec[: sh._n])
+    index.add(vectors)
     rng = np.random.default_rng(seed)
     t_blas = t_faiss = 0.0
     n_cand = []
     from workers import geo
 
     for i in rng.integers(0, df.height, n_queries).tolist():
-        q = sh._query_of_row(i)
-        radius = rules.capital_radius_km if sh._capital[i] else rules.other_radius_km
-        cell = geo.cells(np.array([q["lat"]]), np.array([q["lng"]]), sh.fine_res)[0]
-        rows = sh._cell_rows(geo.disk_cells(int(cell), geo.rings_for(sh.fine_res, radius)))
+        q = postings.query_of_row(i)
+        radius = float(postings.kind.rules.radius_km(q.columns, rules)[0])
+        cell = geo.cells(q.columns["lat"], q.columns["lng"], sh.fine_res)[0]
+        rows = postings.cell_rows(geo.disk_cells(int(cell), geo.rings_for(sh.fine_res, radius)))
         n_cand.append(rows.size)
         t0 = time.perf_counter()
-        s = sh._vec[rows] @ q["vector"]
+        s = vectors[rows] @ q.vector
         np.argpartition(-s, min(40, s.size - 1))
         t_blas += time.perf_counter() - t0
         t0 = time.perf_counter()
         params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(rows.astype(np.int64)))
-        index.search(q["vector"][None, :], 40, params=params)
+        index.search(q.vector[None, :], 40, params=params)
         t_faiss += time.perf_counter() - t0
     return {
         "queries": n_queries,
@@ -231,10 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.n, args.old_n, args.sizes = 10_000, 5_000, "5000,10000"
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
-
     from core.synth import generate_postings
+    from workers.actors import init_ray, shutdown_ray
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
     counts = [int(s) for s in args.shard_counts.split(",") if s]
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     all_vec = occupation_vectors(all_df, args.dim, seed=args.seed)
     gen_s = time.perf_counter() - t0
 
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+    init_ray(num_cpus=args.cpus)
     # one BLAS thread per shard: measured, 2 threads in one actor were several times slower
     threads = lambda s: 1  # noqa: E731
     result: dict = {
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                 scaling.append(fig)
         result["scaling"] = scaling
     finally:
-        ray.shutdown()
+        shutdown_ray()
     text = json.dumps(result, ensure_ascii=False, indent=1)
     print(text)
     if args.out:

@@ -1,4 +1,4 @@
-"""The recommendation rules, shared by the batch refresh and the online path.
+"""The recommendation rules, shared by the batch refresh, the online path and the baseline.
 
 For a viewed posting ``q`` and a candidate ``c`` (see :class:`RuleConfig` for the knobs):
 
@@ -13,16 +13,20 @@ For a viewed posting ``q`` and a candidate ``c`` (see :class:`RuleConfig` for th
 - at most ``max_per_company`` results from one company (applied while selecting the top-k,
   see :func:`select_top_k`).
 
-:func:`passes` is the scalar reference; :class:`RuleArrays` and :func:`candidate_mask` are
-the vectorised form the shards use.
+:func:`passes` is the scalar reference. :class:`RuleSet` is the one vectorised kernel: a declared list of rules evaluated as a (queries x candidates) bool
+matrix with the exact haversine distance. :data:`POSTING_RULES` declares the rules above
+over the columns :func:`posting_rule_columns` encodes; the shards (batch and single query)
+and the old-prototype baseline all evaluate it. Other item kinds declare their own
+:class:`RuleSet` from the same rule types.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -30,6 +34,8 @@ from core.errors import InvalidInputError
 from core.schema import CAPITAL_AREA_SIDO
 
 EARTH_RADIUS_KM = 6371.0088  # IUGG mean radius
+DEFAULT_K = 10
+MAX_K = 100  # the one limit on k: server, backend, shards and the refresh
 EDUCATION_POLICIES: tuple[str, ...] = ("strict", "lenient_no_requirement")
 
 # career codes used by the vectorised form
@@ -93,6 +99,23 @@ class RuleConfig:
         """``ref_date`` or today."""
         return self.ref_date if self.ref_date is not None else date.today()
 
+    def check_halo(self, halo_km: float) -> None:
+        """Raise :class:`InvalidInputError` naming the radius that a shard halo of
+        ``halo_km`` cannot answer exactly (the halo must hold every posting within it)."""
+        for name in ("capital_radius_km", "other_radius_km"):
+            if getattr(self, name) > halo_km:
+                raise InvalidInputError(
+                    f"{name}={getattr(self, name)} km exceeds the shard halo of {halo_km} km",
+                    field=name,
+                )
+
+
+def check_k(k: object) -> int:
+    """``k`` as an int in 1..:data:`MAX_K`, else :class:`InvalidInputError` (field ``k``)."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= MAX_K:
+        raise InvalidInputError(f"k must be an int in 1..{MAX_K}, got {k!r}", field="k")
+    return int(k)
+
 
 def haversine_km(lat1, lng1, lat2, lng2):
     """Great-circle distance in km; numpy-vectorised (broadcasts its arguments)."""
@@ -137,77 +160,299 @@ def passes(q: Mapping, c: Mapping, cfg: RuleConfig, distance_km: float) -> bool:
     return True
 
 
+
 def date_to_days(d: date | None) -> int:
     """Days since 1970-01-01; None maps to :data:`NO_EXPIRY_DAYS`."""
     return NO_EXPIRY_DAYS if d is None else (d - _EPOCH).days
 
 
-@dataclass
-class RuleArrays:
-    """Columnar rule attributes of a set of postings (one entry per posting)."""
-
-    education: np.ndarray  # int8 min_education_level
-    career: np.ndarray  # int8 CAREER_CODES
-    min_years: np.ndarray  # int16, null -> 0
-    closes_days: np.ndarray  # int32 days since epoch, null -> NO_EXPIRY_DAYS
-    capital: np.ndarray  # bool: q's sido is in the capital area
-
-    @classmethod
-    def from_columns(
-        cls,
-        education: Sequence,
-        career: Sequence[str],
-        min_years: Sequence,
-        closes_on: Sequence,
-        sido: Sequence[str],
-    ) -> RuleArrays:
-        """Build from python/polars column values (nulls allowed where the schema allows)."""
-        try:
-            car = np.array([CAREER_CODES[c] for c in career], dtype=np.int8)
-        except KeyError as exc:
-            raise ValueError(f"unknown career value {exc.args[0]!r}") from None
-        return cls(
-            education=np.asarray(education, dtype=np.int8),
-            career=car,
-            min_years=np.array([_years(v) for v in min_years], dtype=np.int16),
-            closes_days=np.array([date_to_days(d) for d in closes_on], dtype=np.int32),
-            capital=np.array([s in CAPITAL_AREA_SIDO for s in sido], dtype=bool),
-        )
-
-    def take(self, idx) -> RuleArrays:
-        """The subset at positions ``idx``."""
-        return RuleArrays(
-            self.education[idx],
-            self.career[idx],
-            self.min_years[idx],
-            self.closes_days[idx],
-            self.capital[idx],
-        )
+def unit_xyz(lat, lng) -> np.ndarray:
+    """Unit vectors (n, 3) of points on the sphere: the cosine of the central angle between
+    two points is the dot product of theirs."""
+    p, lam = np.radians(np.asarray(lat, dtype=np.float64)), np.radians(np.asarray(lng, np.float64))
+    return np.stack([np.cos(p) * np.cos(lam), np.cos(p) * np.sin(lam), np.sin(p)], axis=-1)
 
 
-def query_radius(capital: np.ndarray, cfg: RuleConfig) -> np.ndarray:
-    """Per-query radius (km) from the capital-area flags."""
-    return np.where(capital, cfg.capital_radius_km, cfg.other_radius_km)
+# ------------------------------------------------------------------- the kernel
+Columns = Mapping[str, np.ndarray]
+"""Named columns of one side of a pair (queries or candidates), one entry per item."""
+Cfg = TypeVar("Cfg")  # a rule configuration: RuleConfig for postings
+NO_LIMIT = int(np.iinfo(np.int16).max)  # an AtMost limit no candidate value exceeds
+DISTANCE_MARGIN_KM = 0.01  # cosine pre-check margin; pairs in the band get the haversine
 
 
-def candidate_mask(q: RuleArrays, i: int, c: RuleArrays, cfg: RuleConfig) -> np.ndarray:
-    """Vectorised non-distance rules of query ``q[i]`` over all candidates ``c`` (bool array).
+class Rule(Protocol[Cfg]):
+    """A per-pair rule: ``evaluate`` gets query columns and candidate columns that broadcast
+    against each other (``(m, 1)`` vs ``(1, n)``, or aligned ``(p,)``) and returns the pass
+    mask, or None when the rule does not constrain anything under ``cfg``."""
 
-    Distance and "not itself" are checked by the caller (they need coordinates and ids).
+    name: str
+
+    def evaluate(self, q: Columns, c: Columns, cfg: Cfg) -> np.ndarray | None: ...
+
+
+@dataclass(frozen=True)
+class AtMost(Generic[Cfg]):
+    """Candidate ``column`` <= a per-query limit ``limit(q, cfg)`` (:data:`NO_LIMIT`: no
+    constraint for that query; None: the rule is off)."""
+
+    name: str
+    column: str
+    limit: Callable[[Columns, Cfg], np.ndarray | None]
+
+    def evaluate(self, q: Columns, c: Columns, cfg: Cfg) -> np.ndarray | None:
+        lim = self.limit(q, cfg)
+        if lim is None or bool((np.asarray(lim) >= NO_LIMIT).all()):
+            return None
+        return c[self.column] <= lim
+
+
+@dataclass(frozen=True)
+class Forbid(Generic[Cfg]):
+    """Fails the pairs with ``q[query_column] == query_value`` and
+    ``c[candidate_column] == candidate_value`` (when ``active(cfg)``)."""
+
+    name: str
+    query_column: str
+    query_value: int
+    candidate_column: str
+    candidate_value: int
+    active: Callable[[Cfg], bool]
+
+    def evaluate(self, q: Columns, c: Columns, cfg: Cfg) -> np.ndarray | None:
+        if not self.active(cfg):
+            return None
+        hit = q[self.query_column] == self.query_value
+        if not hit.any():
+            return None
+        return ~(hit & (c[self.candidate_column] == self.candidate_value))
+
+
+@dataclass(frozen=True)
+class AtLeast(Generic[Cfg]):
+    """Candidate ``column`` >= ``bound(cfg)`` (None: off). Depends on the candidate alone,
+    so a caller may apply it once per candidate (:meth:`RuleSet.candidate_mask`)."""
+
+    name: str
+    column: str
+    bound: Callable[[Cfg], int | None]
+
+    def evaluate(self, q: Columns, c: Columns, cfg: Cfg) -> np.ndarray | None:
+        b = self.bound(cfg)
+        return None if b is None else c[self.column] >= b
+
+
+@dataclass(frozen=True)
+class NotSame(Generic[Cfg]):
+    """Fails a query paired with itself: equal ``column`` (an int key, e.g. the row; a
+    query that is not stored uses -1)."""
+
+    name: str = "not itself"
+    column: str = "row"
+
+    def evaluate(self, q: Columns, c: Columns, cfg: Cfg) -> np.ndarray | None:
+        return q[self.column] != c[self.column]
+
+
+@dataclass(frozen=True)
+class Within(Generic[Cfg]):
+    """Great-circle distance of q and c (columns ``lat``, ``lng`` in degrees and ``xyz``
+    from :func:`unit_xyz`) <= ``radius(q, cfg)`` km, one radius per query."""
+
+    radius: Callable[[Columns, Cfg], np.ndarray]
+    name: str = "distance"
+
+
+@dataclass(frozen=True)
+class RuleSet(Generic[Cfg]):
+    """The rules of one item kind, evaluated as one vectorised pass mask.
+
+    ``rules`` are the per-pair rules, ``distance`` the radius rule (exact haversine),
+    ``group_column`` / ``group_cap`` the selection constraint "at most cap per group"
+    (:func:`select_top_k`; 0 = unlimited). ``split`` names an :class:`AtMost` rule the
+    batch path may group queries by to drop candidates before scoring (an optimisation;
+    the mask is the same).
     """
-    mask = np.ones(c.education.shape, dtype=bool)
-    q_edu = int(q.education[i])
-    if not (cfg.education_policy == "lenient_no_requirement" and q_edu == 0):
-        mask &= c.education <= q_edu
-    if cfg.career_filter and q.career[i] != _CAREER_ANY:
-        if q.career[i] == _CAREER_ENTRY:
-            mask &= c.career != _CAREER_EXPERIENCED
-        n = int(q.min_years[i])
-        if n >= 1:
-            mask &= c.min_years <= n
-    if cfg.exclude_expired:
-        mask &= c.closes_days >= date_to_days(cfg.effective_ref_date())
-    return mask
+
+    name: str
+    rules: tuple[Rule[Cfg], ...]
+    distance: Within[Cfg] | None = None
+    group_column: str | None = None
+    group_cap: Callable[[Cfg], int] | None = None
+    split: str | None = None
+
+    def cap(self, cfg: Cfg) -> int:
+        """Results per group allowed (0 = unlimited)."""
+        return 0 if self.group_cap is None else int(self.group_cap(cfg))
+
+    def rule(self, name: str) -> Rule[Cfg]:
+        """The rule called ``name``."""
+        for r in self.rules:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def radius_km(self, q: Columns, cfg: Cfg) -> np.ndarray:
+        """Per-query radius (km); ``inf`` when the set has no distance rule."""
+        n = len(next(iter(q.values())))
+        if self.distance is None:
+            return np.full(n, np.inf)
+        return np.broadcast_to(np.asarray(self.distance.radius(q, cfg), dtype=np.float64), (n,))
+
+    def candidate_mask(self, c: Columns, cfg: Cfg) -> np.ndarray | None:
+        """AND of the candidate-only rules (:class:`AtLeast`) per candidate; None if none apply."""
+        out = None
+        for r in self.rules:
+            if isinstance(r, AtLeast):
+                m = r.evaluate({}, c, cfg)
+                if m is not None:
+                    out = m if out is None else out & m
+        return out
+
+    def pair_mask(
+        self,
+        q: Columns,
+        c: Columns,
+        cfg: Cfg,
+        *,
+        known_within: int = 0,
+        candidate_rules: bool = True,
+    ) -> np.ndarray:
+        """Pass mask (m queries x n candidates) of every rule, the distance exact.
+
+        The first ``known_within`` candidates are known by the caller's geometry to lie
+        within every query's radius (their distance is not computed again). With
+        ``candidate_rules=False`` the :class:`AtLeast` rules are skipped (the caller has
+        already dropped the candidates failing them).
+        """
+        m, n = _length(q), _length(c)
+        qb = {k: v[:, None] for k, v in q.items() if v.ndim == 1}
+        cb = {k: v[None, :] for k, v in c.items() if v.ndim == 1}
+        ok = np.ones((m, n), dtype=bool)
+        for r in self.rules:
+            if not candidate_rules and isinstance(r, AtLeast):
+                continue
+            res = r.evaluate(qb, cb, cfg)
+            if res is not None:
+                ok &= res
+        if self.distance is not None and known_within < n:
+            self._distance_matrix(ok, q, c, cfg, known_within)
+        return ok
+
+    def _distance_matrix(self, ok: np.ndarray, q: Columns, c: Columns, cfg: Cfg, start: int):
+        radius = self.radius_km(q, cfg)
+        live = start + np.flatnonzero(ok[:, start:].any(axis=0))  # a query still wants them
+        if live.size == 0:
+            return
+        sub = ok[:, live]
+        # cosine of the central angle (a 3-d dot product) settles all but a thin band
+        # around the radius, where the haversine decides
+        cos = q["xyz"] @ c["xyz"][live].T
+        far = cos < np.cos(np.minimum(np.pi, (radius + DISTANCE_MARGIN_KM) / EARTH_RADIUS_KM))[:, None]
+        near = cos >= np.cos(np.maximum(0.0, radius - DISTANCE_MARGIN_KM) / EARTH_RADIUS_KM)[:, None]
+        sub &= ~far
+        i, j = np.nonzero(sub & ~near)
+        if i.size:
+            cj = live[j]
+            d = haversine_km(q["lat"][i], q["lng"][i], c["lat"][cj], c["lng"][cj])
+            over = d > radius[i]
+            sub[i[over], j[over]] = False
+        ok[:, live] = sub
+
+    def pairs_mask(
+        self, q: Columns, c: Columns, cfg: Cfg, *, distance_km: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Pass mask of aligned pairs ``(q[i], c[i])``. The distance rule uses
+        ``distance_km`` when given (e.g. the old prototype's region distances), else the
+        exact haversine of the pairs' coordinates."""
+        ok = np.ones(_length(c), dtype=bool)
+        for r in self.rules:
+            res = r.evaluate(q, c, cfg)
+            if res is not None:
+                ok &= res
+        if self.distance is not None:
+            if distance_km is None:
+                distance_km = haversine_km(q["lat"], q["lng"], c["lat"], c["lng"])
+            ok &= np.asarray(distance_km) <= self.radius_km(q, cfg)
+        return ok
+
+
+def _length(cols: Columns) -> int:
+    return len(next(iter(cols.values())))
+
+
+# ------------------------------------------------------------------ postings
+def _education_limit(q: Columns, cfg: RuleConfig) -> np.ndarray:
+    edu = q["education"]
+    if cfg.education_policy == "lenient_no_requirement":
+        return np.where(edu == 0, np.int16(NO_LIMIT), edu.astype(np.int16))
+    return edu
+
+
+def _years_limit(q: Columns, cfg: RuleConfig) -> np.ndarray | None:
+    if not cfg.career_filter:
+        return None
+    qc, qy = q["career"], q["min_years"]
+    return np.where((qc != _CAREER_ANY) & (qy >= 1), qy.astype(np.int16), np.int16(NO_LIMIT))
+
+
+def _ref_days(cfg: RuleConfig) -> int | None:
+    return date_to_days(cfg.effective_ref_date()) if cfg.exclude_expired else None
+
+
+def _posting_radius(q: Columns, cfg: RuleConfig) -> np.ndarray:
+    return np.where(q["capital"], cfg.capital_radius_km, cfg.other_radius_km)
+
+
+def _career_filter_on(cfg: RuleConfig) -> bool:
+    return cfg.career_filter
+
+
+def _company_cap(cfg: RuleConfig) -> int:
+    return cfg.max_per_company
+
+
+POSTING_RULES: RuleSet[RuleConfig] = RuleSet(
+    name="postings",
+    rules=(
+        NotSame(),
+        AtMost("education", "education", _education_limit),
+        Forbid("entry sees no experienced", "career", _CAREER_ENTRY, "career",
+               _CAREER_EXPERIENCED, _career_filter_on),  # fmt: skip
+        AtMost("career years", "min_years", _years_limit),
+        AtLeast("not expired", "closes_days", _ref_days),
+    ),
+    distance=Within(_posting_radius),
+    group_column="company",
+    group_cap=_company_cap,
+    split="education",
+)
+"""The rules of the module docstring over :func:`posting_rule_columns` (plus ``lat``,
+``lng``, ``xyz``, ``row``; ``company`` holds int codes for the cap)."""
+
+
+def posting_rule_columns(
+    education: Sequence,
+    career: Sequence[str],
+    min_years: Sequence,
+    closes_on: Sequence,
+    sido: Sequence[str | None],
+) -> dict[str, np.ndarray]:
+    """The rule columns of postings from python/polars column values (nulls allowed where
+    the schema allows): ``education`` int8, ``career`` int8 (:data:`CAREER_CODES`),
+    ``min_years`` int16 (null 0), ``closes_days`` int32 (null :data:`NO_EXPIRY_DAYS`),
+    ``capital`` bool (sido in the capital area)."""
+    try:
+        car = np.array([CAREER_CODES[c] for c in career], dtype=np.int8)
+    except KeyError as exc:
+        raise InvalidInputError(f"unknown career {exc.args[0]!r}", field="career") from None
+    return {
+        "education": np.asarray(education, dtype=np.int8),
+        "career": car,
+        "min_years": np.array([_years(v) for v in min_years], dtype=np.int16),
+        "closes_days": np.array([date_to_days(d) for d in closes_on], dtype=np.int32),
+        "capital": np.array([s in CAPITAL_AREA_SIDO for s in sido], dtype=bool),
+    }
 
 
 def select_top_k(

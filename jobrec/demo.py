@@ -157,7 +157,7 @@ def run_demo(args: argparse.Namespace) -> int:
     postings, postings_path = _corpus(args, steps, ref)
 
     steps.start("starting a local Ray")
-    from server.runtime import init_ray
+    from workers.actors import init_ray
 
     init_ray(None, log_to_driver=True)
     steps.done()

@@ -104,23 +104,6 @@ def encode_postings(postings: pl.DataFrame, encoder: Any, cache_path: str | Path
         return np.asarray(_encode(postings, encoder, cache=cache), dtype=np.float32)
 
 
-def init_ray(
-    address: str | None = None, *, num_cpus: int | None = None, log_to_driver: bool = False
-) -> None:
-    """Connect to ``address`` (``ray://`` client or a cluster address) or start a local Ray.
-
-    ``log_to_driver`` forwards what actors print (the demo shows Ray Train's progress that way).
-    """
-    import ray
-
-    if ray.is_initialized():
-        return
-    if address:
-        ray.init(address=address, log_to_driver=log_to_driver)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver)
-
-
 def build_backend(
     postings: pl.DataFrame,
     vectors: np.ndarray,
@@ -132,6 +115,7 @@ def build_backend(
 ):
     """Start the shard actors for ``postings``; return ``(backend, rules)``."""
     from core.rules import RuleConfig
+    from workers.actors import init_ray
     from workers.backend import RecommendationBackend
     from workers.sharding import ShardingConfig
 

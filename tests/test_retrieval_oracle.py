@@ -232,7 +232,7 @@ def test_shards_match_brute_force_oracle(p):
             assert g["rank"].to_list() == list(range(1, len(got) + 1))
         assert_matches(got, want, qual, cfg, f"batch q={r['posting_id']}")
         online = shards[owner[i]].similar(r["posting_id"], k)
-        got = [(x["posting_id"], x["score"], x["distance_km"]) for x in online]
+        got = [(x.posting_id, x.score, x.distance_km) for x in online]
         assert_matches(got, want, qual, cfg, f"online q={r['posting_id']}")
 
 
@@ -250,7 +250,7 @@ def test_inline_query_matches_oracle(seed, k, lat, lng, edu, career, years):
     want, qual = oracle(df.to_dicts(), unit_rows(vec), -1, cfg, k, q=q, qv=qv / np.linalg.norm(qv))
     fine = geo.cells(np.array([lat]), np.array([lng]), 7)
     s = int(plan.owners(fine)[0])
-    got = [(x["posting_id"], x["score"], x["distance_km"]) for x in shards[s].similar_to(q, qv, k)]
+    got = [(x.posting_id, x.score, x.distance_km) for x in shards[s].similar_to(q, qv, k)]
     assert_matches(got, want, qual, cfg, "inline")
 
 
@@ -263,7 +263,7 @@ def test_ties_are_broken_by_posting_id():
     ids = sorted(df["posting_id"].to_list())
     q = ids[5]
     want = [p for p in ids if p != q][:7]
-    assert [x["posting_id"] for x in sh.similar(q, 7)] == want
+    assert [x.posting_id for x in sh.similar(q, 7)] == want
     batch = sh.recommend_owned(7).filter(pl.col("posting_id") == q).sort("rank")
     assert batch["rec_posting_id"].to_list() == want
     st_ = sh.batch_stats()
@@ -288,7 +288,7 @@ def test_k_results_whenever_k_qualify_despite_company_cap():
     for pid in df["posting_id"].to_list()[:5]:
         recs = sh.similar(pid, 10)
         assert len(recs) == 10
-        assert sum(r["company"] == "BIG" for r in recs) <= 2
+        assert sum(r.company == "BIG" for r in recs) <= 2
     batch = sh.recommend_owned(10)
     assert (batch.group_by("posting_id").len()["len"] == 10).all()
     assert sh.batch_stats()["deeper_rows"] > 0  # the path that looks past the first t
@@ -343,7 +343,7 @@ def _single_and_batch(shards, owner, rows, k):
     got_s = {}
     for i, r in enumerate(rows):
         res = shards[owner[i]].similar(r["posting_id"], k)
-        got_s[r["posting_id"]] = [(x["posting_id"], x["score"], x["distance_km"]) for x in res]
+        got_s[r["posting_id"]] = [(x.posting_id, x.score, x.distance_km) for x in res]
     return got_b, got_s
 
 
@@ -382,7 +382,7 @@ def test_batch_and_single_query_paths_agree_exactly(shards):
 
 
 def test_exact_scores_do_not_depend_on_batch_shape():
-    from workers.shard import exact_scores
+    from workers.scoring import exact_scores
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal((300, 256)).astype(np.float32)
@@ -401,9 +401,9 @@ def test_exact_scores_do_not_depend_on_batch_shape():
 def test_upserts_and_deletes_after_the_index_is_built_match_oracle(monkeypatch, delta_max):
     """Rows written after the cell index was built (scanned directly until the index is
     rebuilt) and deleted rows (skipped) give the oracle's answers on both paths."""
-    import workers.shard as shard_mod
+    import workers.collection as collection_mod
 
-    monkeypatch.setattr(shard_mod, "_DELTA_MAX", delta_max)
+    monkeypatch.setattr(collection_mod, "DELTA_MAX", delta_max)
     df, vec = make_postings(8, 160, spread_deg=0.3, n_companies=6)
     cfg = RuleConfig(ref_date=REF)
     sh = Shard(0, dim=vec.shape[1], rules=cfg)
@@ -424,8 +424,9 @@ def test_upserts_and_deletes_after_the_index_is_built_match_oracle(monkeypatch, 
         want, qual = oracle(rows, unit, i, cfg, 6)
         assert_matches(got_s[r["posting_id"]], want, qual, cfg, f"single {r['posting_id']}")
         assert got_b.get(r["posting_id"], []) == got_s[r["posting_id"]]
-    # _cell_rows (used by bench/refresh.py) sees exactly the live rows of the cells asked for
+    # cell_rows (used by bench/refresh.py) sees exactly the live rows of the cells asked for
     cells = geo.cells(cur["lat"].to_numpy(), cur["lng"].to_numpy(), sh.fine_res)
-    got = sorted(sh._ids[r] for r in sh._cell_rows(np.unique(cells[:40])).tolist())
+    postings = sh.collection("postings")
+    got = sorted(postings.ids[r] for r in postings.cell_rows(np.unique(cells[:40])).tolist())
     want = sorted(p for p, c in zip(cur["posting_id"], cells, strict=True) if c in set(cells[:40]))
     assert got == want

@@ -1,4 +1,4 @@
-"""core.rules: config validation, haversine, the scalar rules, the vectorised mask, selection."""
+"""core.rules: config validation, haversine, the scalar rules, the vectorised kernel, selection."""
 
 from __future__ import annotations
 
@@ -7,16 +7,21 @@ from datetime import date, timedelta
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.errors import InvalidInputError
 from core.rules import (
-    RuleArrays,
+    MAX_K,
+    POSTING_RULES,
     RuleConfig,
-    candidate_mask,
+    check_k,
     haversine_km,
     passes,
+    posting_rule_columns,
     radius_for,
     select_top_k,
+    unit_xyz,
 )
 
 REF = date(2024, 6, 1)
@@ -123,6 +128,21 @@ def test_expiry_self_and_ref_date():
     assert not passes(q, posting("q"), cfg, 0.0)
 
 
+def rule_columns(rows, lat=None, lng=None):
+    """Kernel columns of posting dicts (row = position, for "not itself")."""
+    cols = posting_rule_columns(
+        [r["min_education_level"] for r in rows],
+        [r["career"] for r in rows],
+        [r["min_career_years"] for r in rows],
+        [r["closes_on"] for r in rows],
+        [r["sido"] for r in rows],
+    )
+    cols["row"] = np.arange(len(rows))
+    if lat is not None:
+        cols["lat"], cols["lng"], cols["xyz"] = lat, lng, unit_xyz(lat, lng)
+    return cols
+
+
 def test_vectorised_mask_matches_scalar_rules():
     rng = np.random.default_rng(7)
     n = 400
@@ -137,23 +157,85 @@ def test_vectorised_mask_matches_scalar_rules():
         )
         for i in range(n)
     ]
-    arr = RuleArrays.from_columns(
-        [r["min_education_level"] for r in rows],
-        [r["career"] for r in rows],
-        [r["min_career_years"] for r in rows],
-        [r["closes_on"] for r in rows],
-        [r["sido"] for r in rows],
-    )
+    lat, lng = 37.0 + rng.uniform(-0.4, 0.4, n), 127.5 + rng.uniform(-0.5, 0.5, n)
+    arr = rule_columns(rows, lat, lng)
+    d = haversine_km(lat[:, None], lng[:, None], lat[None, :], lng[None, :])
     for cfg in (
         RuleConfig(ref_date=REF),
         RuleConfig(ref_date=REF, education_policy="lenient_no_requirement", career_filter=False),
         RuleConfig(ref_date=REF, exclude_expired=False),
     ):
-        for i in range(0, n, 7):
-            mask = candidate_mask(arr, i, arr, cfg)  # "not itself" is the caller's job
-            want = np.array([passes(rows[i], c, cfg, 0.0) for c in rows])
-            others = np.arange(n) != i
-            assert np.array_equal(mask[others], want[others])
+        qs = np.arange(0, n, 7)
+        q = {k: v[qs] for k, v in arr.items()}
+        got = POSTING_RULES.pair_mask(q, arr, cfg)
+        for a, i in enumerate(qs.tolist()):
+            mask = got[a]
+            want = np.array([passes(rows[i], c, cfg, float(d[i, j])) for j, c in enumerate(rows)])
+            assert np.array_equal(mask, want)
+
+
+posting_st = st.fixed_dictionaries(
+    {
+        "posting_id": st.sampled_from(["a", "b", "c"]),
+        "sido": st.sampled_from(["서울특별시", "경기도", "인천광역시", "강원도", "부산광역시"]),
+        "min_education_level": st.integers(0, 7),
+        "career": st.sampled_from(["entry", "experienced", "any"]),
+        "min_career_years": st.one_of(st.none(), st.integers(0, 10)),
+        "closes_on": st.one_of(st.none(), st.dates(REF - timedelta(days=3), REF + timedelta(days=3))),
+    }
+)
+cfg_st = st.builds(
+    RuleConfig,
+    capital_radius_km=st.sampled_from([5.0, 20.0]),
+    other_radius_km=st.sampled_from([10.0, 40.0]),
+    education_policy=st.sampled_from(["strict", "lenient_no_requirement"]),
+    career_filter=st.booleans(),
+    exclude_expired=st.booleans(),
+    ref_date=st.just(REF),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pairs=st.lists(
+        st.tuples(posting_st, posting_st, st.sampled_from([0.0, 4.99, 5.0, 5.01, 10.0, 20.0,
+                                                           20.01, 39.9, 40.0, 41.0])),
+        min_size=1, max_size=30,
+    ),
+    cfg=cfg_st,
+)
+def test_kernel_equals_passes_on_random_pairs(pairs, cfg):
+    """The kernel (aligned pairs, given distances; and the q x c matrix with coordinates)
+    says exactly what the scalar reference says, pair by pair."""
+    qs = [q for q, _, _ in pairs]
+    cs = [c for _, c, _ in pairs]
+    dist = np.array([d for _, _, d in pairs])
+    q_cols, c_cols = rule_columns(qs), rule_columns(cs)
+    # "not itself" compares keys: the same key for the same posting_id
+    key = {p: i for i, p in enumerate("abc")}
+    q_cols["row"] = np.array([key[q["posting_id"]] for q in qs])
+    c_cols["row"] = np.array([key[c["posting_id"]] for c in cs])
+    got = POSTING_RULES.pairs_mask(q_cols, c_cols, cfg, distance_km=dist)
+    want = [passes(q, c, cfg, float(d)) for q, c, d in zip(qs, cs, dist, strict=True)]
+    assert got.tolist() == want
+    # the matrix form with coordinates: candidates spread at known bearings around q
+    lat = np.linspace(36.0, 37.5, len(qs))
+    lng = np.linspace(127.0, 128.4, len(cs))
+    q_cols.update(lat=lat, lng=np.full(len(qs), 127.7), xyz=unit_xyz(lat, np.full(len(qs), 127.7)))
+    c_lat = np.full(len(cs), 36.8)
+    c_cols.update(lat=c_lat, lng=lng, xyz=unit_xyz(c_lat, lng))
+    mat = POSTING_RULES.pair_mask(q_cols, c_cols, cfg)
+    d = haversine_km(lat[:, None], 127.7, c_lat[None, :], lng[None, :])
+    for i, q in enumerate(qs):
+        assert mat[i].tolist() == [passes(q, c, cfg, float(d[i, j])) for j, c in enumerate(cs)]
+
+
+def test_check_k_is_the_one_limit():
+    assert check_k(1) == 1 and check_k(MAX_K) == MAX_K
+    for bad in (0, MAX_K + 1, "3", True, 2.0):
+        with pytest.raises(InvalidInputError) as exc:
+            check_k(bad)
+        assert exc.value.field == "k"
 
 
 def test_select_top_k_ties_company_cap_and_fill():

@@ -20,6 +20,7 @@ from core.rules import RuleConfig
 from tests.test_retrieval_oracle import REF, assert_matches, make_postings, oracle, unit_rows
 from workers.backend import RecommendationBackend
 from workers.sharding import ShardingConfig
+from workers.types import ByIdQuery
 
 RULES = RuleConfig(ref_date=REF)
 
@@ -228,7 +229,7 @@ def test_recommend_all_on_a_multi_node_cluster(tmp_path):
 
 
 def test_concurrent_async_queries_are_coalesced_and_match_sync(backend, data):
-    """Concurrent ``asimilar`` / ``asimilar_to`` calls share actor calls (``similar_many``),
+    """Concurrent ``asimilar`` / ``asimilar_to`` calls share actor calls (``search_many``),
     give exactly the sync answers, and an error fails only its own request."""
     df, vec = data
     ids = df["posting_id"].to_list()[:80]
@@ -256,8 +257,8 @@ def test_concurrent_async_queries_are_coalesced_and_match_sync(backend, data):
     shard = backend._where[ids[0]][0]
     import ray
 
-    answers = ray.get(backend._actors[shard].similar_many.remote(
-        [("id", "never-there", 5, None), ("id", ids[0], 5, None)]
+    answers = ray.get(backend._actors[shard].search_many.remote(
+        [ByIdQuery("never-there", 5), ByIdQuery(ids[0], 5)]
     ))  # fmt: skip
-    assert answers[0][0] is False and isinstance(answers[0][1], NotFoundError)
-    assert answers[1] == (True, [tuple(vars(r).values()) for r in backend.similar(ids[0], 5)])
+    assert isinstance(answers[0], NotFoundError)
+    assert answers[1] == backend.similar(ids[0], 5)

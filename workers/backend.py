@@ -5,65 +5,60 @@ A plain class holding handles to the Ray shard actors (:mod:`workers.actors`) an
 the query's coarse H3 cell, whose halo holds every posting within the largest radius.
 Writes go to the owner and to every shard whose halo the posting falls in.
 
-Sync methods block on ``ray.get``; the ``a``-prefixed twins await the ObjectRefs so an
-asyncio server never blocks its event loop. Concurrent async queries to one shard are
+Sync methods block on the actor calls; the ``a``-prefixed twins await the ObjectRefs so
+an asyncio server never blocks its event loop. Concurrent async queries to one shard are
 coalesced into one actor call (:class:`_Coalescer`): a Ray call costs about as much CPU as
 the search itself, so under load this is most of the per-query cost saved.
+
+Validation happens here, once: ``k`` (:func:`core.rules.check_k`), the rules against the
+halo, inline items (``kind.check_item``) and vectors; the shards trust the queries
+(:class:`~workers.types.ByIdQuery`, :class:`~workers.types.InlineQuery`) they are sent.
+Postings have the ``similar``/``upsert``/... methods; any registered collection kind is
+loaded with :meth:`RecommendationBackend.load_collection` and queried with
+:meth:`RecommendationBackend.search` / :meth:`RecommendationBackend.asearch`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 import tempfile
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from core.errors import InvalidInputError, JobrecError, NotFoundError, UnavailableError
-from core.rules import RuleConfig
-from core.schema import CAPITAL_AREA_SIDO, conform, validate_postings
-from workers.shard import normalise
+from core.errors import InvalidInputError, NotFoundError, UnavailableError
+from core.rules import RuleConfig, check_k
+from workers import actors
+from workers.collection import CollectionKind, kind_by_name
+from workers.kinds import POSTINGS
+from workers.scoring import normalise
 from workers.sharding import ShardingConfig, ShardPlan, partition
-from workers.types import RECS_SCHEMA, DeleteResult, Recommendation, UpsertResult
+from workers.types import (
+    RECS_SCHEMA,
+    ByIdQuery,
+    DeleteResult,
+    InlineQuery,
+    Query,
+    Recommendation,
+    UpsertResult,
+)
 
 log = logging.getLogger(__name__)
 
-MAX_K = 1000
 _CALLS_PER_SHARD = 2  # coalesced calls in flight per shard: the actor never waits for a batch
 _MAX_BATCH = 32  # queries per coalesced call
 
-
-def _ray():
-    import ray
-
-    return ray
-
-
-def _map_error(exc: BaseException) -> BaseException:
-    """Ray's exceptions -> the jobrec hierarchy (JobrecErrors raised in a shard pass through)."""
-    ray = _ray()
-    if isinstance(exc, ray.exceptions.RayTaskError):
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, JobrecError):
-            return cause
-        return exc
-    if isinstance(exc, ray.exceptions.RayActorError | ray.exceptions.GetTimeoutError):
-        return UnavailableError(f"shard unavailable: {exc.__class__.__name__}: {exc}")
-    return exc
-
-
-def _recs(rows: list[dict]) -> list[Recommendation]:
-    return [Recommendation(**r) for r in rows]
+Where = dict[str, tuple[int, tuple[int, ...]]]
+"""item id -> (owner shard, shards storing it)."""
 
 
 class _Coalescer:
-    """Queries for one shard from one event loop, sent together as ``similar_many`` calls.
+    """Queries for one shard from one event loop, sent together as ``search_many`` calls.
 
     A query goes out at once when fewer than ``_CALLS_PER_SHARD`` calls are in flight;
     otherwise it waits for the next call, together with every query that arrives meanwhile.
@@ -73,17 +68,17 @@ class _Coalescer:
     def __init__(self, backend: RecommendationBackend, shard: int) -> None:
         self.backend = backend
         self.shard = shard
-        self.pending: list[tuple[tuple, asyncio.Future]] = []
+        self.pending: list[tuple[Query, asyncio.Future]] = []
         self.in_flight = 0
         self.calls = 0  # actor calls made (tests, stats)
 
-    async def submit(self, request: tuple):
+    async def submit(self, query: Query) -> list:
         fut = asyncio.get_running_loop().create_future()
-        self.pending.append((request, fut))
+        self.pending.append((query, fut))
         if self.in_flight < _CALLS_PER_SHARD:
             self._launch()
-        ok, value = await fut
-        if not ok:
+        value = await fut
+        if isinstance(value, BaseException):
             raise value
         return value
 
@@ -100,11 +95,9 @@ class _Coalescer:
     async def _call(self, batch) -> None:
         try:
             actor = self.backend._actors[self.shard]
-            answers = await self.backend._await(
-                actor.similar_many.remote([r for r, _ in batch])
-            )
+            answers = await self.backend._await(actor.search_many.remote([q for q, _ in batch]))
         except Exception as exc:  # noqa: BLE001 - every caller of the batch gets it
-            answers = [(False, exc)] * len(batch)
+            answers = [exc] * len(batch)
         finally:
             self.in_flight -= 1
             if self.pending:
@@ -119,19 +112,20 @@ class RecommendationBackend:
 
     def __init__(
         self,
-        actors: list,
+        shard_actors: list[actors.ActorHandle],
         plan: ShardPlan,
         rules: RuleConfig,
         dim: int,
-        where: dict[str, tuple[int, tuple[int, ...]]],
+        where: Where,
         snapshot_dir: Path,
         owns_snapshot_dir: bool,
     ) -> None:
-        self._actors = actors
+        self._actors = shard_actors
         self.plan = plan
         self.rules = rules
         self.dim = dim
-        self._where = where  # posting_id -> (owner shard, shards storing it)
+        self._where = where  # postings: posting_id -> (owner shard, shards storing it)
+        self._where_in: dict[str, Where] = {POSTINGS: where}  # every collection
         self.snapshot_dir = snapshot_dir
         self._owns_dir = owns_snapshot_dir
         # per event loop (futures belong to one loop): {loop: {shard: _Coalescer}}
@@ -150,40 +144,25 @@ class RecommendationBackend:
     ) -> RecommendationBackend:
         """Partition ``postings`` (canonical frame) with their ``vectors`` over shard actors.
 
-        Requires ``ray.init`` to have been called. Without ``snapshot_dir`` a temporary
-        directory holds the shard snapshots (removed by :meth:`shutdown`).
+        Requires Ray to be initialised (:func:`workers.actors.init_ray`). Without
+        ``snapshot_dir`` a temporary directory holds the shard snapshots (removed by
+        :meth:`shutdown`).
         """
-        ray = _ray()
-        from workers.actors import alive_nodes, start_shard
-
-        if not ray.is_initialized():
-            raise UnavailableError("Ray is not initialised: call ray.init() first")
-        df = conform(postings)
-        validate_postings(df)
-        vec = normalise(vectors)
-        if vec.shape[0] != df.height:
-            raise InvalidInputError(
-                f"{df.height} postings but {vec.shape[0]} vectors", field="vectors"
-            )
+        if not actors.ray_initialized():
+            raise UnavailableError("Ray is not initialised: call workers.actors.init_ray() first")
+        kind = kind_by_name(POSTINGS)
+        df, vec = _checked_items(kind, postings, vectors, None)
         halo = float(sharding.halo_km) if sharding.halo_km is not None else rules.max_radius_km
-        if rules.max_radius_km > halo:
-            raise InvalidInputError(
-                f"the rules' radius {rules.max_radius_km} km exceeds halo_km {halo}",
-                field="halo_km",
-            )
+        rules.check_halo(halo)
         owns = snapshot_dir is None
         snap = Path(tempfile.mkdtemp(prefix="jobrec-shards-")) if owns else Path(snapshot_dir)
-        radius = np.where(
-            df["sido"].is_in(list(CAPITAL_AREA_SIDO)).to_numpy(),
-            rules.capital_radius_km,
-            rules.other_radius_km,
-        )
+        q = kind.encode(df)
+        radius = kind.rules.radius_km(q, rules) if df.height else np.zeros(0)
         plan = ShardPlan.build(df["lat"].to_numpy(), df["lng"].to_numpy(), sharding, halo, radius)
-        owner, parts = partition(plan, df["lat"].to_numpy(), df["lng"].to_numpy())
         # shards round-robin over the nodes: deterministic spreading (SPREAD is best effort)
-        nodes = alive_nodes()
-        actors = [
-            start_shard(
+        nodes = actors.alive_nodes()
+        shard_actors = [
+            actors.start_shard(
                 s,
                 max_restarts=sharding.max_restarts,
                 node_id=nodes[s % len(nodes)] if len(nodes) > 1 else None,
@@ -196,71 +175,74 @@ class RecommendationBackend:
             )
             for s in range(sharding.num_shards)
         ]
+        backend = cls(shard_actors, plan, rules, vec.shape[1], {}, snap, owns)
+        backend._load(kind, df, vec)
+        return backend
+
+    def load_collection(self, name: str, items: pl.DataFrame, vectors: np.ndarray) -> int:
+        """Load (replace) collection ``name`` (a registered kind) on every shard, partitioned
+        like the postings (owner + halos); returns the number of items."""
+        kind = kind_by_name(name)
+        df, vec = _checked_items(kind, items, vectors, self.dim)
+        self._load(kind, df, vec)
+        return df.height
+
+    def _load(self, kind: CollectionKind, df: pl.DataFrame, vec: np.ndarray) -> None:
+        owner, parts = partition(self.plan, df["lat"].to_numpy(), df["lng"].to_numpy())
         refs = [
-            a.load.remote(df[idx], vec[idx], owned)
-            for a, (idx, owned) in zip(actors, parts, strict=True)
+            a.load.remote(df[idx], vec[idx], owned, kind.name)
+            for a, (idx, owned) in zip(self._actors, parts, strict=True)
         ]
-        ids = df["posting_id"].to_list()
+        ids = df[kind.id_column].to_list()
         stored: list[list[int]] = [[] for _ in ids]
         for s, (idx, _) in enumerate(parts):
             for i in idx.tolist():
                 stored[i].append(s)
-        where = {
-            pid: (int(o), tuple(r)) for pid, o, r in zip(ids, owner.tolist(), stored, strict=True)
-        }
-        backend = cls(actors, plan, rules, vec.shape[1], where, snap, owns)
-        backend._get(refs)
-        return backend
+        where = self._where_in.setdefault(kind.name, {})
+        where.clear()
+        where.update(
+            (pid, (int(o), tuple(r))) for pid, o, r in zip(ids, owner.tolist(), stored, strict=True)
+        )
+        self._get(refs)
 
     # --------------------------------------------------------------- helpers
     def _get(self, refs, timeout: float | None = None):
-        try:
-            return _ray().get(refs, timeout=timeout)
-        except Exception as exc:  # noqa: BLE001 - mapped, re-raised
-            mapped = _map_error(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+        return actors.get(refs, timeout)
 
     async def _await(self, ref):
         try:
             return await ref
         except Exception as exc:  # noqa: BLE001
-            mapped = _map_error(exc)
+            mapped = actors.map_error(exc)
             if mapped is exc:
                 raise
             raise mapped from exc
 
-    def _check(self, k: int, rules: RuleConfig | None) -> RuleConfig:
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= MAX_K:
-            raise InvalidInputError(f"k must be an int in 1..{MAX_K}, got {k!r}", field="k")
-        if rules is None:
-            return self.rules
+    def _check_rules(self, rules: RuleConfig | None) -> RuleConfig | None:
+        """``rules`` checked against the halo, as sent to a shard: None for the backend's own
+        rules (the shard has them), which saves pickling them on every call."""
+        if rules is None or rules == self.rules:
+            return None
         if not isinstance(rules, RuleConfig):
             raise InvalidInputError("rules must be a RuleConfig", field="rules")
-        for name in ("capital_radius_km", "other_radius_km"):
-            if getattr(rules, name) > self.plan.halo_km:
-                raise InvalidInputError(
-                    f"{name}={getattr(rules, name)} km exceeds the shard halo of "
-                    f"{self.plan.halo_km} km",
-                    field=name,
-                )
+        rules.check_halo(self.plan.halo_km)
         return rules
 
-    def _wire(self, rules: RuleConfig) -> RuleConfig | None:
-        """What to send to a shard: None for the backend's own rules (the shard has them),
-        which saves pickling them on every call."""
-        return None if rules == self.rules else rules
-
-    async def _coalesced(self, shard: int, request: tuple) -> list[Recommendation]:
-        loop = asyncio.get_running_loop()
-        per_loop = self._coalescers.get(loop)
-        if per_loop is None:
-            per_loop = self._coalescers[loop] = {}
-        co = per_loop.get(shard)
-        if co is None:
-            co = per_loop[shard] = _Coalescer(self, shard)
-        return [Recommendation(*r) for r in await co.submit(request)]
+    def _route(self, query: Query) -> tuple[int, Query]:
+        """Validate ``query`` (the one place: shards trust it) and find its shard."""
+        kind = kind_by_name(query.collection)
+        k = check_k(query.k)
+        rules = self._check_rules(query.rules)
+        if isinstance(query, ByIdQuery):
+            w = self._where_in.get(query.collection, {}).get(query.item_id)
+            if w is None:
+                raise NotFoundError(f"unknown {kind.id_column} {query.item_id!r}")
+            return w[0], ByIdQuery(query.item_id, k, rules, query.collection)
+        kind.check_item(query.item)
+        vec = normalise(query.vector, self.dim)[0]
+        lat, lng = np.array([float(query.item["lat"])]), np.array([float(query.item["lng"])])
+        _, owner, _ = self.plan.assign(lat, lng)
+        return int(owner[0]), InlineQuery(dict(query.item), vec, k, rules, query.collection)
 
     def _owner(self, posting_id: str) -> int:
         w = self._where.get(posting_id)
@@ -268,29 +250,17 @@ class RecommendationBackend:
             raise NotFoundError(f"unknown posting_id {posting_id!r}")
         return w[0]
 
-    def _owner_at(self, posting: Mapping) -> int:
-        for f in ("lat", "lng"):
-            v = posting.get(f)
-            if v is None or not np.isfinite(float(v)):
-                raise InvalidInputError(f"posting lacks a valid {f!r}", field=f)
-        _, owner, _ = self.plan.assign(np.array([posting["lat"]]), np.array([posting["lng"]]))
-        return int(owner[0])
-
-    def _plan_upsert(self, postings: pl.DataFrame, vectors: np.ndarray):
-        df = conform(postings)
-        validate_postings(df)
-        vec = normalise(vectors, self.dim)
-        if vec.shape[0] != df.height:
-            raise InvalidInputError(
-                f"{df.height} postings but {vec.shape[0]} vectors", field="vectors"
-            )
+    def _plan_upsert(self, items: pl.DataFrame, vectors: np.ndarray, collection: str):
+        kind = kind_by_name(collection)
+        df, vec = _checked_items(kind, items, vectors, self.dim)
         _, owner, routes = self.plan.assign(df["lat"].to_numpy(), df["lng"].to_numpy())
-        ids = df["posting_id"].to_list()
+        ids = df[kind.id_column].to_list()
+        where = self._where_in.setdefault(collection, {})
         ups: dict[int, list[int]] = {}
         dels: dict[int, list[str]] = {}
         updated = 0
         for i, (pid, r) in enumerate(zip(ids, routes, strict=True)):
-            old = self._where.get(pid)
+            old = where.get(pid)
             if old is not None:
                 updated += 1
                 for s in set(old[1]) - set(r.tolist()):
@@ -300,61 +270,73 @@ class RecommendationBackend:
         calls = []
         for s, idx in ups.items():
             ix = np.array(idx)
-            calls.append(self._actors[s].upsert.remote(df[ix], vec[ix], owner[ix] == s))
+            calls.append(self._actors[s].upsert.remote(df[ix], vec[ix], owner[ix] == s, collection))
         for s, pids in dels.items():
-            calls.append(self._actors[s].delete.remote(pids))
+            calls.append(self._actors[s].delete.remote(pids, collection))
         new_where = {
             pid: (int(o), tuple(int(x) for x in r))
             for pid, o, r in zip(ids, owner.tolist(), routes, strict=True)
         }
-        return calls, new_where, UpsertResult(inserted=df.height - updated, updated=updated)
 
-    def _plan_delete(self, posting_ids: Sequence[str]):
-        if isinstance(posting_ids, str):
-            posting_ids = [posting_ids]
+        def commit() -> None:
+            where.update(new_where)
+
+        return calls, commit, UpsertResult(inserted=df.height - updated, updated=updated)
+
+    def _plan_delete(self, item_ids: Sequence[str], collection: str):
+        if isinstance(item_ids, str):
+            item_ids = [item_ids]
+        where = self._where_in.setdefault(collection, {})
         found, missing = [], []
         per: dict[int, list[str]] = {}
-        for pid in dict.fromkeys(posting_ids):
-            w = self._where.get(pid)
+        for pid in dict.fromkeys(item_ids):
+            w = where.get(pid)
             if w is None:
                 missing.append(pid)
                 continue
             found.append(pid)
             for s in w[1]:
                 per.setdefault(s, []).append(pid)
-        calls = [self._actors[s].delete.remote(p) for s, p in per.items()]
-        return calls, found, DeleteResult(deleted=len(found), not_found=missing)
+        calls = [self._actors[s].delete.remote(p, collection) for s, p in per.items()]
+
+        def commit() -> None:
+            for pid in found:
+                where.pop(pid, None)
+
+        return calls, commit, DeleteResult(deleted=len(found), not_found=missing)
 
     # ------------------------------------------------------------------ sync
-    def similar(self, posting_id: str, k: int = 10, rules: RuleConfig | None = None):
+    def search(self, query: Query) -> list:
+        """Top-k of any query (any collection): the kind's result objects."""
+        shard, q = self._route(query)
+        return self._get(self._actors[shard].search.remote(q))
+
+    def similar(
+        self, posting_id: str, k: int = 10, rules: RuleConfig | None = None
+    ) -> list[Recommendation]:
         """Top-k recommendations of an indexed posting."""
-        rules = self._check(k, rules)
-        actor = self._actors[self._owner(posting_id)]
-        return _recs(self._get(actor.similar.remote(posting_id, int(k), self._wire(rules))))
+        return self.search(ByIdQuery(posting_id, k, rules))
 
     def similar_to(
         self, posting: Mapping, vector: np.ndarray, k: int = 10, rules: RuleConfig | None = None
     ) -> list[Recommendation]:
         """Top-k for an inline posting that is not indexed (``vector`` is normalised here)."""
-        rules = self._check(k, rules)
-        actor = self._actors[self._owner_at(posting)]
-        vec = normalise(vector, self.dim)[0]
-        ref = actor.similar_to.remote(dict(posting), vec, int(k), self._wire(rules))
-        return _recs(self._get(ref))
+        return self.search(InlineQuery(posting, vector, k, rules))
 
-    def upsert(self, postings: pl.DataFrame, vectors: np.ndarray) -> UpsertResult:
-        """Insert or replace postings; searchable (and durable) when this returns."""
-        calls, new_where, res = self._plan_upsert(postings, vectors)
+    def upsert(
+        self, postings: pl.DataFrame, vectors: np.ndarray, collection: str = POSTINGS
+    ) -> UpsertResult:
+        """Insert or replace items; searchable (and durable) when this returns."""
+        calls, commit, res = self._plan_upsert(postings, vectors, collection)
         self._get(calls)
-        self._where.update(new_where)
+        commit()
         return res
 
-    def delete(self, posting_ids: Sequence[str]) -> DeleteResult:
-        """Delete postings; unknown ids are reported in ``not_found``."""
-        calls, found, res = self._plan_delete(posting_ids)
+    def delete(self, posting_ids: Sequence[str], collection: str = POSTINGS) -> DeleteResult:
+        """Delete items; unknown ids are reported in ``not_found``."""
+        calls, commit, res = self._plan_delete(posting_ids, collection)
         self._get(calls)
-        for pid in found:
-            self._where.pop(pid, None)
+        commit()
         return res
 
     def get(self, posting_id: str) -> dict:
@@ -362,21 +344,25 @@ class RecommendationBackend:
         return self._get(self._actors[self._owner(posting_id)].get.remote(posting_id))
 
     def recommend_all(
-        self, k: int = 10, rules: RuleConfig | None = None, *, on_shard_done=None
+        self,
+        k: int = 10,
+        rules: RuleConfig | None = None,
+        *,
+        on_shard_done: Callable[[int, pl.DataFrame], None] | None = None,
     ) -> pl.DataFrame:
         """Recommendations of every posting, computed by all shards in parallel.
 
         ``on_shard_done(shard_id, frame)`` is called as each shard finishes (progress).
         """
-        ray = _ray()
-        rules = self._check(k, rules)
-        refs = [a.recommend_owned.remote(int(k), rules) for a in self._actors]
+        k = check_k(k)
+        rules = self._check_rules(rules)
+        refs = [a.recommend_owned.remote(k, rules) for a in self._actors]
         shard_of = {r: s for s, r in enumerate(refs)}
         pending, parts = list(refs), {}
         while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            s = shard_of[done[0]]
-            parts[s] = self._get(done[0])
+            done, pending = actors.wait_one(pending)
+            s = shard_of[done]
+            parts[s] = self._get(done)
             if on_shard_done is not None:
                 on_shard_done(s, parts[s])
         parts = [parts[s] for s in sorted(parts) if parts[s].height]
@@ -384,9 +370,9 @@ class RecommendationBackend:
             return pl.DataFrame(schema=RECS_SCHEMA)
         return pl.concat(parts).sort(["posting_id", "rank"])
 
-    def size(self) -> int:
-        """Number of postings indexed."""
-        return len(self._where)
+    def size(self, collection: str = POSTINGS) -> int:
+        """Number of items indexed."""
+        return len(self._where_in.get(collection, {}))
 
     def batch_stats(self) -> list[dict]:
         """Per-shard counters of the last ``recommend_all`` (pairs, CPU seconds, ...)."""
@@ -398,12 +384,11 @@ class RecommendationBackend:
 
     def health(self, timeout: float = 10.0) -> dict:
         """Ping every shard: ``{"ok": bool, "postings": n, "shards": [...]}``."""
-        ray = _ray()
         shards = []
         refs = [a.stats.remote() for a in self._actors]
         for s, ref in enumerate(refs):
             try:
-                st = ray.get(ref, timeout=timeout)
+                st = actors.get(ref, timeout)
                 shards.append({"shard_id": s, "ok": True, "postings": st["postings"]})
             except Exception as exc:  # noqa: BLE001 - health reports, never raises
                 shards.append({"shard_id": s, "ok": False, "error": repr(exc)[:200]})
@@ -416,43 +401,61 @@ class RecommendationBackend:
 
     def shutdown(self) -> None:
         """Kill the shard actors (and remove a temporary snapshot directory)."""
-        ray = _ray()
-        for a in self._actors:
-            with contextlib.suppress(Exception):  # already gone
-                ray.kill(a, no_restart=True)
+        actors.kill(self._actors)
         self._actors = []
         if self._owns_dir:
             shutil.rmtree(self.snapshot_dir, ignore_errors=True)
 
     # ----------------------------------------------------------------- async
-    async def asimilar(self, posting_id: str, k: int = 10, rules: RuleConfig | None = None):
-        rules = self._check(k, rules)
-        shard = self._owner(posting_id)
-        return await self._coalesced(shard, ("id", posting_id, int(k), self._wire(rules)))
+    async def asearch(self, query: Query) -> list:
+        """:meth:`search` without blocking the event loop (coalesced per shard)."""
+        shard, q = self._route(query)
+        loop = asyncio.get_running_loop()
+        per_loop = self._coalescers.get(loop)
+        if per_loop is None:
+            per_loop = self._coalescers[loop] = {}
+        co = per_loop.get(shard)
+        if co is None:
+            co = per_loop[shard] = _Coalescer(self, shard)
+        return await co.submit(q)
+
+    async def asimilar(
+        self, posting_id: str, k: int = 10, rules: RuleConfig | None = None
+    ) -> list[Recommendation]:
+        return await self.asearch(ByIdQuery(posting_id, k, rules))
 
     async def asimilar_to(
         self, posting: Mapping, vector: np.ndarray, k: int = 10, rules: RuleConfig | None = None
     ) -> list[Recommendation]:
-        rules = self._check(k, rules)
-        shard = self._owner_at(posting)
-        vec = normalise(vector, self.dim)[0]
-        request = ("inline", dict(posting), vec, int(k), self._wire(rules))
-        return await self._coalesced(shard, request)
+        return await self.asearch(InlineQuery(posting, vector, k, rules))
 
-    async def aupsert(self, postings: pl.DataFrame, vectors: np.ndarray) -> UpsertResult:
-        calls, new_where, res = self._plan_upsert(postings, vectors)
+    async def aupsert(
+        self, postings: pl.DataFrame, vectors: np.ndarray, collection: str = POSTINGS
+    ) -> UpsertResult:
+        calls, commit, res = self._plan_upsert(postings, vectors, collection)
         for c in calls:
             await self._await(c)
-        self._where.update(new_where)
+        commit()
         return res
 
-    async def adelete(self, posting_ids: Sequence[str]) -> DeleteResult:
-        calls, found, res = self._plan_delete(posting_ids)
+    async def adelete(self, posting_ids: Sequence[str], collection: str = POSTINGS) -> DeleteResult:
+        calls, commit, res = self._plan_delete(posting_ids, collection)
         for c in calls:
             await self._await(c)
-        for pid in found:
-            self._where.pop(pid, None)
+        commit()
         return res
 
     async def aget(self, posting_id: str) -> dict:
         return await self._await(self._actors[self._owner(posting_id)].get.remote(posting_id))
+
+
+def _checked_items(
+    kind: CollectionKind, items: pl.DataFrame, vectors: np.ndarray, dim: int | None
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """Conformed, validated items and their normalised vectors (one per item)."""
+    df = kind.conform(items)
+    kind.validate(df)
+    vec = normalise(vectors, dim)
+    if vec.shape[0] != df.height:
+        raise InvalidInputError(f"{df.height} items but {vec.shape[0]} vectors", field="vectors")
+    return df, vec

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from core.errors import InvalidInputError, MalformedSourceError
-from core.rules import RuleConfig
+from core.rules import RuleConfig, check_k
 from core.schema import conform, validate_postings
 from workers.sharding import ShardingConfig
 from workers.types import RECS_SCHEMA, RefreshReport
@@ -128,12 +128,10 @@ def run_refresh(
     through the embedding cache at ``cache_path`` (default: next to ``out_path``). Ray is
     started locally unless already initialised or ``ray_address`` names a cluster.
     """
-    import ray
-
+    from workers.actors import init_ray, shutdown_ray
     from workers.backend import RecommendationBackend
 
-    if not isinstance(k, int) or not 1 <= k <= 1000:
-        raise InvalidInputError(f"k must be in 1..1000, got {k!r}", field="k")
+    k = check_k(k)  # before the (long) encode stage
     out_path = Path(out_path)
     timings: dict[str, float] = {}
 
@@ -163,13 +161,7 @@ def run_refresh(
     if embeddings_out is not None:
         write_vectors(embeddings_out, ids, vectors)
 
-    started_ray = False
-    if not ray.is_initialized():
-        if ray_address:
-            ray.init(address=ray_address, log_to_driver=False)
-        else:
-            ray.init(include_dashboard=False, log_to_driver=False)
-        started_ray = True
+    started_ray = init_ray(ray_address)
     backend = None
     try:
         t0 = time.perf_counter()
@@ -187,7 +179,7 @@ def run_refresh(
         if backend is not None:
             backend.shutdown()
         if started_ray:
-            ray.shutdown()
+            shutdown_ray()
 
     t0 = time.perf_counter()
     recs = recs.cast(RECS_SCHEMA)
