@@ -28,7 +28,7 @@ from functools import cache
 import numpy as np
 import polars as pl
 
-from core.course_rules import CourseRuleConfig, candidate_mask, courses_columns
+from core.course_rules import COURSE_RULES, CourseRuleConfig, anchor_columns, courses_columns
 from core.courses import (
     TRAINING_TYPE_LABELS,
     certificate_key,
@@ -39,7 +39,6 @@ from core.courses import (
 from core.errors import InvalidInputError
 from core.reference import keco_groups, keco_rows
 from core.rules import haversine_km
-from core.schema import CAPITAL_AREA_SIDO
 
 _CELL_DEG = 0.2  # grid cell: 0.2° lat x 0.25° lng, about 22 km in Korea
 _CELL_LNG = 0.25
@@ -237,16 +236,12 @@ class CourseIndex:
         if cand.size == 0:
             return cand, np.zeros(0)
         c = {name: col[cand] for name, col in self.cols.items()}
-        ok = candidate_mask(c, rules)
-        dist = np.full(cand.size, np.inf)
-        for lat, lng, sido in query.anchors:
-            d = haversine_km(lat, lng, c["lat"], c["lng"])
-            radius = rules.capital_radius_km if sido in CAPITAL_AREA_SIDO else rules.other_radius_km
-            dist = np.where(d <= radius, np.minimum(dist, d), dist)
-        near = np.isfinite(dist) & ~c["online"]
-        if rules.include_online:
-            near |= c["online"]
-        ok &= near
+        lat, lng, sido = zip(*query.anchors, strict=True)
+        q = anchor_columns(lat, lng, sido)
+        passed = COURSE_RULES.pair_mask(q, c, rules)  # (anchors, candidates)
+        ok = passed.any(axis=0)
+        d = haversine_km(q["lat"][:, None], q["lng"][:, None], c["lat"][None, :], c["lng"][None, :])
+        dist = np.where(passed, d, np.inf).min(axis=0)
         if query.exclude:
             ok &= ~np.isin(self.ids[cand], list(query.exclude))
         return cand[ok], np.where(c["online"][ok], np.inf, dist[ok])

@@ -10,8 +10,9 @@ For a query anchor ``q`` (a posting's workplace, or a seeker's home / desired re
   or (``admit_running``) it has started but not ended (``end_date`` >= the reference date);
 - seats: ``c`` is not full (``enrolled < capacity``; an unknown capacity is not full).
 
-:func:`course_passes` is the scalar reference; :func:`course_rule_columns`,
-:func:`candidate_mask` and :func:`pair_mask` are the vectorised form the shards use. A
+:func:`course_passes` is the scalar reference; :data:`COURSE_RULES` declares the rules in
+the one rule kernel (:class:`core.rules.RuleSet`), over :func:`course_rule_columns`;
+:func:`candidate_mask` is its course-only part. A
 query with several anchors (a seeker's home and desired regions) passes a course when any
 anchor does.
 """
@@ -19,14 +20,14 @@ anchor does.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
 
 from core.errors import InvalidInputError
-from core.rules import date_to_days, haversine_km
+from core.rules import RuleSet, date_to_days, haversine_km
 from core.schema import CAPITAL_AREA_SIDO
 
 NO_END_DAYS = np.iinfo(np.int32).max
@@ -135,28 +136,68 @@ def anchor_columns(lat: Sequence, lng: Sequence, sido: Sequence[str | None]) -> 
     }
 
 
-def candidate_mask(c: Mapping[str, np.ndarray], cfg: CourseRuleConfig) -> np.ndarray:
-    """The rules that depend on the course alone (date, seats), one bool per course."""
+@dataclass(frozen=True)
+class NearOrOnline:
+    """Kernel rule: distance to the query anchor (exact haversine on the broadcast ``lat``,
+    ``lng`` columns) <= its radius (``capital``), or the course is online (when
+    ``include_online``; otherwise online courses fail)."""
+
+    name: str = "place"
+
+    def evaluate(self, q, c, cfg: CourseRuleConfig) -> np.ndarray:
+        d = haversine_km(q["lat"], q["lng"], c["lat"], c["lng"])
+        radius = np.where(q["capital"], cfg.capital_radius_km, cfg.other_radius_km)
+        online = c["online"]
+        near = (d <= radius) & ~online
+        return near | online if cfg.include_online else near
+
+
+@dataclass(frozen=True)
+class CourseOnly:
+    """Kernel rule on the course alone (``test(c, cfg)``, elementwise)."""
+
+    name: str
+    test: Callable[[Mapping[str, np.ndarray], CourseRuleConfig], np.ndarray]
+
+    def evaluate(self, q, c, cfg: CourseRuleConfig) -> np.ndarray:
+        return self.test(c, cfg)
+
+
+def _date_ok(c, cfg: CourseRuleConfig) -> np.ndarray:
     ref = date_to_days(cfg.effective_ref_date())
     s, e = c["start_days"], c["end_days"]
     ok = s >= ref
     if cfg.horizon_days is not None:
-        ok &= s <= ref + cfg.horizon_days
+        ok = ok & (s <= ref + cfg.horizon_days)
     if cfg.admit_running:
-        ok |= (s < ref) & (e >= ref)
-    if cfg.exclude_full:
-        ok &= (c["capacity"] < 0) | (c["enrolled"] < c["capacity"])
+        ok = ok | ((s < ref) & (e >= ref))
     return ok
+
+
+def _seats_ok(c, cfg: CourseRuleConfig) -> np.ndarray:
+    if not cfg.exclude_full:
+        return np.ones(np.shape(c["capacity"]), dtype=bool)
+    return (c["capacity"] < 0) | (c["enrolled"] < c["capacity"])
+
+
+COURSE_RULES: RuleSet[CourseRuleConfig] = RuleSet(
+    name="courses",
+    rules=(NearOrOnline(), CourseOnly("date", _date_ok), CourseOnly("seats", _seats_ok)),
+)
+"""The rules of the module docstring in the one rule kernel (:class:`core.rules.RuleSet`),
+over anchor columns (:func:`anchor_columns`) and course columns (:func:`course_rule_columns`).
+The place rule is a rule of its own (online courses are exempt), not the kernel's
+``Within``."""
+
+
+def candidate_mask(c: Mapping[str, np.ndarray], cfg: CourseRuleConfig) -> np.ndarray:
+    """The rules that depend on the course alone (date, seats), one bool per course."""
+    return _date_ok(c, cfg) & _seats_ok(c, cfg)
 
 
 def pair_mask(
     q: Mapping[str, np.ndarray], c: Mapping[str, np.ndarray], cfg: CourseRuleConfig
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(pass mask, distance km), both (m anchors x n courses); every rule, exact haversine."""
+    """(pass mask, distance km), both (m anchors x n courses): :data:`COURSE_RULES`."""
     dist = haversine_km(q["lat"][:, None], q["lng"][:, None], c["lat"][None, :], c["lng"][None, :])
-    radius = np.where(q["capital"], cfg.capital_radius_km, cfg.other_radius_km)[:, None]
-    online = c["online"][None, :]
-    near = (dist <= radius) & ~online
-    if cfg.include_online:
-        near |= online
-    return near & candidate_mask(c, cfg)[None, :], dist
+    return COURSE_RULES.pair_mask(q, c, cfg), dist
