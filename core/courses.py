@@ -204,3 +204,17 @@ def course_text(row) -> str:
     if row.get("certificate"):
         parts.append(str(row["certificate"]))
     return " . ".join(parts)[:MAX_COURSE_TEXT_CHARS]
+
+
+def conform_courses(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` with exactly the canonical course columns, in order, cast to their types
+    (missing optional columns are nulls; a missing required column is an error)."""
+    missing = [c for c in REQUIRED_COURSE_COLUMNS if c not in df.columns]
+    if missing:
+        raise InvalidInputError(f"course table lacks required columns: {missing}", field=missing[0])
+    exprs = [pl.col(n).cast(t, strict=True) if n in df.columns else pl.lit(None, dtype=t).alias(n)
+             for n, t in COURSE_SCHEMA.items()]
+    try:
+        return df.select(exprs)
+    except pl.exceptions.PolarsError as exc:
+        raise InvalidInputError(f"course table has a column of the wrong type: {exc}") from exc

@@ -22,7 +22,7 @@ import grpc
 from core.course_rank import CourseRankConfig, resolve_anchors, seeker_query
 from core.errors import InvalidInputError
 from server import convert
-from server.app import _within_deadline
+from server.app import _posting_text, _within_deadline
 from server.errors import abort_with
 from server.generated.jobrec.v1 import courses_pb2 as cpb
 from server.generated.jobrec.v1 import courses_pb2_grpc as cpb_grpc
@@ -94,9 +94,7 @@ class CourseServicer(cpb_grpc.CourseServiceServicer):
             pid = row["posting_id"]
 
             async def inline():
-                from encoding import posting_text
-
-                vec = await self._encode([posting_text(row)])
+                vec = await self._encode([_posting_text(row)])
                 return await self.backend.acourses_for_item(row, vec[0], k=k, rules=rules,
                                                             held=held)
 

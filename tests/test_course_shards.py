@@ -4,6 +4,7 @@ snapshot, merging shard answers, and the course conversions of server/convert.py
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -15,7 +16,8 @@ from core.errors import InvalidInputError
 from core.rules import haversine_km
 from core.schema import CAPITAL_AREA_SIDO
 from core.synth import generate_course_corpus, generate_postings
-from workers.courses import CourseCollection, course_partition, merge_answers
+from workers.courses import COURSES, course_partition, merge_answers
+from workers.shard import Shard
 from workers.sharding import ShardingConfig, ShardPlan
 
 REF = dt.date(2026, 11, 20)
@@ -52,38 +54,55 @@ def test_sharded_answers_equal_one_index(world, tmp_path):
     rules = CourseRuleConfig(ref_date=REF)
     vecs = np.random.default_rng(3).normal(size=(courses.height, 8)).astype(np.float32)
     whole = CourseIndex(courses, vecs)
-    cols = []
+    shards = []
     for s, (idx, owned) in enumerate(course_partition(plan, courses)):
-        c = CourseCollection(directory=tmp_path / f"s{s}")
-        assert c.load(courses[idx], vecs[idx], owned) == idx.size
-        cols.append(c)
-    again = CourseCollection(directory=tmp_path / "s0")  # restored from its snapshot
-    assert again.size() == cols[0].size() and again.owned_count() == cols[0].owned_count()
+        sh = Shard(s, dim=8, snapshot_dir=tmp_path)
+        assert sh.load(courses[idx], vecs[idx], owned, collection=COURSES) == idx.size
+        shards.append(sh)
     _, owners, _ = plan.assign(postings["lat"].to_numpy(), postings["lng"].to_numpy())
     rng = np.random.default_rng(4)
     for j in rng.choice(postings.height, 60, replace=False).tolist():
         p = postings.row(j, named=True)
         q = posting_query(p, rng.normal(size=8).astype(np.float32))
-        want = whole.search(q, 5, rules)
-        assert cols[int(owners[j])].search(q, 5, rules) == want
+        _same(shards[int(owners[j])].courses(q, 5, rules), whole.search(q, 5, rules))
+    # restarted from its snapshot, a shard answers the same
+    again = Shard(0, dim=8, snapshot_dir=tmp_path)
+    assert again.size(COURSES) == shards[0].size(COURSES)
+    q = posting_query(postings.row(0, named=True), np.ones(8, np.float32))
+    assert again.courses(q, 5, rules) == shards[0].courses(q, 5, rules)
+    # a write invalidates the shard's course index
+    gone = shards[0].courses(q, 1, rules)[0].course_id
+    shards[0].delete([gone], collection=COURSES)
+    assert gone not in {r.course_id for r in shards[0].courses(q, 50, rules)}
     # a seeker with places in two shards: each place's owner answers, answers merged
     a = postings.row(0, named=True)
     far = next(r for r in postings.iter_rows(named=True)
                if haversine_km(a["lat"], a["lng"], r["lat"], r["lng"]) > 150)
     q = CourseQuery(((a["lat"], a["lng"], a["sido"]), (far["lat"], far["lng"], far["sido"])))
-    shards = sorted({int(x) for x in plan.assign(np.array([a["lat"], far["lat"]]),
-                                                  np.array([a["lng"], far["lng"]]))[1]})
-    merged = merge_answers([cols[s].search(q, 20, rules) for s in shards], 20)
-    assert merged == whole.search(q, 20, rules)
+    owners2 = sorted({int(x) for x in plan.assign(np.array([a["lat"], far["lat"]]),
+                                                   np.array([a["lng"], far["lng"]]))[1]})
+    merged = merge_answers([shards[s].courses(q, 20, rules) for s in owners2], 20)
+    full = Shard(9, dim=8)
+    full.load(courses, vecs, np.ones(courses.height, bool), collection=COURSES)
+    _same(merged, [r for r in full.courses(q, 21, rules) if r.course_id != gone][:20])
+
+
+def _same(got, want):
+    """Equal answers; scores may differ in the last float32 bit (vectors normalised twice)."""
+    assert [r.course_id for r in got] == [r.course_id for r in want]
+    for g, w in zip(got, want, strict=True):
+        assert g.score == pytest.approx(w.score, abs=2e-6)
+        assert dataclasses.replace(g, score=w.score) == w
 
 
 def test_collection_rejects_bad_loads(world):
     _, courses, _ = world
-    c = CourseCollection()
-    with pytest.raises(InvalidInputError, match="vectors for"):
-        c.load(courses, np.zeros((3, 4)), np.ones(courses.height, bool))
-    with pytest.raises(InvalidInputError, match="canonical schema"):
-        c.load(courses.drop("title"), None, np.ones(courses.height, bool))
+    sh = Shard(0, dim=4)
+    with pytest.raises(InvalidInputError, match="differ in length"):
+        sh.load(courses, np.ones((3, 4)), np.ones(courses.height, bool), collection=COURSES)
+    with pytest.raises(InvalidInputError, match="lacks required columns"):
+        sh.load(courses.drop("title"), np.ones((courses.height, 4)),
+                np.ones(courses.height, bool), collection=COURSES)
 
 
 def test_course_conversions():

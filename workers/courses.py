@@ -1,5 +1,5 @@
-"""Training courses in the geo shards: placement, the per-shard course collection and the
-merge of per-shard answers.
+"""Training courses in the geo shards: the ``courses`` collection kind, placement, the
+per-shard course search and the merge of per-shard answers.
 
 Placement follows the postings' (:mod:`workers.sharding`): a course is stored by the shard
 owning its place and by every shard whose territory lies within the halo (the largest
@@ -11,16 +11,18 @@ owner shard and the answers are merged (:func:`merge_answers`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
 from core.course_rank import CourseIndex, CourseQuery, CourseRankConfig, CourseRecommendation
-from core.course_rules import CourseRuleConfig
-from core.courses import COURSE_SCHEMA, validate_courses
+from core.course_rules import COURSE_RULES, CourseRuleConfig, courses_columns
+from core.courses import COURSE_SCHEMA, conform_courses, validate_courses
 from core.errors import InvalidInputError
+from core.schema import CAPITAL_AREA_SIDO
+from workers.collection import Collection, CollectionKind, register_kind
 from workers.sharding import ShardPlan, partition
 
 COURSES = "courses"
@@ -38,52 +40,78 @@ def course_partition(plan: ShardPlan, courses: pl.DataFrame) -> list[tuple[np.nd
     return out
 
 
-class CourseCollection:
-    """The courses one shard stores, searchable (a :class:`CourseIndex`), with an optional
-    snapshot directory (``courses.parquet`` + ``course_vectors.npy``, written atomically)."""
+@dataclass(frozen=True)
+class CourseMatch:
+    """What the engine's generic :meth:`Collection.search` returns for a course (the course
+    search proper is :func:`search_courses`)."""
 
-    def __init__(self, rank: CourseRankConfig | None = None, directory: Path | None = None) -> None:
+    course_id: str
+    score: float
+    distance_km: float
+
+
+def _encode(df: pl.DataFrame) -> dict[str, np.ndarray]:
+    cols = courses_columns(df)
+    return {name: cols[name] for name in _RULE_COLUMNS}
+
+
+def _query_columns(item: Mapping[str, object]) -> dict[str, np.ndarray]:
+    return {"capital": np.array([item.get("sido") in CAPITAL_AREA_SIDO])}
+
+
+def _check_item(item: Mapping[str, object]) -> None:
+    for f in ("lat", "lng"):
+        v = item.get(f)
+        if v is None or not np.isfinite(float(v)):
+            raise InvalidInputError(f"a course query needs a valid {f!r}", field=f)
+
+
+_RULE_COLUMNS = {
+    "online": (np.bool_, ()),
+    "start_days": (np.int32, ()),
+    "end_days": (np.int32, ()),
+    "capacity": (np.int32, ()),
+    "enrolled": (np.int32, ()),
+}
+
+COURSE_KIND: CollectionKind[CourseMatch] = register_kind(
+    CollectionKind(
+        name=COURSES,
+        id_column="course_id",
+        schema=COURSE_SCHEMA,
+        conform=conform_courses,
+        validate=validate_courses,
+        rules=COURSE_RULES,
+        rule_columns=_RULE_COLUMNS,
+        encode=_encode,
+        labels=(),
+        query_columns=_query_columns,
+        check_item=_check_item,
+        result=lambda cid, score, dist, _labels: CourseMatch(cid, score, dist),
+    )
+)
+
+
+class CourseSearch:
+    """The course search of one shard: a :class:`CourseIndex` over the live items of its
+    ``courses`` collection, rebuilt after the collection changed (:meth:`invalidate`)."""
+
+    def __init__(self, rank: CourseRankConfig | None = None) -> None:
         self.rank = rank or CourseRankConfig()
-        self.directory = Path(directory) if directory is not None else None
-        self.df = pl.DataFrame(schema=COURSE_SCHEMA)
-        self.vectors: np.ndarray | None = None
-        self.owned = np.zeros(0, dtype=bool)
-        self.index = CourseIndex(self.df, None, self.rank)
-        if self.directory is not None and (self.directory / "courses.parquet").exists():
-            df = pl.read_parquet(self.directory / "courses.parquet")
-            vec_path = self.directory / "course_vectors.npy"
-            vec = np.load(vec_path) if vec_path.exists() else None
-            self._set(df.drop("_owned"), vec, df["_owned"].to_numpy())
+        self._index: CourseIndex | None = None
 
-    def _set(self, df: pl.DataFrame, vectors: np.ndarray | None, owned: np.ndarray) -> None:
-        self.df, self.vectors, self.owned = df, vectors, np.asarray(owned, dtype=bool)
-        self.index = CourseIndex(df, vectors, self.rank)
+    def invalidate(self) -> None:
+        self._index = None
 
-    def load(self, df: pl.DataFrame, vectors: np.ndarray | None, owned: np.ndarray) -> int:
-        """Replace the courses (a daily refresh); returns the number stored."""
-        validate_courses(df)
-        if vectors is not None and len(vectors) != df.height:
-            raise InvalidInputError(f"{len(vectors)} vectors for {df.height} courses", field="vectors")
-        if self.directory is not None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            tmp = self.directory / "courses.parquet.tmp"
-            df.with_columns(_owned=pl.Series(np.asarray(owned, dtype=bool))).write_parquet(tmp)
-            if vectors is not None:
-                np.save(self.directory / "course_vectors.tmp.npy", np.asarray(vectors, np.float32))
-                (self.directory / "course_vectors.tmp.npy").replace(self.directory / "course_vectors.npy")
-            tmp.replace(self.directory / "courses.parquet")
-        self._set(df, None if vectors is None else np.asarray(vectors, np.float32), owned)
-        return df.height
+    def index(self, coll: Collection) -> CourseIndex:
+        if self._index is None:
+            df, vec = coll.alive_items()
+            self._index = CourseIndex(df, vec, self.rank)
+        return self._index
 
-    def size(self) -> int:
-        return self.df.height
-
-    def owned_count(self) -> int:
-        return int(self.owned.sum())
-
-    def search(self, query: CourseQuery, k: int, rules: CourseRuleConfig) -> list[CourseRecommendation]:
-        """Top-``k`` stored courses for ``query``."""
-        return self.index.search(query, k, rules)
+    def search(self, coll: Collection, query: CourseQuery, k: int,
+               rules: CourseRuleConfig) -> list[CourseRecommendation]:
+        return self.index(coll).search(query, k, rules)
 
 
 def merge_answers(answers: Sequence[Sequence[CourseRecommendation]], k: int) -> list[CourseRecommendation]:
