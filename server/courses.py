@@ -3,7 +3,8 @@
 The servicer only translates (``server.convert``'s course section), resolves a seeker's
 regions, encodes inline text off the event loop and calls the course methods of the
 backend (``acourses_for_posting``, ``acourses_for_item``, ``acourses_for_query``, each
-returning ``(recommendations, skill gap)``; see ``workers.courses``). Seekers are given by
+the first two returning ``(recommendations, skill gap)``, the third the recommendations
+of a :class:`core.course_rank.CourseQuery`; see ``workers.backend``). Seekers are given by
 their profile fields (home, desired regions, desired KECO occupations, certificates held,
 resume text), not by an id.
 """
@@ -123,8 +124,9 @@ class CourseServicer(cpb_grpc.CourseServiceServicer):
             vec = (await self._encode([f["resume_text"]]))[0]
         q = seeker_query(anchors, f["desired_occupation_codes"], f["certificates"],
                          self.backend.certificate_demand, self.rank, vec)
-        recs, gap = await _within_deadline(context, self.backend.acourses_for_query(q, k=k, rules=rules))
-        return convert.courses_response(recs, query_id="", gap=gap, rules=rules, today=self._today())
+        recs = await _within_deadline(context, self.backend.acourses_for_query(q, k=k, rules=rules))
+        return convert.courses_response(recs, query_id="", gap=q.gap.values(), rules=rules,
+                                        today=self._today())
 
 
 def add_course_service(server: grpc.aio.Server, servicer: CourseServicer) -> str:
