@@ -15,6 +15,7 @@ from pathlib import Path
 DEFAULT_WORKDIR = Path(".jobrec") / "demo"
 DEFAULT_N = 5000
 DEFAULT_TRAIN_N = 5000
+DEFAULT_COURSES = 3000
 
 
 def register(subparsers) -> None:
@@ -37,6 +38,8 @@ def register(subparsers) -> None:
     p.add_argument("--shards", type=int, default=2)
     p.add_argument("--k", type=int, default=5, help="recommendations shown per posting")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--courses", type=int, default=DEFAULT_COURSES,
+                   help="training courses to generate (shown next to a posting)")
     p.add_argument("--once", action="store_true", help="exit after the printout")
     p.set_defaults(func=run_demo)
 
@@ -185,11 +188,18 @@ def run_demo(args: argparse.Namespace) -> int:
     encoder = load_encoder(model_dir)
     vectors = load_vectors(postings, encoder, emb_path)
     backend, rules = build_backend(postings, vectors, shards=args.shards, ref_date=ref)
-    server = BackgroundServer(
-        JobrecServer(backend, encoder, rules, ServerConfig(host="127.0.0.1", port=args.port))
-    )
+    from core.synth import generate_courses
+    from server.runtime import load_courses_into
+
+    courses_path = args.workdir / f"courses-{args.courses}-{args.seed}.parquet"
+    generate_courses(args.courses, args.seed, ref_date=ref).write_parquet(courses_path)
+    course_rules = load_courses_into(backend, courses_path, postings, encoder, ref_date=ref)
+    server = BackgroundServer(JobrecServer(
+        backend, encoder, rules, ServerConfig(host="127.0.0.1", port=args.port),
+        course_rules=course_rules,
+    ))  # fmt: skip
     port = server.start()
-    steps.done(f"listening on 127.0.0.1:{port}")
+    steps.done(f"listening on 127.0.0.1:{port} ({backend.courses_loaded} training courses loaded)")
 
     steps.start("querying the server over gRPC")
     _show(port, postings, recs_path, args.k, rules)
@@ -253,6 +263,8 @@ def _show(port: int, postings, recs_path: Path, k: int, rules) -> None:
             # batch and online paths share one scoring function: results must be identical
             verdict = "yes" if want["rec_posting_id"].to_list() == got else "NO"
             print(f"       same as the batch refresh: {verdict}")
+            if qid == queries[0]:
+                _show_courses(channel, qid, k)
         # a new posting that is not indexed, sent inline and encoded by the server
         q = dict(by_id[queries[0]])
         q["posting_id"] = ""
@@ -266,3 +278,18 @@ def _show(port: int, postings, recs_path: Path, k: int, rules) -> None:
                 f"    {rec.rank}. {rec.title} — {rec.company}  "
                 f"score {rec.score:.3f}, {rec.distance_km:.1f} km"
             )
+
+
+def _show_courses(channel, posting_id: str, k: int) -> None:
+    """The posting page's second box: training courses near the workplace (or online)."""
+    from server.generated.jobrec.v1 import courses_pb2 as cpb
+    from server.generated.jobrec.v1 import courses_pb2_grpc as cpb_grpc
+
+    resp = cpb_grpc.CourseServiceStub(channel).CoursesForPosting(
+        cpb.CoursesForPostingRequest(posting_id=posting_id, k=k), timeout=10
+    )
+    gap = f" (certificates asked: {', '.join(resp.skill_gap)})" if resp.skill_gap else ""
+    print(f"     training courses for this job{gap}:")
+    for c in resp.courses:
+        print(f"    {c.rank}. {c.title} — {c.institution}  score {c.score:.3f}")
+        print("       " + "; ".join(c.reasons))

@@ -18,6 +18,9 @@ def register(subparsers) -> None:
     )
     p.add_argument("--postings", required=True, type=Path, help="canonical posting table")
     p.add_argument("--model", required=True, type=Path, help="trained W-BERT model directory")
+    p.add_argument("--courses", type=Path, default=None,
+                   help="canonical course table (jobrec ingest --kind courses): also serve "
+                        "jobrec.v1.CourseService")
     p.add_argument("--port", type=int, default=50051, help="gRPC port (0 = any free port)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a pod)")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: local)")
@@ -86,7 +89,14 @@ def run_serve(args: argparse.Namespace) -> int:
     backend, rules = build_backend(
         postings, vectors, shards=args.shards, ref_date=args.ref_date, ray_address=args.ray_address
     )
-    server = JobrecServer(backend, encoder, rules, config)
+    course_rules = None
+    if args.courses is not None:
+        from server.runtime import load_courses_into
+
+        course_rules = load_courses_into(backend, args.courses, postings, encoder,
+                                         ref_date=args.ref_date)
+        log.info("courses loaded", extra={"courses": backend.courses_loaded})
+    server = JobrecServer(backend, encoder, rules, config, course_rules=course_rules)
 
     async def main() -> None:
         await server.start()
