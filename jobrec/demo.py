@@ -168,17 +168,22 @@ def run_demo(args: argparse.Namespace) -> int:
     model_dir = _model(args, steps, postings)
 
     steps.start(f"batch refresh of {postings.height} postings (k=10, {args.shards} shards)")
+    from core.synth import generate_courses
     from workers.refresh import run_refresh
 
     recs_path = args.workdir / "recs.parquet"
     emb_path = args.workdir / "embeddings.parquet"
+    courses_path = args.workdir / f"courses-{args.courses}-{args.seed}.parquet"
+    course_recs_path = args.workdir / "course_recs.parquet"
+    generate_courses(args.courses, args.seed, ref_date=ref).write_parquet(courses_path)
     report = run_refresh(
         postings_path, model_dir, recs_path, k=10, ref_date=ref, num_shards=args.shards,
-        embeddings_out=emb_path,
+        embeddings_out=emb_path, courses_path=courses_path, courses_out=course_recs_path,
     )  # fmt: skip
     steps.done(
         f"{report.recommendations} recommendations -> {recs_path} "
-        f"({report.short_postings} postings with fewer than 10)"
+        f"({report.short_postings} postings with fewer than 10); courses per posting -> "
+        f"{course_recs_path}"
     )
 
     steps.start("building the shard actors and starting the gRPC server")
@@ -188,11 +193,8 @@ def run_demo(args: argparse.Namespace) -> int:
     encoder = load_encoder(model_dir)
     vectors = load_vectors(postings, encoder, emb_path)
     backend, rules = build_backend(postings, vectors, shards=args.shards, ref_date=ref)
-    from core.synth import generate_courses
     from server.runtime import load_courses_into
 
-    courses_path = args.workdir / f"courses-{args.courses}-{args.seed}.parquet"
-    generate_courses(args.courses, args.seed, ref_date=ref).write_parquet(courses_path)
     course_rules = load_courses_into(backend, courses_path, postings, encoder, ref_date=ref)
     server = BackgroundServer(JobrecServer(
         backend, encoder, rules, ServerConfig(host="127.0.0.1", port=args.port),

@@ -99,6 +99,19 @@ def test_courses_for_posting_equal_one_whole_index(stub, world):
     assert seen > 50
 
 
+def test_course_table_of_every_posting(backend, world):
+    postings, pvec, courses, cvec = world
+    whole = CourseIndex(courses, cvec)
+    rules = CourseRuleConfig(ref_date=REF)
+    table = backend.recommend_courses_all(3, rules)
+    assert table["posting_id"].n_unique() == postings.height
+    rng = np.random.default_rng(8)
+    for j in rng.choice(postings.height, 20, replace=False).tolist():
+        p = postings.row(j, named=True)
+        got = table.filter(table["posting_id"] == p["posting_id"]).sort("rank")["course_id"].to_list()
+        assert got == [r.course_id for r in whole.search(posting_query(p, pvec[j]), 3, rules)]
+
+
 def test_held_certificates_and_overrides(stub, world):
     postings, pvec, courses, cvec = world
     j = next(i for i, c in enumerate(postings["certificates"].to_list()) if c)

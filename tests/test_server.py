@@ -666,4 +666,6 @@ def test_jobrec_demo_once(ray_local, tmp_path, corpus, model_dir, capsys):
     assert out.count("same as the batch refresh: yes") == 3 and "!!" not in out
     assert "rules passed: distance" in out and "new posting sent inline" in out
     assert "training courses for this job" in out and " 개강" in out
+    table = pl.read_parquet(tmp_path / "demo" / "course_recs.parquet")
+    assert table.height > 0 and table["rank"].max() <= 5
     assert (tmp_path / "demo" / "recs.parquet").exists()

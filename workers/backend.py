@@ -275,6 +275,12 @@ class RecommendationBackend:
         answers = await asyncio.gather(*(self._await(r) for r in refs))
         return merge_answers(answers, k)
 
+    def recommend_courses_all(self, k: int, rules: CourseRuleConfig) -> pl.DataFrame:
+        """The top-``k`` courses of every posting (each shard answers for those it owns)."""
+        k = self._check_course_query(k, rules)
+        frames = self._get([a.courses_for_owned.remote(k, rules) for a in self._actors])
+        return pl.concat(frames, how="vertical").sort("posting_id", "rank")
+
     def courses_for_posting(self, posting_id: str, *, k: int, rules: CourseRuleConfig,
                             held: Sequence[str] = ()) -> tuple[list, list[str]]:
         """Blocking :meth:`acourses_for_posting`."""

@@ -106,6 +106,20 @@ def encode(
     return out, info
 
 
+def _encode_courses(courses_path: str | Path, model_dir: str | Path) -> tuple[pl.DataFrame, np.ndarray]:
+    """A canonical course table and its vectors by the posting encoder."""
+    from core.courses import conform_courses, course_text
+    from training.encoder import Encoder
+
+    path = Path(courses_path)
+    if not path.is_file():
+        raise InvalidInputError(f"course table {path} does not exist", field="courses")
+    courses = conform_courses(pl.read_parquet(path))
+    encoder = Encoder.load(model_dir)
+    texts = [course_text(r) for r in courses.iter_rows(named=True)]
+    return courses, np.asarray(encoder.encode(texts), dtype=np.float32)
+
+
 def run_refresh(
     postings_path: str | Path,
     model_dir: str | Path | None,
@@ -121,12 +135,17 @@ def run_refresh(
     threads_per_shard: int = 1,
     rules: RuleConfig | None = None,
     progress: bool = True,
+    courses_path: str | Path | None = None,
+    courses_out: str | Path | None = None,
+    course_k: int = 5,
 ) -> RefreshReport:
     """Recommendations of every posting in ``postings_path`` written to ``out_path``.
 
     Vectors come from ``vectors_path`` when given, else from the model in ``model_dir``
     through the embedding cache at ``cache_path`` (default: next to ``out_path``). Ray is
-    started locally unless already initialised or ``ray_address`` names a cluster.
+    started locally unless already initialised or ``ray_address`` names a cluster. With
+    ``courses_path`` (a canonical course table, encoded by the same model) the top
+    ``course_k`` courses of every posting go to ``courses_out`` as a second table.
     """
     from workers.actors import init_ray, shutdown_ray
     from workers.backend import RecommendationBackend
@@ -161,6 +180,14 @@ def run_refresh(
     if embeddings_out is not None:
         write_vectors(embeddings_out, ids, vectors)
 
+    course_df = course_vec = None
+    if courses_path is not None:
+        if model_dir is None or courses_out is None:
+            raise InvalidInputError("courses need --model and a courses output path", field="courses")
+        t0 = time.perf_counter()
+        course_df, course_vec = _encode_courses(courses_path, model_dir)
+        stage("encode_courses", t0)
+
     started_ray = init_ray(ray_address)
     backend = None
     try:
@@ -175,6 +202,16 @@ def run_refresh(
         recs = backend.recommend_all(k, rules, on_shard_done=lambda s, f: bar.update(1))
         bar.close()
         stage("filter_search", t0)
+        if course_df is not None:
+            from core.course_rank import CertificateDemand
+            from core.course_rules import CourseRuleConfig
+
+            t0 = time.perf_counter()
+            backend.load_courses(course_df, course_vec, CertificateDemand.from_postings(df))
+            course_recs = backend.recommend_courses_all(course_k, CourseRuleConfig(ref_date=ref_date))
+            Path(courses_out).parent.mkdir(parents=True, exist_ok=True)
+            course_recs.write_parquet(courses_out)
+            stage("courses", t0)
     finally:
         if backend is not None:
             backend.shutdown()

@@ -37,7 +37,7 @@ from core.errors import JobrecError
 from core.rules import RuleConfig
 from workers import batch
 from workers.collection import Collection, kind_by_name
-from workers.courses import CourseSearch
+from workers.courses import CourseSearch, courses_for_postings
 from workers.kinds import COURSES, POSTINGS
 from workers.scoring import normalise, set_threads
 from workers.types import ByIdQuery, InlineQuery, Query, Recommendation
@@ -197,6 +197,15 @@ class Shard:
         p = self.collection(POSTINGS)
         q = posting_query(p.get(posting_id), p.store["vector"][p.row(posting_id)], held)
         return self.courses(q, k, rules), list(q.gap.values())
+
+    def courses_for_owned(self, k: int, rules: CourseRuleConfig) -> pl.DataFrame:
+        """The top-``k`` courses of every posting this shard owns (the refresh's course
+        table, :data:`workers.courses.COURSE_RECS_SCHEMA`)."""
+        p = self.collection(POSTINGS)
+        df, vec = p.alive_items()
+        owned = df["posting_id"].is_in(p.owned_ids()).to_numpy()
+        return courses_for_postings(df.filter(owned), vec[owned],
+                                    lambda q, kk, r: self.courses(q, kk, r), k, rules)
 
     def _check_rules(self, rules: RuleConfig | None) -> RuleConfig:
         rules = rules or self.rules
