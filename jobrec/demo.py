@@ -17,6 +17,7 @@ from jobrec.console import FileProgress, Stages, log_to_file, ray_session_dir, s
 DEFAULT_WORKDIR = Path(".jobrec") / "demo"
 DEFAULT_N = 5000
 DEFAULT_TRAIN_N = 5000
+DEFAULT_COURSES = 3000
 
 
 def register(subparsers) -> None:
@@ -39,6 +40,8 @@ def register(subparsers) -> None:
     p.add_argument("--shards", type=int, default=2)
     p.add_argument("--k", type=int, default=5, help="recommendations shown per posting")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--courses", type=int, default=DEFAULT_COURSES,
+                   help="training courses to generate (shown next to a posting)")
     p.add_argument("--once", action="store_true", help="exit after the printout")
     p.set_defaults(func=run_demo)
 
@@ -167,17 +170,22 @@ def _pipeline(args: argparse.Namespace) -> int:
     model_dir = _model(args, steps, postings)
 
     steps.start(f"batch refresh of {postings.height} postings (k=10, {args.shards} shards)")
+    from core.synth import generate_courses
     from workers.refresh import run_refresh
 
     recs_path = args.workdir / "recs.parquet"
     emb_path = args.workdir / "embeddings.parquet"
+    courses_path = args.workdir / f"courses-{args.courses}-{args.seed}.parquet"
+    course_recs_path = args.workdir / "course_recs.parquet"
+    generate_courses(args.courses, args.seed, ref_date=ref).write_parquet(courses_path)
     report = run_refresh(
         postings_path, model_dir, recs_path, k=10, ref_date=ref, num_shards=args.shards,
-        embeddings_out=emb_path,
+        embeddings_out=emb_path, courses_path=courses_path, courses_out=course_recs_path,
     )  # fmt: skip
     steps.done(
         f"{report.recommendations} recommendations -> {recs_path} "
-        f"({report.short_postings} postings with fewer than 10)"
+        f"({report.short_postings} postings with fewer than 10); courses per posting -> "
+        f"{course_recs_path}"
     )
 
     steps.start("building the shard actors and starting the gRPC server")
@@ -187,11 +195,15 @@ def _pipeline(args: argparse.Namespace) -> int:
     encoder = load_encoder(model_dir, lexical=report.encoder["lexical_dir"])
     vectors = load_vectors(postings, encoder, emb_path)
     backend, rules = build_backend(postings, vectors, shards=args.shards, ref_date=ref)
-    server = BackgroundServer(
-        JobrecServer(backend, encoder, rules, ServerConfig(host="127.0.0.1", port=args.port))
-    )
+    from server.runtime import load_courses_into
+
+    course_rules = load_courses_into(backend, courses_path, postings, encoder, ref_date=ref)
+    server = BackgroundServer(JobrecServer(
+        backend, encoder, rules, ServerConfig(host="127.0.0.1", port=args.port),
+        course_rules=course_rules,
+    ))  # fmt: skip
     port = server.start()
-    steps.done(f"listening on 127.0.0.1:{port}")
+    steps.done(f"listening on 127.0.0.1:{port} ({backend.courses_loaded} training courses loaded)")
 
     steps.start("querying the server over gRPC")
     lines = _show(port, postings, recs_path, args.k, rules)
@@ -258,6 +270,8 @@ def _show(port: int, postings, recs_path: Path, k: int, rules) -> list[str]:
             # batch and online paths share one scoring function: results must be identical
             verdict = "yes" if want["rec_posting_id"].to_list() == got else "NO"
             out.append(f"       same as the batch refresh: {verdict}")
+            if qid == queries[0]:
+                out.extend(_show_courses(channel, qid, k))
         # a new posting that is not indexed, sent inline and encoded by the server
         q = dict(by_id[queries[0]])
         q["posting_id"] = ""
@@ -310,3 +324,19 @@ def _show_matching(postings, encoder, ref: dt.date) -> None:
         prof = service.seeker_index.profile(m.item_id)
         print(f"    {i}. {prof['seeker_id']} wants {', '.join(prof['desired_occupations'])}, "
               f"education {prof['education_level']}, {prof['career_years']} years — {m.reason_text}")
+
+
+def _show_courses(channel, posting_id: str, k: int) -> list[str]:
+    """The posting page's second box: training courses near the workplace (or online)."""
+    from server.generated.jobrec.v1 import courses_pb2 as cpb
+    from server.generated.jobrec.v1 import courses_pb2_grpc as cpb_grpc
+
+    resp = cpb_grpc.CourseServiceStub(channel).CoursesForPosting(
+        cpb.CoursesForPostingRequest(posting_id=posting_id, k=k), timeout=10
+    )
+    gap = f" (certificates asked: {', '.join(resp.skill_gap)})" if resp.skill_gap else ""
+    out = [f"     training courses for this job{gap}:"]
+    for c in resp.courses:
+        out.append(f"    {c.rank}. {c.title} — {c.institution}  score {c.score:.3f}")
+        out.append("       " + "; ".join(c.reasons))
+    return out

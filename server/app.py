@@ -26,6 +26,7 @@ import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from core.course_rules import CourseRuleConfig
 from core.errors import InvalidInputError
 from core.rules import RuleConfig
 from server import convert
@@ -366,10 +367,14 @@ class JobrecServer:
         encoder: TextEncoder | None,
         rules: RuleConfig,
         config: ServerConfig | None = None,
+        *,
+        course_rules: CourseRuleConfig | None = None,
     ) -> None:
         self.backend = backend
         self.encoder = encoder
         self.rules = rules
+        # a core.course_rules.CourseRuleConfig: also serve jobrec.v1.CourseService
+        self.course_rules = course_rules
         self.config = config or ServerConfig()
         self.metrics = Metrics()
         self.limiter = InFlightLimiter(self.config.max_in_flight)
@@ -383,6 +388,7 @@ class JobrecServer:
         self._health_task: asyncio.Task | None = None
         if "on_append" in vars(backend):  # a StoredBackend: time its durable writes
             backend.on_append = self.metrics.store_append.observe
+        self._services: tuple[str, ...] = (SERVICE_NAME,)
 
     def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
         # outermost first: metrics see every call (also rejected ones); unauthenticated calls
@@ -410,9 +416,17 @@ class JobrecServer:
             self.backend, self.encoder, self.rules, executor=self._executor, config=cfg
         )
         pb_grpc.add_RecommendationServiceServicer_to_server(servicer, server)
+        services = [SERVICE_NAME]
+        if self.course_rules is not None:
+            from server.courses import CourseServicer, add_course_service
+
+            services.append(add_course_service(server, CourseServicer(
+                self.backend, self.encoder, self.course_rules, executor=self._executor,
+                inline_row=servicer._inline_row,
+            )))  # fmt: skip
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
+            (*services, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         address = f"{cfg.host}:{cfg.port}"
         if cfg.tls_cert is not None:
@@ -427,8 +441,8 @@ class JobrecServer:
         if self.encoder is not None and cfg.warm_up_encoder:
             await self._warm_up_encoder()
         await server.start()
-        self._server, self.port = server, port
-        for name in ("", SERVICE_NAME):
+        self._server, self.port, self._services = server, port, tuple(services)
+        for name in ("", *services):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if cfg.metrics_port is not None:
             self.metrics_port = self.metrics.serve_http(cfg.metrics_port, cfg.metrics_host)
@@ -485,7 +499,8 @@ class JobrecServer:
             if ok
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        await self.health.set(SERVICE_NAME, status)
+        for name in self._services:
+            await self.health.set(name, status)
         return ok
 
     async def _watch_backend(self) -> None:

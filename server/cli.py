@@ -24,6 +24,9 @@ def register(subparsers) -> None:
         help="canonical posting table (optional with a --store that has a generation)",
     )  # fmt: skip
     p.add_argument("--model", required=True, type=Path, help="trained W-BERT model directory")
+    p.add_argument("--courses", type=Path, default=None,
+                   help="canonical course table (jobrec ingest --kind courses): also serve "
+                        "jobrec.v1.CourseService")
     p.add_argument("--port", type=int, default=d.port, help="gRPC port (0 = any free port)")
     p.add_argument("--host", default=d.host, help="address to bind (0.0.0.0 in a pod)")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: local)")
@@ -126,7 +129,14 @@ def run_serve(args: argparse.Namespace) -> int:
         # with a store and a namespace every `jobrec serve` shares the same named shards
         shared=store is not None and args.ray_namespace is not None,
     )  # fmt: skip
-    server = JobrecServer(backend, encoder, rules, config)
+    course_rules = None
+    if args.courses is not None:
+        from server.runtime import load_courses_into
+
+        course_rules = load_courses_into(backend, args.courses, postings, encoder,
+                                         ref_date=args.ref_date)
+        log.info("courses loaded", extra={"courses": backend.courses_loaded})
+    server = JobrecServer(backend, encoder, rules, config, course_rules=course_rules)
 
     async def main() -> None:
         await server.start()

@@ -269,3 +269,123 @@ def candidate_to_pb(m: Any, profile: Mapping[str, Any]) -> mpb.CandidateMatch:
         desired_regions=list(profile["desired_regions"]),
         education_level=int(profile["education_level"]), career_years=int(profile["career_years"]),
         reasons=match_reasons_to_pb(m.reasons), reason_text=m.reason_text)
+
+
+# ======================================================================================
+# Courses (jobrec.v1.CourseService, proto/jobrec/v1/courses.proto) — issue 11
+# ======================================================================================
+
+DEFAULT_COURSE_K = 5
+_COURSE_RULE_FIELDS = (
+    "capital_radius_km", "other_radius_km", "include_online", "horizon_days", "admit_running",
+    "exclude_full", "ref_date",
+)
+
+
+def _courses_pb():
+    from server.generated.jobrec.v1 import courses_pb2
+
+    return courses_pb2
+
+
+def validate_course_k(k: int) -> int:
+    """0 means :data:`DEFAULT_COURSE_K`; 1..:data:`MAX_K` allowed."""
+    return DEFAULT_COURSE_K if k == 0 else validate_k(k)
+
+
+def course_rules_from_overrides(base: Any, overrides: Any, *, has: bool) -> Any:
+    """``base`` (a ``core.course_rules.CourseRuleConfig``) with the fields set in
+    ``overrides`` (a ``CourseRuleOverrides``) replaced; errors name ``rules.<field>``."""
+    if overrides is None or not has:
+        return base
+    changes: dict[str, Any] = {}
+    for name in _COURSE_RULE_FIELDS:
+        if not overrides.HasField(name):
+            continue
+        value = getattr(overrides, name)
+        if name == "ref_date":
+            value = _parse_date(value, "rules.ref_date")
+        elif name == "horizon_days" and value < 0:
+            value = None
+        try:
+            dataclasses.replace(base, **{name: value})
+        except (ValueError, TypeError) as exc:
+            raise InvalidInputError(str(exc), field=f"rules.{name}") from exc
+        changes[name] = value
+    return dataclasses.replace(base, **changes) if changes else base
+
+
+def applied_course_rules(cfg: Any, *, today: dt.date | None = None) -> Any:
+    """The effective course rules as an ``AppliedCourseRules`` message."""
+    ref = cfg.ref_date or today or dt.date.today()
+    return _courses_pb().AppliedCourseRules(
+        capital_radius_km=float(cfg.capital_radius_km),
+        other_radius_km=float(cfg.other_radius_km),
+        include_online=bool(cfg.include_online),
+        horizon_days=-1 if cfg.horizon_days is None else int(cfg.horizon_days),
+        admit_running=bool(cfg.admit_running),
+        exclude_full=bool(cfg.exclude_full),
+        ref_date=ref.isoformat(),
+    )
+
+
+def course_recommendation_to_pb(rec: Any, rank: int) -> Any:
+    """A ``core.course_rank.CourseRecommendation`` as a message (``rank`` is 1-based)."""
+    msg = _courses_pb().CourseRecommendation(
+        course_id=rec.course_id, title=rec.title, institution=rec.institution,
+        score=float(rec.score), online=bool(rec.online), training_type=rec.training_type,
+        start_date=rec.start_date.isoformat(), family_code=rec.family or "",
+        gap_certificates=list(rec.gap_certificates), reasons=list(rec.reasons), rank=rank,
+    )
+    if rec.distance_km is not None:
+        msg.distance_km = float(rec.distance_km)
+    if rec.end_date is not None:
+        msg.end_date = rec.end_date.isoformat()
+    for name in ("cost", "self_pay"):
+        if getattr(rec, name) is not None:
+            setattr(msg, name, int(getattr(rec, name)))
+    if rec.employment_rate is not None:
+        msg.employment_rate = float(rec.employment_rate)
+    return msg
+
+
+def courses_response(
+    recs: Iterable[Any], *, query_id: str, gap: Iterable[str], rules: Any,
+    today: dt.date | None = None,
+) -> Any:
+    """The ``CoursesResponse`` for a ranked list of course recommendations."""
+    return _courses_pb().CoursesResponse(
+        courses=[course_recommendation_to_pb(r, i) for i, r in enumerate(recs, start=1)],
+        query_id=query_id, skill_gap=sorted(gap), rules=applied_course_rules(rules, today=today),
+    )
+
+
+def seeker_profile_fields(msg: Any) -> dict[str, Any]:
+    """A ``SeekerProfile`` as plain fields (``lat``/``lng`` None when both are 0)."""
+    has_point = not (msg.lat == 0.0 and msg.lng == 0.0)
+    codes = [c.strip() for c in msg.desired_occupation_codes if c.strip()]
+    for i, c in enumerate(codes):
+        if not (len(c) == 6 and c.isdigit()):
+            raise InvalidInputError(f"{c!r} is not a six-digit KECO code",
+                                    field=f"seeker.desired_occupation_codes[{i}]")
+    return {
+        "lat": msg.lat if has_point else None,
+        "lng": msg.lng if has_point else None,
+        "sido": msg.sido.strip() or None,
+        "home_region": msg.home_region.strip() or None,
+        "desired_regions": [r.strip() for r in msg.desired_regions if r.strip()],
+        "desired_occupation_codes": codes,
+        "certificates": [c.strip() for c in msg.certificates if c.strip()],
+        "resume_text": msg.resume_text.strip(),
+    }
+
+
+def course_recommendation_from_pb(msg: Any) -> dict[str, Any]:
+    """A ``CourseRecommendation`` message as a plain dict (for clients and tests)."""
+    return {
+        "course_id": msg.course_id, "rank": msg.rank, "score": msg.score, "title": msg.title,
+        "institution": msg.institution, "online": msg.online,
+        "distance_km": msg.distance_km if msg.HasField("distance_km") else None,
+        "start_date": msg.start_date, "family_code": msg.family_code,
+        "gap_certificates": list(msg.gap_certificates), "reasons": list(msg.reasons),
+    }

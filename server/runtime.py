@@ -155,3 +155,23 @@ def build_backend(
         postings, vectors, sharding=sharding, rules=rules, snapshot_dir=snapshot_dir
     )
     return backend, rules
+
+
+def load_courses_into(
+    backend: Any, courses_path: str | Path, postings: pl.DataFrame, encoder: Any,
+    *, ref_date: dt.date | None = None,
+):
+    """Read a canonical course table, encode it with the posting encoder (title, NCS name,
+    description, certificates) and load it into the shards; returns the course rules."""
+    from core.course_rank import CertificateDemand
+    from core.course_rules import CourseRuleConfig
+    from core.courses import conform_courses, course_text
+
+    path = Path(courses_path)
+    if not path.is_file():
+        raise InvalidInputError(f"course table {path} does not exist", field="courses")
+    courses = conform_courses(pl.read_parquet(path))
+    vectors = np.asarray(encoder.encode([course_text(r) for r in courses.iter_rows(named=True)]),
+                         dtype=np.float32)
+    backend.load_courses(courses, vectors, CertificateDemand.from_postings(postings))
+    return CourseRuleConfig(ref_date=ref_date)

@@ -661,7 +661,7 @@ def test_jobrec_demo_once(ray_local, tmp_path, corpus, model_dir, capsys):
     corpus.head(400).write_parquet(postings)
     rc = main(
         ["demo", "--once", "--port", "0", "--postings", str(postings), "--model", str(model_dir),
-         "--workdir", str(tmp_path / "demo"), "--shards", "1", "--k", "3"]
+         "--workdir", str(tmp_path / "demo"), "--shards", "1", "--k", "3", "--courses", "300"]
     )  # fmt: skip
     out = capsys.readouterr().out
     assert rc == 0
@@ -673,4 +673,7 @@ def test_jobrec_demo_once(ray_local, tmp_path, corpus, model_dir, capsys):
     assert "Failed to query" not in out and "INFO" not in out
     assert out.count("same as the batch refresh: yes") == 3 and "!!" not in out
     assert "rules passed: distance" in out and "new posting sent inline" in out
+    assert "training courses for this job" in out and " 개강" in out
+    table = pl.read_parquet(tmp_path / "demo" / "course_recs.parquet")
+    assert table.height > 0 and table["rank"].max() <= 5
     assert (tmp_path / "demo" / "recs.parquet").exists()

@@ -242,13 +242,19 @@ def test_seekers_schema_and_matching_postings(corpus):
 
 
 def test_courses_schema():
+    from core.courses import validate_courses
+    from core.synth import generate_course_corpus
+
     c = generate_courses(300, 8, ref_date=REF)
     assert dict(c.schema) == COURSE_SCHEMA
+    validate_courses(c)
     assert c.equals(generate_courses(300, 8, ref_date=REF))
     assert c["course_id"].n_unique() == 300
     assert (c["end_date"] > c["start_date"]).all()
     assert (c["cost"] > 0).all() and (c["training_hours"] > 0).all()
-    assert c["occupation_code"].is_in(list(occupations())).all()
+    truth = generate_course_corpus(300, 8, ref_date=REF).truth
+    assert truth["course_id"].to_list() == c["course_id"].to_list()
+    assert truth["occupation_code"].is_in(list(occupations())).all()
     assert c["title"].str.contains("과정").mean() > 0.9
 
 
@@ -340,6 +346,8 @@ def test_cli_writes_the_corpus(tmp_path):
     assert pl.read_parquet(tmp_path / "seekers.parquet").height == 20
     assert pl.read_parquet(tmp_path / "interactions.parquet").columns == ["seeker_id", "posting_id", "event", "at"]
     assert pl.read_parquet(tmp_path / "courses.parquet").height == 10
+    assert pl.read_parquet(tmp_path / "courses_truth.parquet").height == 10
+    assert len(list((tmp_path / "hrd").glob("detail_*.xml"))) == 10
     assert len(list((tmp_path / "worknet").glob("wanted_*.xml"))) == 6
     with pytest.raises(SystemExit):
         parser.parse_args(["generate", "--postings", "-5", "--out", str(tmp_path)])

@@ -21,6 +21,7 @@ loaded with :meth:`RecommendationBackend.load_collection` and queried with
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import shutil
 import tempfile
@@ -31,11 +32,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from core.course_rank import CertificateDemand, CourseQuery, posting_query
+from core.course_rules import CourseRuleConfig
 from core.errors import InvalidInputError, NotFoundError, UnavailableError
 from core.rules import RuleConfig, check_k
 from workers import actors
 from workers.collection import CollectionKind, kind_by_name
-from workers.kinds import POSTINGS
+from workers.courses import course_partition, merge_answers
+from workers.kinds import COURSES, POSTINGS
 from workers.scoring import normalise
 from workers.sharding import ShardingConfig, ShardPlan, partition
 from workers.types import (
@@ -128,6 +132,8 @@ class RecommendationBackend:
         self._where_in: dict[str, Where] = {POSTINGS: where}  # every collection
         self.snapshot_dir = snapshot_dir
         self._owns_dir = owns_snapshot_dir
+        self.courses_loaded = 0  # courses stored (load_courses)
+        self.certificate_demand: CertificateDemand | None = None
         # per event loop (futures belong to one loop): {loop: {shard: _Coalescer}}
         self._coalescers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -216,6 +222,91 @@ class RecommendationBackend:
             (pid, (int(o), tuple(r))) for pid, o, r in zip(ids, owner.tolist(), stored, strict=True)
         )
         self._get(refs)
+
+    # --------------------------------------------------------------- courses
+    def load_courses(
+        self, courses: pl.DataFrame, vectors: np.ndarray, demand: CertificateDemand | None = None
+    ) -> int:
+        """Load (replace) the ``courses`` collection: each course on the shard owning its
+        place and the shards whose halo covers it, online courses on every shard
+        (:func:`workers.courses.course_partition`). ``demand``: which certificates postings
+        of each occupation ask for (the seekers' skill gap)."""
+        kind = kind_by_name(COURSES)
+        df, vec = _checked_items(kind, courses, vectors, self.dim)
+        parts = course_partition(self.plan, df)
+        refs = [a.load.remote(df[idx], vec[idx], owned, COURSES)
+                for a, (idx, owned) in zip(self._actors, parts, strict=True)]
+        self._get(refs)
+        self.certificate_demand = demand
+        self.courses_loaded = df.height
+        return df.height
+
+    def _check_course_query(self, k: int, rules: CourseRuleConfig) -> int:
+        if not self.courses_loaded:
+            raise UnavailableError("no training courses are loaded (load_courses)")
+        if not isinstance(rules, CourseRuleConfig):
+            raise InvalidInputError("rules must be a CourseRuleConfig", field="rules")
+        if rules.max_radius_km > self.plan.halo_km + 1e-9:
+            field = ("capital_radius_km" if rules.capital_radius_km > self.plan.halo_km
+                     else "other_radius_km")
+            raise InvalidInputError(
+                f"a course radius of {rules.max_radius_km} km exceeds the shards' halo of "
+                f"{self.plan.halo_km} km", field=field)
+        return check_k(k)
+
+    def _course_shards(self, query: CourseQuery) -> list[int]:
+        lat, lng, _ = zip(*query.anchors, strict=True)
+        _, owner, _ = self.plan.assign(np.array(lat, dtype=np.float64), np.array(lng, dtype=np.float64))
+        return sorted({int(o) for o in owner})
+
+    async def acourses_for_posting(
+        self, posting_id: str, *, k: int, rules: CourseRuleConfig, held: Sequence[str] = ()
+    ) -> tuple[list, list[str]]:
+        """(courses, skill gap) for a stored posting, answered by its owner shard."""
+        k = self._check_course_query(k, rules)
+        ref = self._actors[self._owner(posting_id)].courses_for_posting.remote(
+            posting_id, k, rules, list(held))
+        return await self._await(ref)
+
+    async def acourses_for_item(
+        self, posting: Mapping, vector: np.ndarray, *, k: int, rules: CourseRuleConfig,
+        held: Sequence[str] = (),
+    ) -> tuple[list, list[str]]:
+        """(courses, skill gap) for an inline posting (not stored)."""
+        kind_by_name(POSTINGS).check_item(posting)
+        q = posting_query(posting, normalise(vector, self.dim)[0], held)
+        return await self.acourses_for_query(q, k=k, rules=rules), list(q.gap.values())
+
+    async def acourses_for_query(self, query: CourseQuery, *, k: int, rules: CourseRuleConfig) -> list:
+        """Courses for a query of one or more places: each place's owner shard answers
+        (its halo holds every course within the radius), the answers are merged."""
+        k = self._check_course_query(k, rules)
+        if query.vector is not None:
+            query = dataclasses.replace(query, vector=normalise(query.vector, self.dim)[0])
+        refs = [self._actors[s].courses.remote(query, k, rules) for s in self._course_shards(query)]
+        answers = await asyncio.gather(*(self._await(r) for r in refs))
+        return merge_answers(answers, k)
+
+    def recommend_courses_all(self, k: int, rules: CourseRuleConfig) -> pl.DataFrame:
+        """The top-``k`` courses of every posting (each shard answers for those it owns)."""
+        k = self._check_course_query(k, rules)
+        frames = self._get([a.courses_for_owned.remote(k, rules) for a in self._actors])
+        return pl.concat(frames, how="vertical").sort("posting_id", "rank")
+
+    def courses_for_posting(self, posting_id: str, *, k: int, rules: CourseRuleConfig,
+                            held: Sequence[str] = ()) -> tuple[list, list[str]]:
+        """Blocking :meth:`acourses_for_posting`."""
+        k = self._check_course_query(k, rules)
+        return self._get(self._actors[self._owner(posting_id)].courses_for_posting.remote(
+            posting_id, k, rules, list(held)))
+
+    def courses_for_query(self, query: CourseQuery, *, k: int, rules: CourseRuleConfig) -> list:
+        """Blocking :meth:`acourses_for_query`."""
+        k = self._check_course_query(k, rules)
+        if query.vector is not None:
+            query = dataclasses.replace(query, vector=normalise(query.vector, self.dim)[0])
+        refs = [self._actors[s].courses.remote(query, k, rules) for s in self._course_shards(query)]
+        return merge_answers(self._get(refs), k)
 
     # --------------------------------------------------------------- helpers
     def _get(self, refs, timeout: float | None = None):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from core.cli_args import add_store_args, iso_date
 
@@ -35,6 +36,11 @@ def register(subparsers) -> None:
     p.add_argument("--ray-address", default=None, help="address of a running Ray cluster")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_store_args(p)
+    p.add_argument("--courses", default=None,
+                   help="canonical course table: also write each posting's training courses")
+    p.add_argument("--courses-out", default=None,
+                   help="output parquet of courses per posting (default: OUT with .courses)")
+    p.add_argument("--course-k", type=int, default=5, help="courses per posting (default 5)")
     p.set_defaults(func=_run)
 
 
@@ -56,6 +62,10 @@ def _run(args) -> int:
         threads_per_shard=args.threads_per_shard,
         progress=not args.no_progress,
         store=open_store(args.store, args.store_endpoint),
+        courses_path=args.courses,
+        courses_out=args.courses_out or (
+            str(Path(args.out).with_suffix(".courses.parquet")) if args.courses else None),
+        course_k=args.course_k,
     )
     for stage, secs in report.timings_s.items():
         print(f"{stage:>14s}: {secs:8.2f} s")

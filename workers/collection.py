@@ -306,6 +306,11 @@ class Collection(Generic[R]):
             raise NotFoundError(f"unknown {self.kind.id_column} {item_id!r}")
         return r
 
+    def alive_items(self) -> tuple[pl.DataFrame, np.ndarray]:
+        """The live items (canonical frame, in row order) and their unit vectors."""
+        df, vec = self._alive_state()
+        return df.drop("_owned"), vec
+
     def get(self, item_id: str) -> dict:
         """The canonical row of a stored item."""
         row = self._meta_frame().row(self.row(item_id), named=True)

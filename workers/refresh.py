@@ -12,6 +12,9 @@ import time
 from datetime import date
 from pathlib import Path
 
+import numpy as np
+import polars as pl
+
 from core.errors import InvalidInputError
 from core.postings_io import read_postings
 from core.rules import DEFAULT_K, RuleConfig, check_k
@@ -22,6 +25,23 @@ from workers.types import RECS_SCHEMA, RefreshReport
 log = logging.getLogger(__name__)
 
 REFRESH_SHARDS = 2  # the batch refresh's default shard count (one per core of a small box)
+
+
+def _encode_courses(
+    courses_path: str | Path, model_dir: str | Path, lexical_dir: Path
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """A canonical course table and its vectors by the posting encoder (same hybrid space:
+    W-BERT plus the lexical model this refresh fitted on the postings)."""
+    from core.courses import conform_courses, course_text
+    from encoding.hybrid import HybridEncoder
+
+    path = Path(courses_path)
+    if not path.is_file():
+        raise InvalidInputError(f"course table {path} does not exist", field="courses")
+    courses = conform_courses(pl.read_parquet(path))
+    encoder = HybridEncoder.load(model_dir, lexical_dir)
+    texts = [course_text(r) for r in courses.iter_rows(named=True)]
+    return courses, np.asarray(encoder.encode(texts), dtype=np.float32)
 
 
 def run_refresh(
@@ -40,6 +60,9 @@ def run_refresh(
     rules: RuleConfig | None = None,
     progress: bool = True,
     store=None,
+    courses_path: str | Path | None = None,
+    courses_out: str | Path | None = None,
+    course_k: int = 5,
 ) -> RefreshReport:
     """Recommendations of every posting in ``postings_path`` written to ``out_path``.
 
@@ -50,7 +73,9 @@ def run_refresh(
     With a ``store`` (:class:`workers.store.ShardStore`) the shards are also written as the
     store's next generation, beside the serving one: the writes logged on the serving
     generation are carried over first, the manifest is flipped, and writes that raced the
-    flip are re-logged on the new generation.
+    flip are re-logged on the new generation. With
+    ``courses_path`` (a canonical course table, encoded by the same hybrid encoder) the top
+    ``course_k`` courses of every posting go to ``courses_out`` as a second table.
     """
     from workers.actors import init_ray, shutdown_ray
     from workers.backend import RecommendationBackend
@@ -96,6 +121,17 @@ def run_refresh(
         df, vectors, last, carried = carry_log(store, serving.generation, df, vectors)
         ids = df["posting_id"].to_list()
         log.info("refresh: carried %d logged writes (%d → %d postings)", carried, before, df.height)
+    course_df = course_vec = None
+    if courses_path is not None:
+        if model_dir is None or courses_out is None or vectors_path is not None:
+            # course vectors must share the postings' space: the model and the lexical
+            # model this refresh fits (with --vectors there is none)
+            raise InvalidInputError(
+                "courses need --model (not --vectors) and a courses output path", field="courses"
+            )
+        t0 = time.perf_counter()
+        course_df, course_vec = _encode_courses(courses_path, model_dir, lexical_dir_for(out_path))
+        stage("encode_courses", t0)
 
     started_ray = init_ray(ray_address)
     backend = None
@@ -124,6 +160,16 @@ def run_refresh(
                     store, serving.generation, generation, last, backend.plan
                 )
             stage("store", t0)
+        if course_df is not None:
+            from core.course_rank import CertificateDemand
+            from core.course_rules import CourseRuleConfig
+
+            t0 = time.perf_counter()
+            backend.load_courses(course_df, course_vec, CertificateDemand.from_postings(df))
+            course_recs = backend.recommend_courses_all(course_k, CourseRuleConfig(ref_date=ref_date))
+            Path(courses_out).parent.mkdir(parents=True, exist_ok=True)
+            course_recs.write_parquet(courses_out)
+            stage("courses", t0)
     finally:
         if backend is not None:
             backend.shutdown()

@@ -31,11 +31,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from core.course_rank import CourseQuery, CourseRecommendation, posting_query
+from core.course_rules import CourseRuleConfig
 from core.errors import JobrecError
 from core.rules import RuleConfig
 from workers import batch
 from workers.collection import Collection, kind_by_name
-from workers.kinds import POSTINGS
+from workers.courses import CourseSearch, courses_for_postings
+from workers.kinds import COURSES, POSTINGS
 from workers.scoring import normalise, set_threads
 from workers.types import ByIdQuery, InlineQuery, Query, Recommendation
 
@@ -65,6 +68,7 @@ class Shard:
         set_threads(int(threads))
         self._dir = Path(snapshot_dir) / f"shard-{self.shard_id:03d}" if snapshot_dir else None
         self.collections: dict[str, Collection] = {}
+        self._course_search = CourseSearch()
         self._batch_stats: dict[str, dict] = {}
         if self._dir is not None and self._dir.is_dir():
             for sub in sorted(p for p in self._dir.iterdir() if (p / "base.parquet").exists()):
@@ -86,16 +90,22 @@ class Shard:
         self, df: pl.DataFrame, vectors: np.ndarray, owned: np.ndarray, collection: str = POSTINGS
     ) -> int:
         """Replace a collection's content (bulk build) and write its base snapshot."""
+        if collection == COURSES:
+            self._course_search.invalidate()
         return self.collection(collection).load(df, vectors, owned)
 
     def upsert(
         self, df: pl.DataFrame, vectors: np.ndarray, owned: np.ndarray, collection: str = POSTINGS
     ) -> tuple[int, int]:
         """Insert or replace items; durable (logged) before returning (inserted, updated)."""
+        if collection == COURSES:
+            self._course_search.invalidate()
         return self.collection(collection).upsert(df, vectors, owned)
 
     def delete(self, ids: Sequence[str], collection: str = POSTINGS) -> list[str]:
         """Delete items; returns the ids that were not here. Durable before returning."""
+        if collection == COURSES:
+            self._course_search.invalidate()
         return self.collection(collection).delete(ids)
 
     # ------------------------------------------------------------------- reads
@@ -171,6 +181,31 @@ class Shard:
         self.collection(POSTINGS).kind.check_item(posting)
         vec = normalise(vector, self.dim)[0]
         return self.search(InlineQuery(dict(posting), vec, k, rules))
+
+    # ----------------------------------------------------------------- courses
+    def courses(
+        self, query: CourseQuery, k: int, rules: CourseRuleConfig
+    ) -> list[CourseRecommendation]:
+        """Top-``k`` courses of this shard for a validated course query."""
+        return self._course_search.search(self.collection(COURSES), query, k, rules)
+
+    def courses_for_posting(
+        self, posting_id: str, k: int, rules: CourseRuleConfig, held: Sequence[str] = ()
+    ) -> tuple[list[CourseRecommendation], list[str]]:
+        """Courses for a stored posting (its row and vector from the postings collection),
+        and the skill gap used (certificates it asks for minus ``held``)."""
+        p = self.collection(POSTINGS)
+        q = posting_query(p.get(posting_id), p.store["vector"][p.row(posting_id)], held)
+        return self.courses(q, k, rules), list(q.gap.values())
+
+    def courses_for_owned(self, k: int, rules: CourseRuleConfig) -> pl.DataFrame:
+        """The top-``k`` courses of every posting this shard owns (the refresh's course
+        table, :data:`workers.courses.COURSE_RECS_SCHEMA`)."""
+        p = self.collection(POSTINGS)
+        df, vec = p.alive_items()
+        owned = df["posting_id"].is_in(p.owned_ids()).to_numpy()
+        return courses_for_postings(df.filter(owned), vec[owned],
+                                    lambda q, kk, r: self.courses(q, kk, r), k, rules)
 
     def _check_rules(self, rules: RuleConfig | None) -> RuleConfig:
         rules = rules or self.rules

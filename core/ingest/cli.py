@@ -1,30 +1,41 @@
-"""``jobrec ingest``: read postings from Worknet XML, CSV, Parquet or the Work24 API."""
+"""``jobrec ingest``: read postings (Worknet XML, CSV, Parquet, the Work24 API) or training
+courses (``--kind courses``: HRD-Net XML, CSV, Parquet, the HRD-Net API)."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 from pathlib import Path
 
-FORMAT_CHOICES = ("worknet-xml", "csv", "parquet", "work24-api")
-KIND_CHOICES = ("postings", "seekers")
+from core.cli_args import iso_date
+
+FORMAT_CHOICES = ("worknet-xml", "csv", "parquet", "work24-api", "hrd-xml", "hrd-api")
+KIND_FORMATS = {
+    "postings": ("worknet-xml", "csv", "parquet", "work24-api"),
+    "seekers": ("csv", "parquet"),
+    "courses": ("hrd-xml", "csv", "parquet", "hrd-api"),
+}
+API_FORMATS = ("work24-api", "hrd-api")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``ingest`` sub-command."""
     p = subparsers.add_parser(
         "ingest",
-        help="ingest postings into the canonical Parquet table",
+        help="ingest postings or training courses into a canonical Parquet table",
         description=(
-            "Read postings into the canonical schema. Every record read ends in --out or in "
-            "--rejects (with a reason); the counts printed satisfy read = accepted + rejected."
+            "Read postings (or, with --kind courses, HRD-Net training courses) into the "
+            "canonical schema. Every record read ends in --out or in --rejects (with a "
+            "reason); the counts printed satisfy read = accepted + rejected."
         ),
     )
+    p.add_argument("--kind", choices=tuple(KIND_FORMATS), default="postings",
+                   help="what the sources hold (default postings; seekers: csv or parquet; "
+                        "courses: HRD-Net XML/API, csv or parquet)")
     p.add_argument("sources", nargs="*", type=Path, metavar="SOURCE",
                    help="files, or directories of *.xml / *.csv / *.parquet files")
-    p.add_argument("--kind", choices=KIND_CHOICES, default="postings",
-                   help="what the sources hold (default postings; seekers: csv or parquet)")
     p.add_argument("--format", required=True, choices=FORMAT_CHOICES, dest="fmt")
     p.add_argument("--out", required=True, type=Path, help="accepted postings (Parquet)")
     p.add_argument("--rejects", type=Path, default=None,
@@ -34,14 +45,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "or {columns, keep, defaults, accept_unclassified} (core/ingest/maps/)")
     p.add_argument("--ref-date", default=None,
                    help="YYYY-MM-DD: the date two-digit years are read against (default today)")
-    p.add_argument("--api-key", default=os.environ.get("WORK24_API_KEY"),
-                   help="Work24 API key (work24-api; default: $WORK24_API_KEY)")
+    p.add_argument("--api-key", default=None,
+                   help="API key (default: $WORK24_API_KEY for work24-api, $HRD_API_KEY for "
+                        "hrd-api)")
     p.add_argument("--api-url", default=None,
-                   help="list-call URL (work24-api; default: the Work24 list endpoint)")
+                   help="list-call URL (default: the Work24 / HRD-Net list endpoint)")
     p.add_argument("--detail-url", default=None,
                    help="detail-call URL (default: --api-url when given, else the Work24 "
                         "detail endpoint)")
     p.add_argument("--max-pages", type=int, default=None, help="stop after N list pages")
+    p.add_argument("--start", type=iso_date, default=None, metavar="YYYY-MM-DD",
+                   help="hrd-api: first training start date to fetch (default --ref-date/today)")
+    p.add_argument("--end", type=iso_date, default=None, metavar="YYYY-MM-DD",
+                   help="hrd-api: last training start date to fetch (default start + 90 days)")
     p.set_defaults(func=run)
 
 
@@ -56,15 +72,16 @@ def format_counts(counts: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ingestion and print the counts."""
-    import datetime as dt
-
     from core.errors import InvalidInputError
-    from core.ingest.pipeline import ingest
 
-    if args.fmt != "work24-api" and not args.sources:
+    if args.fmt not in KIND_FORMATS[args.kind]:
+        raise InvalidInputError(
+            f"--kind {args.kind} reads formats {', '.join(KIND_FORMATS[args.kind])}, "
+            f"not {args.fmt}", field="format")
+    if args.fmt not in API_FORMATS and not args.sources:
         raise InvalidInputError(f"--format {args.fmt} needs at least one SOURCE", field="source")
-    if args.fmt == "work24-api" and args.sources:
-        raise InvalidInputError("--format work24-api fetches from --api-url; give no SOURCE",
+    if args.fmt in API_FORMATS and args.sources:
+        raise InvalidInputError(f"--format {args.fmt} fetches from --api-url; give no SOURCE",
                                 field="source")
     ref_date = None
     if args.ref_date:
@@ -76,14 +93,21 @@ def run(args: argparse.Namespace) -> int:
     rejects = args.rejects or args.out.with_name(args.out.stem + ".rejects.parquet")
     if args.kind == "seekers":
         return _run_seekers(args, ref_date, rejects)
-    result = ingest(
-        args.sources, args.fmt, column_map=args.column_map, ref_date=ref_date,
-        api_key=args.api_key, api_url=args.api_url, detail_url=args.detail_url,
-        max_pages=args.max_pages,
-    )
+    if args.kind == "courses":
+        result = _ingest_courses(args, ref_date)
+        what = "courses"
+    else:
+        from core.ingest.pipeline import ingest
+
+        result = ingest(
+            args.sources, args.fmt, column_map=args.column_map, ref_date=ref_date,
+            api_key=args.api_key or os.environ.get("WORK24_API_KEY"), api_url=args.api_url,
+            detail_url=args.detail_url, max_pages=args.max_pages,
+        )
+        what = "postings"
     result.write(args.out, rejects)
     print(format_counts(result.counts))
-    print(f"postings -> {args.out}\nrejects  -> {rejects}", file=sys.stderr)
+    print(f"{what} -> {args.out}\nrejects  -> {rejects}", file=sys.stderr)
     return 0
 
 
@@ -108,3 +132,30 @@ def _run_seekers(args: argparse.Namespace, ref_date, rejects: Path) -> int:
     print(format_counts(result.counts))
     print(f"seekers -> {args.out}\nrejects -> {rejects}", file=sys.stderr)
     return 0
+
+
+def _ingest_courses(args: argparse.Namespace, ref_date):
+    from core.errors import InvalidInputError
+    from core.ingest.courses import ingest_courses
+
+    if args.fmt != "hrd-api":
+        return ingest_courses(args.sources, args.fmt, column_map=args.column_map, ref_date=ref_date)
+    from core.ingest.hrd_api import HrdClient, HrdConfig
+
+    options = {}
+    if args.api_url:
+        options["list_url"] = args.api_url
+    if args.detail_url:
+        options["detail_url"] = args.detail_url
+    start = args.start or ref_date or dt.date.today()
+    end = args.end or start + dt.timedelta(days=90)
+    try:
+        client = HrdClient(HrdConfig.from_env(args.api_key, **options))
+        if args.max_pages is not None and args.max_pages < 1:
+            raise ValueError(f"max_pages must be >= 1, got {args.max_pages}")
+        if end < start:
+            raise ValueError(f"--end {end} is before --start {start}")
+    except ValueError as exc:
+        raise InvalidInputError(str(exc), field="api") from None
+    return ingest_courses([], "hrd-api", ref_date=ref_date, client=client, window=(start, end),
+                          max_pages=args.max_pages)

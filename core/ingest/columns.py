@@ -214,11 +214,14 @@ def load_map(spec: Mapping[str, Any] | Path | str | ColumnMap | None) -> ColumnM
 
 
 def map_headers(
-    headers: list[str], mapping: dict[str, str | None], source: str, *, id_field: str = "posting_id"
+    headers: list[str],
+    mapping: dict[str, str | None],
+    source: str,
+    id_fields: tuple[str, ...] = ("posting_id",),
 ) -> dict[int, str]:
     """Column position -> field for ``headers``; the first column mapped to a field wins.
 
-    A source without a column for ``id_field`` is an error.
+    Some column must map to one of ``id_fields``.
     """
     out: dict[int, str] = {}
     taken: set[str] = set()
@@ -227,9 +230,10 @@ def map_headers(
         if target and target not in taken:
             out[i] = target
             taken.add(target)
-    if id_field not in taken:
+    if not taken.intersection(id_fields):
         raise InvalidInputError(
-            f"{source}: no column maps to {id_field} (headers: {', '.join(headers)}); "
+            f"{source}: no column maps to {' or '.join(id_fields)} "
+            f"(headers: {', '.join(headers)}); "
             "pass --column-map FILE.json",
             field="column_map",
         )

@@ -28,7 +28,8 @@ def _decode(data: bytes, source: str) -> str:
     raise MalformedSourceError(f"{source}: neither UTF-8 nor CP949 text", field="source")
 
 
-def read_csv(path: Path, mapping: dict[str, str | None], *, id_field: str = "posting_id"
+def read_csv(
+    path: Path, mapping: dict[str, str | None], *, id_fields: tuple[str, ...] = ("posting_id",)
 ) -> Iterator[SourceRecord]:
     """Records of one CSV file, fields named through ``mapping``."""
     source = str(path)
@@ -45,7 +46,7 @@ def read_csv(path: Path, mapping: dict[str, str | None], *, id_field: str = "pos
         headers = next(reader, None)
         if not headers:
             raise MalformedSourceError(f"{source}: empty CSV (no header row)", field="source")
-        columns = map_headers(headers, mapping, source, id_field=id_field)
+        columns = map_headers(headers, mapping, source, id_fields)
         index = 0
         for row in reader:
             if not row or (len(row) == 1 and not row[0].strip()):

@@ -12,7 +12,8 @@ from core.ingest.columns import map_headers
 from core.ingest.records import SourceRecord
 
 
-def read_parquet(path: Path, mapping: dict[str, str | None], *, id_field: str = "posting_id"
+def read_parquet(
+    path: Path, mapping: dict[str, str | None], *, id_fields: tuple[str, ...] = ("posting_id",)
 ) -> Iterator[SourceRecord]:
     """Records of one Parquet file, columns named through ``mapping``."""
     source = str(path)
@@ -23,7 +24,7 @@ def read_parquet(path: Path, mapping: dict[str, str | None], *, id_field: str = 
     except Exception as exc:  # polars/arrow raise several types for a corrupt file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MalformedSourceError(f"{source}: not a readable Parquet file: {first}", field="source") from None
-    columns = map_headers(df.columns, mapping, source, id_field=id_field)
+    columns = map_headers(df.columns, mapping, source, id_fields)
     names = df.columns
     for index, row in enumerate(df.iter_rows()):
         raw = dict(zip(names, row, strict=True))

@@ -407,7 +407,7 @@ def ingest_seekers(sources: Iterable[Path | str], fmt: str, *,
                         "reason": reason, "detail": scrub_resume(detail), "raw": _scrub_raw(rec.raw)})
 
     for path in files:
-        for rec in reader(path, mapping, id_field="seeker_id"):
+        for rec in reader(path, mapping, id_fields=("seeker_id",)):
             read += 1
             if rec.reject is not None:
                 reject(rec, None, *rec.reject)

@@ -9,14 +9,11 @@ Responses go through the same parser as files, so an error response raises
 from __future__ import annotations
 
 import re
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from core.errors import UnavailableError, UpstreamApiError
+from core.ingest.http_get import get_with_retries
 from core.ingest.worknet_xml import XmlItem, parse_xml_bytes
 
 DEFAULT_LIST_URL = "https://www.work24.go.kr/cm/openApi/call/wk/callOpenApiSvcInfo210L01.do"
@@ -99,24 +96,11 @@ class Work24Client:
 
     def _get(self, url: str, params: dict[str, object]) -> bytes:
         cfg = self.config
-        query = urllib.parse.urlencode({"authKey": cfg.api_key, **params})
-        request = urllib.request.Request(f"{url}?{query}", headers={"User-Agent": "jobrec-ingest"})
-        shown = f"{url}?{urllib.parse.urlencode(params)}"  # never show the key
-        last: Exception | None = None
-        for attempt in range(cfg.retries + 1):
-            if attempt:
-                time.sleep(min(4.0, 0.25 * 2**attempt))
-            self.calls += 1
-            try:
-                with urllib.request.urlopen(request, timeout=cfg.timeout_s) as resp:
-                    return resp.read()
-            except urllib.error.HTTPError as exc:
-                if exc.code < 500:
-                    raise UpstreamApiError(f"{shown}: HTTP {exc.code} {exc.reason}") from None
-                last = exc
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                last = exc
-        if isinstance(last, urllib.error.HTTPError):
-            raise UpstreamApiError(f"{shown}: HTTP {last.code} {last.reason} after {cfg.retries + 1} tries")
-        reason = getattr(last, "reason", last)
-        raise UnavailableError(f"{shown}: Work24 API unreachable after {cfg.retries + 1} tries: {reason}")
+        counter = [0]
+        try:
+            return get_with_retries(
+                url, params, secret={"authKey": cfg.api_key}, timeout_s=cfg.timeout_s,
+                retries=cfg.retries, service="Work24 API", counter=counter,
+            )
+        finally:
+            self.calls += counter[0]

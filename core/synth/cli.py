@@ -23,7 +23,9 @@ def register(subparsers) -> None:
         "generate",
         help="write a realistic synthetic Worknet corpus",
         description="Write DIR/postings.parquet (canonical schema) and, when asked, "
-        "seekers.parquet, courses.parquet and DIR/worknet/*.xml (Worknet list + detail XML).",
+        "seekers.parquet, courses.parquet (+ courses_truth.parquet: the KECO occupation each "
+        "course was generated for, for evaluation only) and DIR/worknet/*.xml (Worknet list + "
+        "detail XML; with --courses also DIR/hrd/*.xml, HRD-Net list + detail XML).",
     )
     p.add_argument("--postings", type=_count, required=True, metavar="N", help="number of postings")
     p.add_argument("--seekers", type=_count, default=0, metavar="M", help="number of job seekers")
@@ -46,10 +48,11 @@ def _run(args: argparse.Namespace) -> int:
 
     from core.synth import (
         DEFAULT_REF_DATE,
-        generate_courses,
+        generate_course_corpus,
         generate_interactions,
         generate_postings,
         generate_seekers,
+        write_hrd_xml,
         write_worknet_xml,
     )
 
@@ -72,9 +75,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"interactions: {inter.height} over {args.days} days -> "
               f"{out / 'interactions.parquet'}")
     if args.courses:
-        courses = generate_courses(args.courses, args.seed, ref_date=ref)
-        courses.write_parquet(out / "courses.parquet")
-        print(f"courses: {courses.height} -> {out / 'courses.parquet'}")
+        corpus = generate_course_corpus(args.courses, args.seed, ref_date=ref)
+        corpus.courses.write_parquet(out / "courses.parquet")
+        corpus.truth.write_parquet(out / "courses_truth.parquet")
+        print(f"courses: {corpus.courses.height} -> {out / 'courses.parquet'} "
+              f"(truth: {out / 'courses_truth.parquet'})")
+        if args.xml:
+            paths = write_hrd_xml(corpus.courses, out / "hrd", per_file=min(100, args.per_file))
+            print(f"hrd xml: {len(paths)} files -> {out / 'hrd'}")
     if args.xml:
         paths = write_worknet_xml(postings, out / "worknet", per_file=args.per_file,
                                   seed=args.seed)
