@@ -253,7 +253,7 @@ class DesiredWage:
 SEEKER_JOB_RULES: RuleSet[MatchConfig] = RuleSet(
     name="seeker-jobs",
     rules=(
-        AtMost("education", "education", lambda q, cfg: q["education"].astype(np.int16)),
+        AtMost("education", "education", lambda q, cfg: q["education"]),  # int16 already
         CareerYears(),
         AtLeast("not expired", "closes_days",
                 lambda cfg: cfg.ref_days() if cfg.exclude_expired else None),
