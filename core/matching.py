@@ -363,22 +363,35 @@ class Match:
 
 def reasons_for(q: SeekerQuery, p: PostingSide, j: int, sim: float) -> dict:
     """Why posting ``j`` was recommended to ``q``: every rule checked, plus the features."""
-    matched = next((a.label for a in q.areas if _in_area(a, p, j)), None)
-    code = f"{int(p.occ[j]):06d}"
-    wage = None if np.isnan(p.monthly_wage[j]) else int(p.monthly_wage[j])
-    return {
-        "matched_region": matched,
-        "distance_km": None if q.home is None else round(float(
-            haversine_km(q.home[0], q.home[1], p.lat[j], p.lng[j])), 2),
-        "occupation_relation": best_relation(q.occupations, code),
-        "education_ok": True,
-        "career_ok": True,
-        "monthly_wage": wage,
-        "desired_wage": q.desired_wage,
-        "wage_vs_desired": None if wage is None or not q.desired_wage
-        else ("above" if wage >= q.desired_wage else "below"),
-        "similarity": round(float(sim), 4),
-    }
+    return reasons_many(q, p, np.array([j], dtype=np.int64), np.array([sim]))[0]
+
+
+def reasons_many(q: SeekerQuery, p: PostingSide, js: np.ndarray, sims: np.ndarray) -> list[dict]:
+    """:func:`reasons_for` of several postings at once (one vectorised distance pass)."""
+    js = np.asarray(js, dtype=np.int64)
+    dist = None if q.home is None else np.round(
+        haversine_km(q.home[0], q.home[1], p.lat[js], p.lng[js]), 2).tolist()
+    d, dm, dj = _occ_ints(q.occupations)
+    rel = np.where(np.isin(p.occ[js], d), 0, np.where(np.isin(p.mid[js], dm), 1,
+                   np.where(np.isin(p.major[js], dj), 2, 3))).tolist()
+    wages = p.monthly_wage[js].tolist()
+    sims_l = np.round(np.asarray(sims, dtype=np.float64), 4).tolist()
+    out = []
+    for t, j in enumerate(js.tolist()):
+        w = None if wages[t] != wages[t] else int(wages[t])
+        out.append({
+            "matched_region": next((a.label for a in q.areas if _in_area(a, p, j)), None),
+            "distance_km": None if dist is None else dist[t],
+            "occupation_relation": OCC_RELATIONS[rel[t]],
+            "education_ok": True,
+            "career_ok": True,
+            "monthly_wage": w,
+            "desired_wage": q.desired_wage,
+            "wage_vs_desired": None if w is None or not q.desired_wage
+            else ("above" if w >= q.desired_wage else "below"),
+            "similarity": sims_l[t],
+        })
+    return out
 
 
 def _in_area(a: Area, p: PostingSide, j: int) -> bool:

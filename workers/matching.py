@@ -26,7 +26,7 @@ from core.matching import (
     personal_mask,
     posting_columns,
     query_columns,
-    reasons_for,
+    reasons_many,
     region_mask,
     seeker_columns,
 )
@@ -114,8 +114,10 @@ class JobIndex:
                 sims = sims_all[row][ok]
                 scores = job_scores(q, p, cand, cfg, sims)
                 picked = select_top_k(scores, p.ids[cand], p.company[cand], k, cfg.max_per_company)
-                out[i] = [Match(str(p.ids[cand[t]]), float(scores[t]),
-                                reasons_for(q, p, int(cand[t]), float(sims[t]))) for t in picked]
+                sel = np.asarray(picked, dtype=np.int64)
+                why = reasons_many(q, p, cand[sel], sims[sel]) if sel.size else []
+                out[i] = [Match(str(p.ids[cand[t]]), float(scores[t]), r)
+                          for t, r in zip(picked, why, strict=True)]
         return out
 
     def rows(self) -> dict[str, dict]:
