@@ -19,7 +19,7 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
@@ -37,6 +37,9 @@ from server.generated.jobrec.v1 import recommendation_pb2_grpc as pb_grpc
 from server.interceptors import DecodeGuard, InFlightLimiter
 from server.metrics import Metrics, MetricsInterceptor
 from workers.types import Backend, TextEncoder
+
+if TYPE_CHECKING:  # the matching service is optional; its module loads only when used
+    from workers.match_service import MatchService
 
 log = logging.getLogger("jobrec.server")
 
@@ -369,12 +372,18 @@ class JobrecServer:
         config: ServerConfig | None = None,
         *,
         course_rules: CourseRuleConfig | None = None,
+        matching: MatchService | None = None,
+        key_scopes: dict[str, frozenset[str]] | None = None,
     ) -> None:
         self.backend = backend
         self.encoder = encoder
         self.rules = rules
         # a core.course_rules.CourseRuleConfig: also serve jobrec.v1.CourseService
         self.course_rules = course_rules
+        # a workers.match_service.MatchService: also serve jobrec.v1.MatchingService (the
+        # key scopes decide who may see candidates)
+        self.matching = matching
+        self.key_scopes = key_scopes or {}
         self.config = config or ServerConfig()
         self.metrics = Metrics()
         self.limiter = InFlightLimiter(self.config.max_in_flight)
@@ -424,6 +433,12 @@ class JobrecServer:
                 self.backend, self.encoder, self.course_rules, executor=self._executor,
                 inline_row=servicer._inline_row,
             )))  # fmt: skip
+        if self.matching is not None:
+            from server.matching import SERVICE_NAME as MATCHING_SERVICE_NAME
+            from server.matching import MatchingServicer, add_to_server
+
+            add_to_server(MatchingServicer(self.matching, self.key_scopes), server)
+            services.append(MATCHING_SERVICE_NAME)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*services, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server

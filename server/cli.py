@@ -27,6 +27,11 @@ def register(subparsers) -> None:
     p.add_argument("--courses", type=Path, default=None,
                    help="canonical course table (jobrec ingest --kind courses): also serve "
                         "jobrec.v1.CourseService")
+    p.add_argument("--seekers", type=Path, default=None,
+                   help="canonical seeker table (jobrec ingest --kind seekers): also serve "
+                        "jobrec.v1.MatchingService (RecommendJobs, RecommendCandidates)")
+    p.add_argument("--interactions", type=Path, default=None,
+                   help="seeker interactions (applied/hidden postings are not recommended again)")
     p.add_argument("--port", type=int, default=d.port, help="gRPC port (0 = any free port)")
     p.add_argument("--host", default=d.host, help="address to bind (0.0.0.0 in a pod)")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: local)")
@@ -85,10 +90,11 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from server import logs
     from server.app import JobrecServer, ServerConfig
-    from server.auth import load_api_keys
+    from server.auth import load_api_keys, load_key_scopes
     from server.runtime import (
         build_backend,
         load_encoder,
+        load_matching,
         load_postings,
         load_vectors,
         open_store,
@@ -136,7 +142,17 @@ def run_serve(args: argparse.Namespace) -> int:
         course_rules = load_courses_into(backend, args.courses, postings, encoder,
                                          ref_date=args.ref_date)
         log.info("courses loaded", extra={"courses": backend.courses_loaded})
-    server = JobrecServer(backend, encoder, rules, config, course_rules=course_rules)
+    matching, scopes = None, None
+    if args.seekers is not None:
+        if postings is None:
+            raise SystemExit("jobrec serve: --seekers needs --postings (the matching index is "
+                             "built in the frontend from the posting table)")
+        matching = load_matching(args.seekers, args.interactions, postings, vectors, encoder,
+                                 shards=args.shards, ref_date=args.ref_date)
+        scopes = load_key_scopes(args.api_keys_file)
+        log.info("seekers loaded", extra={"seekers": len(matching.seekers)})
+    server = JobrecServer(backend, encoder, rules, config, course_rules=course_rules,
+                          matching=matching, key_scopes=scopes)
 
     async def main() -> None:
         await server.start()

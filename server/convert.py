@@ -361,7 +361,7 @@ def courses_response(
 
 
 def seeker_profile_fields(msg: Any) -> dict[str, Any]:
-    """A ``SeekerProfile`` as plain fields (``lat``/``lng`` None when both are 0)."""
+    """A ``CourseSeekerProfile`` as plain fields (``lat``/``lng`` None when both are 0)."""
     has_point = not (msg.lat == 0.0 and msg.lng == 0.0)
     codes = [c.strip() for c in msg.desired_occupation_codes if c.strip()]
     for i, c in enumerate(codes):

@@ -175,3 +175,33 @@ def load_courses_into(
                          dtype=np.float32)
     backend.load_courses(courses, vectors, CertificateDemand.from_postings(postings))
     return CourseRuleConfig(ref_date=ref_date)
+
+
+def load_matching(
+    seekers_path: str | Path, interactions_path: str | Path | None, postings: pl.DataFrame,
+    posting_vectors: np.ndarray, encoder: Any, *, shards: int | None = None,
+    ref_date: dt.date | None = None,
+):
+    """The two-sided matching service over ``postings`` (their serving vectors) and the
+    seekers of a canonical seeker table, encoded by the same encoder."""
+    from core.matching import MatchConfig
+    from core.seekers import seeker_text, validate_interactions, validate_seekers
+    from workers.match_service import MatchService
+
+    paths = {"seekers": Path(seekers_path)}
+    if interactions_path is not None:
+        paths["interactions"] = Path(interactions_path)
+    for field, path in paths.items():
+        if not path.is_file():
+            raise InvalidInputError(f"{field} table {path} does not exist", field=field)
+    seekers = pl.read_parquet(paths["seekers"])
+    validate_seekers(seekers)
+    inter = None
+    if "interactions" in paths:
+        inter = pl.read_parquet(paths["interactions"])
+        validate_interactions(inter)
+    vecs = np.asarray(
+        encoder.encode([seeker_text(r) for r in seekers.iter_rows(named=True)]), dtype=np.float32
+    )
+    return MatchService(postings, posting_vectors, seekers, vecs, encoder, interactions=inter,
+                        num_shards=shards or 2, config=MatchConfig(ref_date=ref_date))

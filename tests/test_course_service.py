@@ -132,7 +132,7 @@ def test_courses_for_seeker(stub, world, backend):
     postings, _, courses, cvec = world
     whole = CourseIndex(courses, cvec)
     rules = CourseRuleConfig(ref_date=REF)
-    seeker = cpb.SeekerProfile(home_region="경기 수원시 팔달구", desired_regions=["부산 해운대구"],
+    seeker = cpb.CourseSeekerProfile(home_region="경기 수원시 팔달구", desired_regions=["부산 해운대구"],
                                desired_occupation_codes=["824100", "531700"],
                                certificates=["용접기능사"])
     resp = stub.CoursesForSeeker(cpb.CoursesForSeekerRequest(seeker=seeker, k=8), timeout=30)
@@ -169,11 +169,11 @@ def test_error_codes(stub, world):
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and _field(err) == "query"
     err = _err(stub.CoursesForPosting, cpb.CoursesForPostingRequest(posting=pb.Posting(posting_id="x")))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT  # no encoder on this server
-    bad = cpb.SeekerProfile(home_region="아틀란티스", desired_occupation_codes=["824100"])
+    bad = cpb.CourseSeekerProfile(home_region="아틀란티스", desired_occupation_codes=["824100"])
     err = _err(stub.CoursesForSeeker, cpb.CoursesForSeekerRequest(seeker=bad))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and _field(err) == "seeker.home_region"
     err = _err(stub.CoursesForSeeker, cpb.CoursesForSeekerRequest(
-        seeker=cpb.SeekerProfile(home_region="서울 강남구")))
+        seeker=cpb.CourseSeekerProfile(home_region="서울 강남구")))
     assert _field(err) == "seeker.desired_occupation_codes"
     err = _err(stub.CoursesForSeeker, cpb.CoursesForSeekerRequest())
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and _field(err) == "seeker"

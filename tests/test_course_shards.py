@@ -124,11 +124,11 @@ def test_course_conversions():
     assert convert.validate_course_k(0) == 5
     with pytest.raises(InvalidInputError):
         convert.validate_course_k(101)
-    f = convert.seeker_profile_fields(cpb.SeekerProfile(home_region=" 서울 강남구 ",
+    f = convert.seeker_profile_fields(cpb.CourseSeekerProfile(home_region=" 서울 강남구 ",
                                                         desired_occupation_codes=["824100"]))
     assert f["lat"] is None and f["home_region"] == "서울 강남구"
     with pytest.raises(InvalidInputError) as info:
-        convert.seeker_profile_fields(cpb.SeekerProfile(desired_occupation_codes=["8241"]))
+        convert.seeker_profile_fields(cpb.CourseSeekerProfile(desired_occupation_codes=["8241"]))
     assert info.value.field == "seeker.desired_occupation_codes[0]"
     courses = generate_course_corpus(50, 2, ref_date=REF).courses
     idx = CourseIndex(courses, None)

@@ -137,3 +137,44 @@ def test_candidates_need_the_scope(served):
             "seeker_id", "score", "desired_occupations", "desired_regions", "education_level",
             "career_years", "reasons", "reason_text"}
     assert found > 0
+
+
+def test_jobrec_server_hosts_the_matching_service(served, ray_local):
+    """The one frontend (JobrecServer, as `jobrec serve --seekers` builds it) serves
+    MatchingService beside RecommendationService, with the same answers and scopes."""
+    from core.rules import RuleConfig
+    from server.app import BackgroundServer, JobrecServer, ServerConfig
+    from server.generated.jobrec.v1 import recommendation_pb2 as pb
+    from server.generated.jobrec.v1 import recommendation_pb2_grpc as pb_grpc
+    from workers.backend import RecommendationBackend
+    from workers.sharding import ShardingConfig
+
+    scopes = load_key_scopes(env=KEYS)
+    backend = RecommendationBackend.build(served["postings"], served["pv"],
+                                          sharding=ShardingConfig(num_shards=2),
+                                          rules=RuleConfig(ref_date=REF))
+    server = JobrecServer(backend, None, backend.rules,
+                          ServerConfig(port=0, health_interval_s=0, api_keys=frozenset(scopes)),
+                          matching=served["service"], key_scopes=scopes)
+    bg = BackgroundServer(server)
+    port = bg.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        stub = mpb_grpc.MatchingServiceStub(channel)
+        sid = served["seekers"]["seeker_id"][0]
+        want = [m.item_id for m in served["service"].recommend_jobs(seeker_id=sid)]
+        resp = stub.RecommendJobs(mpb.RecommendJobsRequest(seeker_id=sid), metadata=_md("plain-key"))
+        assert [m.posting_id for m in resp.matches] == want
+        pid = served["postings"]["posting_id"][0]
+        req = mpb.RecommendCandidatesRequest(posting_id=pid, k=10)
+        with pytest.raises(grpc.RpcError) as err:
+            stub.RecommendCandidates(req, metadata=_md("plain-key"))
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert stub.RecommendCandidates(req, metadata=_md("employer-key")).candidates is not None
+        similar = pb_grpc.RecommendationServiceStub(channel).SimilarPostings(
+            pb.SimilarPostingsRequest(posting_id=pid, k=5), metadata=_md("plain-key"))
+        assert len(similar.recommendations) <= 5
+    finally:
+        channel.close()
+        bg.stop()
+        backend.shutdown()

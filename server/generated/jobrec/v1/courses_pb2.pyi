@@ -57,7 +57,7 @@ class CoursesForPostingRequest(_message.Message):
     rules: CourseRuleOverrides
     def __init__(self, posting_id: _Optional[str] = ..., posting: _Optional[_Union[_recommendation_pb2.Posting, _Mapping]] = ..., k: _Optional[int] = ..., held_certificates: _Optional[_Iterable[str]] = ..., rules: _Optional[_Union[CourseRuleOverrides, _Mapping]] = ...) -> None: ...
 
-class SeekerProfile(_message.Message):
+class CourseSeekerProfile(_message.Message):
     __slots__ = ("lat", "lng", "sido", "home_region", "desired_regions", "desired_occupation_codes", "certificates", "resume_text")
     LAT_FIELD_NUMBER: _ClassVar[int]
     LNG_FIELD_NUMBER: _ClassVar[int]
@@ -82,10 +82,10 @@ class CoursesForSeekerRequest(_message.Message):
     SEEKER_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
-    seeker: SeekerProfile
+    seeker: CourseSeekerProfile
     k: int
     rules: CourseRuleOverrides
-    def __init__(self, seeker: _Optional[_Union[SeekerProfile, _Mapping]] = ..., k: _Optional[int] = ..., rules: _Optional[_Union[CourseRuleOverrides, _Mapping]] = ...) -> None: ...
+    def __init__(self, seeker: _Optional[_Union[CourseSeekerProfile, _Mapping]] = ..., k: _Optional[int] = ..., rules: _Optional[_Union[CourseRuleOverrides, _Mapping]] = ...) -> None: ...
 
 class CourseRecommendation(_message.Message):
     __slots__ = ("course_id", "title", "institution", "score", "distance_km", "online", "training_type", "start_date", "end_date", "cost", "self_pay", "employment_rate", "family_code", "gap_certificates", "reasons", "rank")
