@@ -56,20 +56,26 @@ def model_dir(tmp_path_factory, corpus):
 
 
 @pytest.fixture(scope="module")
-def encoder(model_dir, refreshed):
+def encoder(model_dir, refreshed, refresh_dir):
     """The hybrid encoder with the lexical model the refresh fitted and saved."""
+    from encoding.vectors import lexical_dir_for
     from server.runtime import load_encoder
 
-    return load_encoder(model_dir, lexical=refreshed[2])
+    return load_encoder(model_dir, lexical=lexical_dir_for(refresh_dir / "recs.parquet"))
 
 
 @pytest.fixture(scope="module")
-def refreshed(ray_local, tmp_path_factory, corpus, model_dir):
+def refresh_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("refresh")
+
+
+@pytest.fixture(scope="module")
+def refreshed(ray_local, refresh_dir, corpus, model_dir):
     """The batch refresh of the corpus: its recommendations and the vectors it used."""
     from encoding.vectors import read_embeddings
     from workers.refresh import run_refresh
 
-    d = tmp_path_factory.mktemp("refresh")
+    d = refresh_dir
     postings_path = d / "postings.parquet"
     corpus.write_parquet(postings_path)
     run_refresh(
@@ -79,9 +85,7 @@ def refreshed(ray_local, tmp_path_factory, corpus, model_dir):
     ids, vecs = read_embeddings(d / "emb.parquet")
     pos = {p: i for i, p in enumerate(ids)}
     vectors = vecs[[pos[p] for p in corpus["posting_id"].to_list()]]
-    from encoding.vectors import lexical_dir_for
-
-    return pl.read_parquet(d / "recs.parquet"), vectors, lexical_dir_for(d / "recs.parquet")
+    return pl.read_parquet(d / "recs.parquet"), vectors
 
 
 def _build(corpus, vectors, shards=2, max_restarts=3):

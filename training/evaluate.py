@@ -81,3 +81,37 @@ def evaluate_model_dir(model_dir: str | Path, data, cfg) -> dict:
         "major_acc_target_0_95_met": wbert["major"]["accuracy"] >= 0.95,
         "major_acc_vs_tfidf": wbert["major"]["accuracy"] - base["major"]["accuracy"],
     }
+
+
+def choose_hybrid_weight(model_dir: str | Path, postings, data) -> dict:
+    """Pick the hybrid weight on the validation split and record it in ``wbert.json``.
+
+    Labels: the 6-digit occupation code (the finest there is); queries: validation postings;
+    candidates: every posting. The lexical half is fitted on all postings (no labels used).
+    """
+    import json
+
+    import polars as pl
+
+    from encoding.encoder import WBERT_META, Encoder
+    from encoding.hybrid import choose_weight
+    from encoding.lexical import LexicalModel
+    from encoding.text import posting_text
+
+    by_id = postings.with_columns(pl.col("posting_id").cast(pl.Utf8))
+    rows = by_id.filter(pl.col("posting_id").is_in(data.posting_ids))
+    order = {pid: i for i, pid in enumerate(rows["posting_id"].to_list())}
+    rows = rows[[order[p] for p in data.posting_ids]]
+    texts = [posting_text(r) for r in rows.iter_rows(named=True)]
+    dense = Encoder.load(model_dir).encode_ids(
+        [data.input_ids[i, : data.lengths[i]].tolist() for i in range(len(data.lengths))]
+    )
+    lexical = LexicalModel.fit(texts).transform(texts)
+    labels = rows["occupation_code"].cast(pl.Utf8).to_list()
+    weight, scores = choose_weight(dense, lexical, labels, data.val_idx)
+    meta_path = Path(model_dir) / WBERT_META
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["hybrid_weight"] = weight
+    meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+    return {"weight": weight, "validation_match_at_10_by_weight": scores,
+            "label": "occupation_code (6-digit KECO)"}

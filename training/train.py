@@ -310,10 +310,11 @@ def train_model(
     timings["train_total_s"] = time.perf_counter() - t_start
     metrics: dict = {"timings": timings}
     if compute_metrics:
-        from training.evaluate import evaluate_model_dir
+        from training.evaluate import choose_hybrid_weight, evaluate_model_dir
 
         t0 = time.perf_counter()
         metrics = evaluate_model_dir(out, data, cfg)
+        metrics["hybrid"] = choose_hybrid_weight(out, postings, data)
         timings["metrics_s"] = time.perf_counter() - t0
         timings["total_s"] = time.perf_counter() - t_start
         metrics["timings"] = timings
