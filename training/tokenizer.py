@@ -21,13 +21,24 @@ HANGUL_SYLLABLES = "".join(chr(c) for c in range(0xAC00, 0xD7A4))
 FULLWIDTH = "".join(chr(c) for c in range(0xFF01, 0xFF5F))  # ＞ ＜ （ ） ... (no NFKC in BERT)
 JAMO = "".join(chr(c) for c in range(0x1100, 0x1200)) + "".join(chr(c) for c in range(0x3131, 0x318F))
 ASCII_WORD = "abcdefghijklmnopqrstuvwxyz0123456789"
-SYMBOLS = FULLWIDTH + "▲△▼▽▣◈◎◐◑・∙☎☏♥♡✔✓✗✕" + "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~·ㆍ•○●■□◆◇▶▷►※→←↑↓★☆①②③④⑤⑥⑦⑧⑨⑩℃㎡㎏㎞％～「」『』【】〈〉《》“”‘’…"
+# Unicode symbol blocks seen in real postings (º, dashes, ≤, Ⅱ, ❍, ㈜, ㎡ ...): Latin-1, general
+# punctuation, letter-like and number forms, arrows, mathematical operators, enclosed
+# alphanumerics, box drawing and geometric shapes, miscellaneous symbols, dingbats, CJK
+# symbols, enclosed CJK letters and CJK compatibility units. Hanja (CJK ideographs, 20k+) is
+# the one class left out: it is rare in postings and would double the vocabulary.
+_BLOCKS = ((0x00A1, 0x0100), (0x2010, 0x205F), (0x2100, 0x2190), (0x2190, 0x2300), (0x2460, 0x2500),
+           (0x2500, 0x2600), (0x2600, 0x2700), (0x2700, 0x27C0), (0x3000, 0x3040),
+           (0x3200, 0x3300), (0x3300, 0x3400))
+SYMBOL_BLOCKS = "".join(chr(c) for a, b in _BLOCKS for c in range(a, b) if chr(c).isprintable())
+SYMBOLS = FULLWIDTH + SYMBOL_BLOCKS + "▲△▼▽▣◈◎◐◑・∙☎☏♥♡✔✓✗✕" + "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~·ㆍ•○●■□◆◇▶▷►※→←↑↓★☆①②③④⑤⑥⑦⑧⑨⑩℃㎡㎏㎞％～「」『』【】〈〉《》“”‘’…"
 
 
 def alphabet_tokens() -> list[str]:
     """The characters (and ``##`` continuations) every jobrec vocabulary contains."""
     word = HANGUL_SYLLABLES + JAMO + ASCII_WORD
-    return list(dict.fromkeys([*word, *SYMBOLS, *("##" + c for c in word)]))
+    # the normaliser lower-cases before lookup (Ⅱ -> ⅱ, Ω -> ω): both forms are kept
+    symbols = SYMBOLS + SYMBOLS.lower()
+    return list(dict.fromkeys([*word, *symbols, *("##" + c for c in word)]))
 
 
 def train_tokenizer(pretokenized: Iterable[str], *, vocab_size: int, min_frequency: int = 2):
