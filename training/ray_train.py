@@ -74,13 +74,11 @@ def _train_loop(config: dict) -> None:
 
 
 def _ensure_ray(cfg: TrainConfig) -> None:
-    if ray.is_initialized():
-        return
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address)
-    else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False)
+    # the one ray.init of jobrec (workers.actors): $RAY_ADDRESS names a cluster, else a local
+    # Ray of this process's own; the workers' epoch lines reach the driver's console
+    from workers.actors import init_ray
+
+    init_ray(os.environ.get("RAY_ADDRESS") or None, num_cpus=os.cpu_count(), log_to_driver=True)
 
 
 def run_phase_ray(

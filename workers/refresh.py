@@ -44,6 +44,22 @@ def _encode_courses(
     return courses, np.asarray(encoder.encode(texts), dtype=np.float32)
 
 
+def _reencode_carried(df, vectors: np.ndarray, ids: list[str], fresh: dict, model_dir,
+                      lexical_dir: Path) -> None:
+    """Encode again, in place, the rows the log carried over (new ids or changed vectors):
+    their logged vectors carry the serving generation's lexical half, not this refresh's."""
+    from encoding.hybrid import HybridEncoder
+    from encoding.text import posting_text
+
+    rows = [i for i, pid in enumerate(ids)
+            if pid not in fresh or not np.array_equal(fresh[pid], vectors[i])]
+    if not rows:
+        return
+    enc = HybridEncoder.load(model_dir, lexical_dir)
+    texts = [posting_text(df.row(i, named=True)) for i in rows]
+    vectors[rows] = np.asarray(enc.encode(texts), dtype=np.float32)
+
+
 def run_refresh(
     postings_path: str | Path,
     model_dir: str | Path | None,
@@ -117,9 +133,11 @@ def run_refresh(
     if serving is not None:
         from workers.generation import carry_log
 
-        before = df.height
+        before, fresh = df.height, dict(zip(ids, vectors, strict=True))
         df, vectors, last, carried = carry_log(store, serving.generation, df, vectors)
         ids = df["posting_id"].to_list()
+        if info is not None:  # the logged vectors are in the serving generation's space
+            _reencode_carried(df, vectors, ids, fresh, model_dir, lexical_dir_for(out_path))
         log.info("refresh: carried %d logged writes (%d → %d postings)", carried, before, df.height)
     course_df = course_vec = None
     if courses_path is not None:
