@@ -17,6 +17,8 @@ import polars as pl
 from core.errors import InvalidInputError
 from core.rules import DEFAULT_K, MAX_K, RuleConfig
 from core.schema import POSTING_SCHEMA, REQUIRED_COLUMNS, validate_postings
+from server.generated.jobrec.v1 import courses_pb2 as cpb
+from server.generated.jobrec.v1 import matching_pb2 as mpb
 from server.generated.jobrec.v1 import recommendation_pb2 as pb
 from workers.types import Recommendation
 
@@ -214,8 +216,6 @@ def similar_response(
 # Matching (issue 10): RecommendJobs / RecommendCandidates conversions (server/matching.py)
 # ======================================================================================
 
-from server.generated.jobrec.v1 import matching_pb2 as mpb  # noqa: E402
-
 
 def profile_from_pb(msg: mpb.SeekerProfile) -> dict[str, Any]:
     """An inline ``SeekerProfile`` as a plain dict for ``workers.match_service.check_profile``."""
@@ -282,12 +282,6 @@ _COURSE_RULE_FIELDS = (
 )
 
 
-def _courses_pb():
-    from server.generated.jobrec.v1 import courses_pb2
-
-    return courses_pb2
-
-
 def validate_course_k(k: int) -> int:
     """0 means :data:`DEFAULT_COURSE_K`; 1..:data:`MAX_K` allowed."""
     return DEFAULT_COURSE_K if k == 0 else validate_k(k)
@@ -318,7 +312,7 @@ def course_rules_from_overrides(base: Any, overrides: Any, *, has: bool) -> Any:
 def applied_course_rules(cfg: Any, *, today: dt.date | None = None) -> Any:
     """The effective course rules as an ``AppliedCourseRules`` message."""
     ref = cfg.ref_date or today or dt.date.today()
-    return _courses_pb().AppliedCourseRules(
+    return cpb.AppliedCourseRules(
         capital_radius_km=float(cfg.capital_radius_km),
         other_radius_km=float(cfg.other_radius_km),
         include_online=bool(cfg.include_online),
@@ -331,7 +325,7 @@ def applied_course_rules(cfg: Any, *, today: dt.date | None = None) -> Any:
 
 def course_recommendation_to_pb(rec: Any, rank: int) -> Any:
     """A ``core.course_rank.CourseRecommendation`` as a message (``rank`` is 1-based)."""
-    msg = _courses_pb().CourseRecommendation(
+    msg = cpb.CourseRecommendation(
         course_id=rec.course_id, title=rec.title, institution=rec.institution,
         score=float(rec.score), online=bool(rec.online), training_type=rec.training_type,
         start_date=rec.start_date.isoformat(), family_code=rec.family or "",
@@ -354,7 +348,7 @@ def courses_response(
     today: dt.date | None = None,
 ) -> Any:
     """The ``CoursesResponse`` for a ranked list of course recommendations."""
-    return _courses_pb().CoursesResponse(
+    return cpb.CoursesResponse(
         courses=[course_recommendation_to_pb(r, i) for i, r in enumerate(recs, start=1)],
         query_id=query_id, skill_gap=sorted(gap), rules=applied_course_rules(rules, today=today),
     )
