@@ -104,3 +104,24 @@ def test_quality_bench_runs_on_the_real_samples(tmp_path, model_dir):
     assert res["generated"]["unk_tokens"] == 0
     html = (tmp_path / "q.html").read_text()
     assert html.count("data:image/png;base64,") == 3
+
+
+def test_refresh_reencodes_carried_writes_in_its_own_space(tmp_path, model_dir, postings):
+    """Writes carried over from the serving generation's log hold vectors of that
+    generation's lexical model; the refresh encodes them again with the one it fitted."""
+    from workers.refresh import _reencode_carried
+
+    texts = [posting_text(r) for r in postings.iter_rows(named=True)]
+    enc = HybridEncoder.fit(model_dir, texts)
+    enc.lexical.save(tmp_path / "lex")
+    vec = enc.encode(texts).astype(np.float32)
+    ids = postings["posting_id"].to_list()
+    fresh = dict(zip(ids, vec.copy(), strict=True))
+    carried = vec.copy()
+    carried[3] = 0.5  # an upsert logged with an old-space vector
+    fresh.pop(ids[7])  # a posting that only the log knows
+    carried[7] = 0.25
+    _reencode_carried(postings, carried, ids, fresh, model_dir, tmp_path / "lex")
+    np.testing.assert_allclose(carried[[3, 7]], vec[[3, 7]], atol=1e-5)
+    untouched = [i for i in range(len(ids)) if i not in (3, 7)]
+    np.testing.assert_array_equal(carried[untouched], vec[untouched])
