@@ -397,7 +397,25 @@ class JobrecServer:
         self._health_task: asyncio.Task | None = None
         if "on_append" in vars(backend):  # a StoredBackend: time its durable writes
             backend.on_append = self.metrics.store_append.observe
+        if "on_switch" in vars(backend) and hasattr(encoder, "lexical"):
+            # a refresh switch-over brings a new lexical half: inline postings follow it
+            backend.on_switch = self._follow_lexical
         self._services: tuple[str, ...] = (SERVICE_NAME,)
+
+    def _follow_lexical(self, generation: str) -> None:
+        import tempfile
+
+        from encoding.lexical import LexicalModel
+        from workers.generation import lexical_from_store
+
+        with tempfile.TemporaryDirectory() as tmp:
+            d = lexical_from_store(self.backend.store, generation, tmp)
+            if d is None:
+                log.warning("generation %s has no lexical model; inline postings keep the "
+                            "previous one", generation)
+                return
+            self.encoder.lexical = LexicalModel.load(d)  # one assignment: calls see old or new
+        log.info("inline encoding follows generation %s's lexical model", generation)
 
     def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
         # outermost first: metrics see every call (also rejected ones); unauthenticated calls

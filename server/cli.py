@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 from core.cli_args import add_store_args, iso_date
@@ -125,8 +126,15 @@ def run_serve(args: argparse.Namespace) -> int:
             raise SystemExit("jobrec serve: give --postings (or a --store with a generation)")
         postings = load_postings(args.postings)
         log.info("postings loaded", extra={"postings": postings.height, "path": str(args.postings)})
-    # the lexical half: --lexical (what the refresh fitted) or fitted on the postings
-    encoder = load_encoder(args.model, lexical=args.lexical, postings=postings)
+    # the lexical half: --lexical (what the refresh fitted), the store generation's, or
+    # fitted on the postings
+    with tempfile.TemporaryDirectory() as tmp:
+        lexical = args.lexical
+        if lexical is None and store is not None and store.manifest() is not None:
+            from workers.generation import lexical_from_store
+
+            lexical = lexical_from_store(store, store.manifest().generation, tmp)
+        encoder = load_encoder(args.model, lexical=lexical, postings=postings)
     if postings is not None:
         vectors = load_vectors(postings, encoder, args.embeddings, args.embedding_cache)
     backend, rules = build_backend(

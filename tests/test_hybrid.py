@@ -125,3 +125,35 @@ def test_refresh_reencodes_carried_writes_in_its_own_space(tmp_path, model_dir, 
     np.testing.assert_allclose(carried[[3, 7]], vec[[3, 7]], atol=1e-5)
     untouched = [i for i in range(len(ids)) if i not in (3, 7)]
     np.testing.assert_array_equal(carried[untouched], vec[untouched])
+
+
+def test_store_generation_carries_its_lexical_model_to_the_frontend(
+    ray_local, tmp_path, model_dir, postings
+):
+    """A refresh into a store writes its lexical half with the generation; a frontend that
+    switches to the generation encodes inline postings with it."""
+    import types
+
+    from core.synth import DEFAULT_REF_DATE
+    from encoding.vectors import lexical_dir_for
+    from server.app import JobrecServer, ServerConfig
+    from workers.generation import lexical_from_store, open_store
+    from workers.refresh import run_refresh
+
+    store = open_store(str(tmp_path / "store"))
+    path = tmp_path / "postings.parquet"
+    postings.write_parquet(path)
+    out = tmp_path / "recs.parquet"
+    report = run_refresh(path, model_dir, out, k=5, ref_date=DEFAULT_REF_DATE, num_shards=2,
+                         progress=False, store=store)
+    saved = LexicalModel.load(lexical_dir_for(out))
+    got = LexicalModel.load(lexical_from_store(store, report.generation, tmp_path / "lex"))
+    assert got.model_id == saved.model_id
+
+    other = generate_postings(120, seed=77)  # the frontend started with another fit
+    enc = HybridEncoder.fit(model_dir, [posting_text(r) for r in other.iter_rows(named=True)])
+    assert enc.lexical.model_id != saved.model_id
+    backend = types.SimpleNamespace(store=store, on_switch=None, on_append=None)
+    JobrecServer(backend, enc, None, ServerConfig(port=0, health_interval_s=0))
+    backend.on_switch(report.generation)  # what StoredBackend.maybe_switch calls
+    assert enc.lexical.model_id == saved.model_id

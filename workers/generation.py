@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import pickle
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,15 +41,20 @@ def seed_store(
     vectors: np.ndarray,
     extra: Mapping[str, Any] | None = None,
     generation: str | None = None,
+    objects: Mapping[str, bytes] | None = None,
 ) -> str:
     """Write ``postings`` as the store's next generation (partitioned by ``plan``), flip to it
-    and return its name. Fails if another writer flipped the store meanwhile."""
+    and return its name. ``objects`` (name -> bytes, e.g. the generation's lexical model) are
+    written before the flip, so a frontend that sees the flip finds them. Fails if another
+    writer flipped the store meanwhile."""
     from workers.sharding import partition
 
     current = store.manifest()
     gen = generation or store.next_generation()
     owner, parts = partition(plan, postings["lat"].to_numpy(), postings["lng"].to_numpy())
     write_from_frame(store, gen, postings, np.asarray(vectors, np.float32), parts, owner, plan=plan)
+    for name, data in (objects or {}).items():
+        store.write_object(gen, name, data)
     store.flip(gen, expect=current.generation if current else None, extra=extra)
     log.info("store generation %s written and flipped (%d postings)", gen, postings.height)
     return gen
@@ -200,3 +206,19 @@ def frame_of(table: pa.Table) -> tuple[pl.DataFrame, np.ndarray]:
     dim = vec.type.list_size
     vectors = vec.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
     return conform(pl.from_arrow(table.select(list(POSTING_SCHEMA)))), vectors
+
+
+def lexical_from_store(store: ShardStore, gen: str, into: str | Path) -> Path | None:
+    """Write generation ``gen``'s lexical model (saved by the refresh) into the directory
+    ``into`` and return it; None when the generation has none (vectors given, not encoded)."""
+    from encoding.lexical import LEXICAL_JSON, LEXICAL_NPZ
+
+    d = Path(into)
+    try:
+        data = {n: store.read_object(gen, f"lexical-{n}") for n in (LEXICAL_JSON, LEXICAL_NPZ)}
+    except NotFoundError:
+        return None
+    d.mkdir(parents=True, exist_ok=True)
+    for n, b in data.items():
+        (d / n).write_bytes(b)
+    return d

@@ -60,6 +60,12 @@ def _reencode_carried(df, vectors: np.ndarray, ids: list[str], fresh: dict, mode
     vectors[rows] = np.asarray(enc.encode(texts), dtype=np.float32)
 
 
+def _lexical_objects(lexical_dir: Path) -> dict[str, bytes]:
+    from encoding.lexical import LEXICAL_JSON, LEXICAL_NPZ
+
+    return {f"lexical-{n}": (lexical_dir / n).read_bytes() for n in (LEXICAL_JSON, LEXICAL_NPZ)}
+
+
 def run_refresh(
     postings_path: str | Path,
     model_dir: str | Path | None,
@@ -172,7 +178,10 @@ def run_refresh(
 
             # the frontends replay what was logged on the serving generation after `last`
             extra = {"carried_from": serving.generation, "carried_until": last} if serving else None
-            generation = seed_store(store, backend.plan, df, vectors, extra)
+            # the lexical half these vectors were made with goes with the generation: a
+            # frontend switching to it encodes inline postings in the same space
+            objects = _lexical_objects(lexical_dir_for(out_path)) if info is not None else None
+            generation = seed_store(store, backend.plan, df, vectors, extra, objects=objects)
             if serving is not None:
                 carried += carry_stragglers(
                     store, serving.generation, generation, last, backend.plan

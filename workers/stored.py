@@ -72,6 +72,7 @@ class StoredBackend:
         )
         self.switches = 0
         self.on_append = None  # called with the seconds each durable write took (metrics)
+        self.on_switch = None  # called with the new generation's name after a switch-over
 
     @property
     def backend(self) -> Any:
@@ -261,6 +262,8 @@ class StoredBackend:
             if m.extra.get("carried_from") == old.generation:
                 replayed = self._replay(old, new, m.extra.get("carried_until", {}))
             self.switches += 1
+            if self.on_switch is not None:
+                self.on_switch(new.generation)
             log.info(
                 "switched %s -> %s (%d writes replayed)", old.generation, new.generation, replayed
             )
