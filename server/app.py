@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
-import functools
 import logging
 import random
 import threading
@@ -31,7 +30,7 @@ from core.errors import InvalidInputError
 from core.rules import RuleConfig
 from server import convert
 from server.auth import ApiKeyInterceptor
-from server.errors import abort_with
+from server.errors import rpc_method
 from server.generated.jobrec.v1 import recommendation_pb2 as pb
 from server.generated.jobrec.v1 import recommendation_pb2_grpc as pb_grpc
 from server.interceptors import DecodeGuard, InFlightLimiter
@@ -218,20 +217,7 @@ async def _retrying(context, config: ServerConfig, make: Callable[[], Awaitable]
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _rpc(method: Callable) -> Callable:
-    """Map every exception of a servicer method to its status (see ``server.errors``)."""
-    name = f"/{SERVICE_NAME}/{method.__name__}"
-
-    @functools.wraps(method)
-    async def wrapper(self, request, context):
-        try:
-            return await method(self, request, context)
-        except (grpc.aio.AbortError, asyncio.CancelledError):
-            raise
-        except Exception as exc:  # noqa: BLE001  (mapped, and logged when unmapped)
-            await abort_with(context, exc, name)
-
-    return wrapper
+_rpc = rpc_method(SERVICE_NAME)
 
 
 class RecommendationServicer(pb_grpc.RecommendationServiceServicer):

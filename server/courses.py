@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +23,7 @@ from core.course_rank import CourseRankConfig, resolve_anchors, seeker_query
 from core.errors import InvalidInputError
 from server import convert
 from server.app import _posting_text, _within_deadline
-from server.errors import abort_with
+from server.errors import rpc_method
 from server.generated.jobrec.v1 import courses_pb2 as cpb
 from server.generated.jobrec.v1 import courses_pb2_grpc as cpb_grpc
 
@@ -32,24 +31,13 @@ COURSE_SERVICE_NAME = cpb.DESCRIPTOR.services_by_name["CourseService"].full_name
 _RULE_FIELDS = frozenset(cpb.CourseRuleOverrides.DESCRIPTOR.fields_by_name)
 
 
-def _rpc(method: Callable) -> Callable:
-    """Map every exception of a servicer method to its status (``server.errors``)."""
-    name = f"/{COURSE_SERVICE_NAME}/{method.__name__}"
+def _rules_field(exc: BaseException) -> BaseException:
+    if isinstance(exc, InvalidInputError) and exc.field in _RULE_FIELDS:
+        return InvalidInputError(str(exc), field=f"rules.{exc.field}")  # rules name fields bare
+    return exc
 
-    @functools.wraps(method)
-    async def wrapper(self, request, context):
-        try:
-            return await method(self, request, context)
-        except (grpc.aio.AbortError, asyncio.CancelledError):
-            raise
-        except InvalidInputError as exc:
-            if exc.field in _RULE_FIELDS:  # the rules name their fields bare
-                exc = InvalidInputError(str(exc), field=f"rules.{exc.field}")
-            await abort_with(context, exc, name)
-        except Exception as exc:  # noqa: BLE001  (mapped, and logged when unmapped)
-            await abort_with(context, exc, name)
 
-    return wrapper
+_rpc = rpc_method(COURSE_SERVICE_NAME, _rules_field)
 
 
 class CourseServicer(cpb_grpc.CourseServiceServicer):

@@ -7,8 +7,10 @@ and the caller only sees the id, never the traceback.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -143,3 +145,25 @@ async def abort_with(context: grpc.aio.ServicerContext, exc: BaseException, meth
     mapped = map_exception(exc, method=method)
     metadata = tuple((k, _short(v, 200)) for k, v in mapped.metadata)
     await context.abort(mapped.code, _short(mapped.details), trailing_metadata=metadata)
+
+
+def rpc_method(service: str, adapt: Callable[[BaseException], BaseException] | None = None):
+    """Decorator for the servicer methods of ``service``: every exception a method raises is
+    answered with its status through :func:`abort_with` (``adapt`` may first rewrite it,
+    e.g. to prefix a field name); aborts and cancellations pass through."""
+
+    def decorate(method: Callable) -> Callable:
+        name = f"/{service}/{method.__name__}"
+
+        @functools.wraps(method)
+        async def wrapper(self, request, context):
+            try:
+                return await method(self, request, context)
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # noqa: BLE001  (mapped, and logged when unmapped)
+                await abort_with(context, adapt(exc) if adapt is not None else exc, name)
+
+        return wrapper
+
+    return decorate

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
 
 import grpc
 
@@ -18,7 +17,7 @@ from core.errors import InvalidInputError, PermissionDeniedError
 from core.matching import MATCH_MAX_K
 from server import convert
 from server.auth import caller_scopes
-from server.errors import abort_with
+from server.errors import rpc_method
 from server.generated.jobrec.v1 import matching_pb2 as mpb
 from server.generated.jobrec.v1 import matching_pb2_grpc as mpb_grpc
 
@@ -26,19 +25,7 @@ SERVICE_NAME = "jobrec.v1.MatchingService"
 CANDIDATES_SCOPE = "candidates"
 
 
-def _rpc(method):
-    name = f"/{SERVICE_NAME}/{method.__name__}"
-
-    @functools.wraps(method)
-    async def wrapper(self, request, context):
-        try:
-            return await method(self, request, context)
-        except (grpc.aio.AbortError, asyncio.CancelledError):
-            raise
-        except Exception as exc:  # noqa: BLE001  (mapped by the one status table)
-            await abort_with(context, exc, name)
-
-    return wrapper
+_rpc = rpc_method(SERVICE_NAME)
 
 
 def _k(k: int) -> int | None:
