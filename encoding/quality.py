@@ -21,7 +21,7 @@ import polars as pl
 from core.errors import InvalidInputError
 
 K_MAX = 50
-METHODS = ("default", "wbert", "lexical", "tfidf_char2_4", "tfidf_word1", "random")
+METHODS = ("default", "model_weight", "wbert", "lexical", "tfidf_char2_4", "tfidf_word1", "random")
 
 
 def label_sets(values: Sequence, sep: str | None = "|") -> list[frozenset]:
@@ -83,15 +83,28 @@ def count_unk(tokenizer, texts: Sequence[str]) -> int:
     return int(sum(seq.count(unk) for seq in ids))
 
 
+def split_queries(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded halves of ``range(n)``: validation queries (the weight is chosen on them) and
+    test queries (every method is measured on them)."""
+    perm = np.random.default_rng(seed).permutation(n)
+    half = n // 2
+    return np.sort(perm[:half]), np.sort(perm[half:])
+
+
 def evaluate_frame(df: pl.DataFrame, model_dir: str | Path, label_column: str, *,
-                   label_sep: str | None = "|", query_idx: np.ndarray | None = None,
-                   weight: float | None = None, seed: int = 0) -> dict:
+                   label_sep: str | None = "|", weight: float | None = None, seed: int = 0,
+                   extra_text: Sequence[str] = ("preferences",)) -> dict:
     """match@10 and match@k curves of every method on the postings of ``df``.
 
     ``df`` needs ``title``, ``description`` and ``label_column``; postings without a label are
-    left out. Queries: ``query_idx`` (default: every posting); candidates: every posting.
+    left out. Candidates: every posting. The labelled postings are split in two seeded halves:
+    the default representation's weight is chosen on the validation half exactly as
+    ``jobrec refresh`` chooses it on the postings' labels (``weight`` overrides it) and every
+    method is measured on the test half. ``model_weight`` is the hybrid with the weight the
+    model recorded (what a refresh without labels serves). The TF-IDF and word baselines see
+    ``title``, ``description`` and the ``extra_text`` columns present.
     """
-    from encoding.hybrid import HybridEncoder, combine
+    from encoding.hybrid import HybridEncoder, choose_weight, combine
     from encoding.text import posting_text
 
     for col in ("title", "description", label_column):
@@ -105,34 +118,46 @@ def evaluate_frame(df: pl.DataFrame, model_dir: str | Path, label_column: str, *
     labels = [s for s in labels if s]
     rows = list(df.iter_rows(named=True))
     texts = [posting_text(r) for r in rows]
-    plain = [f"{r['title'] or ''} {r['description'] or ''}" for r in rows]
-    q = np.arange(len(texts)) if query_idx is None else np.asarray(query_idx)
+    extra = [c for c in extra_text if c in df.columns]
+    plain = [" ".join(str(r[c] or "") for c in ("title", "description", *extra)) for r in rows]
+    val_q, test_q = split_queries(len(texts), seed)
 
-    enc = HybridEncoder.fit(model_dir, texts, weight=weight)
+    enc = HybridEncoder.fit(model_dir, texts)
+    model_weight = enc.weight
     t0 = time.perf_counter()
     dense = enc.dense.encode(texts)
     dense_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     lex = enc.lexical.transform(texts)
     lex_s = time.perf_counter() - t0
-    reps = {"default": combine(dense, lex, enc.weight), "wbert": dense, "lexical": lex}
+    if weight is None:
+        chosen, val_scores = choose_weight(dense, lex, labels, val_q)
+        source = "validation half"
+    else:
+        chosen, val_scores, source = float(weight), {}, "given"
+    reps = {"default": combine(dense, lex, chosen), "model_weight": combine(dense, lex, model_weight),
+            "wbert": dense, "lexical": lex}
     for m in ("tfidf_char2_4", "tfidf_word1", "random"):
         reps[m] = baseline_vectors(m, plain, seed)
-    curves = {m: match_curve(v, labels, q) for m, v in reps.items()}
+    curves = {m: match_curve(v, labels, test_q) for m, v in reps.items()}
     from encoding.pretokenize import pretokenize_batch
 
     tok_texts = pretokenize_batch(texts) if enc.dense.pretokenize else texts
     return {
         "postings": len(texts),
-        "queries": int(len(q)),
+        "queries": {"validation": int(len(val_q)), "test": int(len(test_q))},
         "labels": len(set().union(*labels)),
         "label_column": label_column,
         "model_dir": str(model_dir),
-        "hybrid_weight": enc.weight,
+        "hybrid_weight": chosen,
+        "weight_source": source,
+        "model_weight": model_weight,
+        "validation_match_at_10_by_weight": {str(w): round(v, 4) for w, v in val_scores.items()},
         "dims": {"wbert": enc.dense.dim, "lexical": enc.lexical.dim},
         "match_at_10": {m: round(float(c[9]), 4) for m, c in curves.items()},
         "match_at_k": {m: [round(float(x), 4) for x in c] for m, c in curves.items()},
         "default_vs_tfidf_char2_4": round(float(curves["default"][9] / max(curves["tfidf_char2_4"][9], 1e-9)), 3),
+        "model_weight_vs_tfidf_char2_4": round(float(curves["model_weight"][9] / max(curves["tfidf_char2_4"][9], 1e-9)), 3),
         "unk_tokens": count_unk(enc.dense.tokenizer, tok_texts),
         # characters no jobrec vocabulary covers (Hanja): the only ones that may become [UNK]
         "hanja_chars": sum(1 for t in texts for ch in t if _is_hanja(ch)),
@@ -174,7 +199,8 @@ def write_html(results: dict[str, dict], path: str | Path) -> Path:
         rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{v:.3f}</td></tr>" for n, v in m10.items())
         parts.append(
             f"<h2>{html.escape(corpus)}</h2><p>{res['postings']} postings, {res['labels']} labels "
-            f"({html.escape(res['label_column'])}), hybrid weight {res['hybrid_weight']}, "
+            f"({html.escape(res['label_column'])}), hybrid weight {res['hybrid_weight']} "
+            f"({html.escape(res['weight_source'])}; the model's: {res['model_weight']}), "
             f"[UNK] tokens {res['unk_tokens']}</p><table border=1><tr><th>method</th>"
             f"<th>match@10</th></tr>{rows}</table><img src='data:image/png;base64,{img}'/>"
         )

@@ -70,27 +70,48 @@ def encode(
     cache_path: str | Path | None,
     progress: Callable[[int, int], None] | None = None,
     lexical_dir: str | Path | None = None,
+    weight_label: str | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Hybrid vectors of ``df``: W-BERT through its embedding cache (only misses are encoded)
     and a lexical model fitted on ``df``'s postings, saved in ``lexical_dir`` when given (the
-    server loads it from there so inline postings get the same transform)."""
+    server loads it from there so inline postings get the same transform).
+
+    With ``weight_label`` (a column of ``df``) and enough labelled postings the hybrid weight
+    is chosen on them (:func:`encoding.hybrid.choose_weight`, a seeded sample of queries) and
+    recorded beside the lexical model; otherwise the model's weight is used.
+    """
     from encoding.cache import EmbeddingCache, encode_postings
-    from encoding.hybrid import HybridEncoder
+    from encoding.hybrid import HybridEncoder, choose_weight, combine, labelled_queries, save_weight
     from encoding.text import posting_text
 
     texts = [posting_text(r) for r in df.iter_rows(named=True)]
     encoder = HybridEncoder.fit(model_dir, texts)
-    if lexical_dir is not None:
-        encoder.lexical.save(lexical_dir)
     cache = EmbeddingCache(cache_path) if cache_path is not None else None
-    out = np.zeros((df.height, encoder.dim), dtype=np.float32)
+    dense = np.zeros((df.height, encoder.dense.dim), dtype=np.float32)
     try:
         for s in range(0, df.height, ENCODE_CHUNK):
-            out[s : s + ENCODE_CHUNK] = encode_postings(df[s : s + ENCODE_CHUNK], encoder, cache)
+            dense[s : s + ENCODE_CHUNK] = encode_postings(df[s : s + ENCODE_CHUNK], encoder.dense, cache)
             if progress is not None:
                 progress(min(s + ENCODE_CHUNK, df.height), df.height)
+        lexical = encoder.lexical.transform(texts)
+        source, scores = "model", None
+        if weight_label is not None:
+            if weight_label not in df.columns:
+                raise InvalidInputError(f"postings lack the weight label column {weight_label!r}",
+                                        field="weight_label")
+            labels = df[weight_label].cast(pl.Utf8).to_list()
+            queries = labelled_queries(labels)
+            if queries is not None:
+                w, scores = choose_weight(dense, lexical, labels, queries)
+                encoder = encoder.reweighted(w)
+                source = f"label:{weight_label} ({len(queries)} queries)"
+        if lexical_dir is not None:
+            encoder.lexical.save(lexical_dir)
+            save_weight(lexical_dir, encoder.weight, source, scores)
+        out = combine(dense, lexical, encoder.weight)
         info = {"model_id": encoder.model_id, "dim": encoder.dim, "wbert_dim": encoder.dense.dim,
                 "lexical_dim": encoder.lexical.dim, "hybrid_weight": encoder.weight,
+                "weight_source": source,
                 "lexical_dir": str(lexical_dir) if lexical_dir is not None else None}
         if cache is not None:
             info.update(cache_hits=cache.hits, cache_misses=cache.misses)

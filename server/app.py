@@ -383,7 +383,7 @@ class JobrecServer:
         self._health_task: asyncio.Task | None = None
         if "on_append" in vars(backend):  # a StoredBackend: time its durable writes
             backend.on_append = self.metrics.store_append.observe
-        if "on_switch" in vars(backend) and hasattr(encoder, "lexical"):
+        if "on_switch" in vars(backend) and hasattr(encoder, "follow"):
             # a refresh switch-over brings a new lexical half: inline postings follow it
             backend.on_switch = self._follow_lexical
         self._services: tuple[str, ...] = (SERVICE_NAME,)
@@ -391,6 +391,7 @@ class JobrecServer:
     def _follow_lexical(self, generation: str) -> None:
         import tempfile
 
+        from encoding.hybrid import saved_weight
         from encoding.lexical import LexicalModel
         from workers.generation import lexical_from_store
 
@@ -400,7 +401,7 @@ class JobrecServer:
                 log.warning("generation %s has no lexical model; inline postings keep the "
                             "previous one", generation)
                 return
-            self.encoder.lexical = LexicalModel.load(d)  # one assignment: calls see old or new
+            self.encoder.follow(LexicalModel.load(d), saved_weight(d))  # calls see old or new
         log.info("inline encoding follows generation %s's lexical model", generation)
 
     def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:

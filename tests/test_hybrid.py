@@ -12,7 +12,15 @@ import pytest
 
 from core.synth import generate_postings
 from encoding.cache import encode_postings
-from encoding.hybrid import HybridEncoder, combine, match_at_k
+from encoding.hybrid import (
+    HybridEncoder,
+    choose_weight,
+    combine,
+    labelled_queries,
+    match_at_k,
+    saved_weight,
+    weight_scores,
+)
 from encoding.lexical import LexicalModel
 from encoding.text import posting_text
 from training.tokenizer import HANGUL_SYLLABLES, SYMBOLS, train_tokenizer
@@ -73,6 +81,80 @@ def test_combine_is_the_weighted_cosine():
     assert match_at_k(h, labels, np.arange(6), k=2) == pytest.approx(want)
 
 
+def test_weight_scores_equal_match_at_k_of_each_combination():
+    rng = np.random.default_rng(3)
+    d = rng.standard_normal((60, 8)).astype(np.float32)
+    x = rng.standard_normal((60, 5)).astype(np.float32)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x[:30, 0] += 3.0  # the lexical half separates the two labels, the dense half does not
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    labels = ["a"] * 30 + ["b"] * 30
+    q = np.arange(0, 60, 2)
+    scores = weight_scores(d, x, labels, q, grid=(0.0, 0.5, 1.0), k=5)
+    for w, got in scores.items():
+        assert got == pytest.approx(match_at_k(combine(d, x, w), labels, q, k=5))
+    w, _ = choose_weight(d, x, labels, q, grid=(0.0, 0.5, 1.0))
+    assert w > 0.0 and scores[w] == max(scores.values())
+
+
+def test_labelled_queries_need_shared_labels(monkeypatch):
+    import encoding.hybrid as H
+
+    monkeypatch.setattr(H, "MIN_LABELLED", 4)
+    assert labelled_queries(["a", "b", "c", None, ""]) is None  # no label is shared
+    q = labelled_queries(["a", "a", "b", "b", "c", None, "a"])
+    assert q.tolist() == [0, 1, 2, 3, 6]
+
+
+def test_refresh_chooses_the_weight_on_the_postings_labels(tmp_path, model_dir, postings, monkeypatch):
+    """encode(weight_label=...) picks the grid weight with the best labelled match@10, records
+    it beside the lexical model, and the server's encoder (loaded from there) uses it."""
+    import encoding.hybrid as H
+    from encoding.vectors import encode
+
+    monkeypatch.setattr(H, "MIN_LABELLED", 50)
+    lex_dir = tmp_path / "lex"
+    vec, info = encode(postings, model_dir, None, lexical_dir=lex_dir, weight_label="occupation_code")
+    assert info["weight_source"].startswith("label:occupation_code")
+    texts = [posting_text(r) for r in postings.iter_rows(named=True)]
+    enc = HybridEncoder.fit(model_dir, texts)
+    dense, lex = enc.dense.encode(texts), enc.lexical.transform(texts)
+    labels = postings["occupation_code"].to_list()
+    want, _ = choose_weight(dense, lex, labels, labelled_queries(labels))
+    assert info["hybrid_weight"] == want == saved_weight(lex_dir)
+    served = HybridEncoder.load(model_dir, lex_dir)
+    assert served.weight == want
+    np.testing.assert_allclose(served.encode(texts[:3]), vec[:3], atol=1e-5)
+    # without labels the model's weight is kept, and recorded as such
+    _, info2 = encode(postings, model_dir, None, lexical_dir=tmp_path / "lex2")
+    assert info2["weight_source"] == "model"
+    assert saved_weight(tmp_path / "lex2") == HybridEncoder.model_weight(model_dir)
+    with pytest.raises(Exception, match="weight label"):
+        encode(postings, model_dir, None, weight_label="no_such_column")
+
+
+def test_kiwi_sees_only_the_readable_prefix_and_ids_do_not_change(model_dir):
+    import encoding.encoder as E
+
+    enc = E.Encoder.load(model_dir)
+    rng = np.random.default_rng(5)
+    words = ["요양보호사", "지게차", "운전", "가능자", "우대", "React.js", "개발", "경력", "3년", "이상"]
+    texts = [" ".join(rng.choice(words, size=int(n))) for n in rng.integers(2, 120, size=40)]
+    texts += ["짧은 글", "", "가나다라 " * 150]
+    cut = enc.prepare(texts)
+    saved = E.KIWI_CHARS_PER_TOKEN
+    try:
+        E.KIWI_CHARS_PER_TOKEN = 1e9  # whole texts through Kiwi
+        whole = enc.prepare(texts)
+    finally:
+        E.KIWI_CHARS_PER_TOKEN = saved
+    assert cut == whole
+    assert max(len(t) for t in texts) > enc.max_length * saved  # the cut was exercised
+    # one 500-character "word": whole, WordPiece gives up on it ([UNK]); cut, it is read
+    assert enc.tokenizer.unk_token_id not in enc.prepare(["가" * 500])[0]
+
+
 def test_batch_and_inline_hybrid_vectors_are_identical(tmp_path, model_dir, postings):
     texts = [posting_text(r) for r in postings.iter_rows(named=True)]
     enc = HybridEncoder.fit(model_dir, texts)
@@ -97,7 +179,12 @@ def test_quality_bench_runs_on_the_real_samples(tmp_path, model_dir):
     assert set(res) == {"generated", "wanted", "worknet"}
     for r in res.values():
         m = r["match_at_10"]
-        assert set(m) == {"default", "wbert", "lexical", "tfidf_char2_4", "tfidf_word1", "random"}
+        assert set(m) == {"default", "model_weight", "wbert", "lexical", "tfidf_char2_4",
+                          "tfidf_word1", "random"}
+        # the weight is chosen on the validation half, every method measured on the other
+        assert r["queries"]["validation"] + r["queries"]["test"] == r["postings"]
+        best = max(r["validation_match_at_10_by_weight"].values())
+        assert r["validation_match_at_10_by_weight"][str(r["hybrid_weight"])] == best
         assert r["unk_tokens"] <= r["hanja_chars"]  # only uncovered (Hanja) characters
         assert len(r["match_at_k"]["default"]) == 50
         assert m["default"] > m["random"]

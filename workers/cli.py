@@ -11,7 +11,7 @@ from core.cli_args import add_store_args, iso_date
 def register(subparsers) -> None:
     """Add the ``refresh`` sub-command (defaults from the configs)."""
     from core.rules import DEFAULT_K
-    from workers.refresh import REFRESH_SHARDS
+    from workers.refresh import REFRESH_SHARDS, WEIGHT_LABEL
     from workers.sharding import ShardingConfig
 
     threads = ShardingConfig().threads_per_shard
@@ -41,6 +41,9 @@ def register(subparsers) -> None:
     p.add_argument("--courses-out", default=None,
                    help="output parquet of courses per posting (default: OUT with .courses)")
     p.add_argument("--course-k", type=int, default=5, help="courses per posting (default 5)")
+    p.add_argument("--weight-label", default=WEIGHT_LABEL,
+                   help="column the hybrid weight is chosen on when enough postings carry it "
+                   "(default %(default)s; 'none': the model's weight)")
     p.set_defaults(func=_run)
 
 
@@ -66,6 +69,7 @@ def _run(args) -> int:
         courses_out=args.courses_out or (
             str(Path(args.out).with_suffix(".courses.parquet")) if args.courses else None),
         course_k=args.course_k,
+        weight_label=None if args.weight_label.lower() == "none" else args.weight_label,
     )
     for stage, secs in report.timings_s.items():
         print(f"{stage:>14s}: {secs:8.2f} s")

@@ -211,6 +211,7 @@ def frame_of(table: pa.Table) -> tuple[pl.DataFrame, np.ndarray]:
 def lexical_from_store(store: ShardStore, gen: str, into: str | Path) -> Path | None:
     """Write generation ``gen``'s lexical model (saved by the refresh) into the directory
     ``into`` and return it; None when the generation has none (vectors given, not encoded)."""
+    from encoding.hybrid import HYBRID_JSON
     from encoding.lexical import LEXICAL_JSON, LEXICAL_NPZ
 
     d = Path(into)
@@ -218,6 +219,10 @@ def lexical_from_store(store: ShardStore, gen: str, into: str | Path) -> Path | 
         data = {n: store.read_object(gen, f"lexical-{n}") for n in (LEXICAL_JSON, LEXICAL_NPZ)}
     except NotFoundError:
         return None
+    try:  # the weight the refresh chose (generations written before it carry none)
+        data[HYBRID_JSON] = store.read_object(gen, f"lexical-{HYBRID_JSON}")
+    except NotFoundError:
+        pass
     d.mkdir(parents=True, exist_ok=True)
     for n, b in data.items():
         (d / n).write_bytes(b)

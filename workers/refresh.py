@@ -25,6 +25,9 @@ from workers.types import RECS_SCHEMA, RefreshReport
 log = logging.getLogger(__name__)
 
 REFRESH_SHARDS = 2  # the batch refresh's default shard count (one per core of a small box)
+# Worknet postings carry their KECO code: the hybrid weight is chosen on it at every refresh
+# (encoding.vectors.encode), so a model trained elsewhere is weighed on the corpus it serves.
+WEIGHT_LABEL = "occupation_code"
 
 
 def _encode_courses(
@@ -61,9 +64,11 @@ def _reencode_carried(df, vectors: np.ndarray, ids: list[str], fresh: dict, mode
 
 
 def _lexical_objects(lexical_dir: Path) -> dict[str, bytes]:
+    from encoding.hybrid import HYBRID_JSON
     from encoding.lexical import LEXICAL_JSON, LEXICAL_NPZ
 
-    return {f"lexical-{n}": (lexical_dir / n).read_bytes() for n in (LEXICAL_JSON, LEXICAL_NPZ)}
+    names = [n for n in (LEXICAL_JSON, LEXICAL_NPZ, HYBRID_JSON) if (lexical_dir / n).is_file()]
+    return {f"lexical-{n}": (lexical_dir / n).read_bytes() for n in names}
 
 
 def run_refresh(
@@ -85,12 +90,15 @@ def run_refresh(
     courses_path: str | Path | None = None,
     courses_out: str | Path | None = None,
     course_k: int = 5,
+    weight_label: str | None = WEIGHT_LABEL,
 ) -> RefreshReport:
     """Recommendations of every posting in ``postings_path`` written to ``out_path``.
 
     Vectors come from ``vectors_path`` when given, else from the model in ``model_dir``
     through the embedding cache at ``cache_path`` (default: next to ``out_path``). Ray is
-    started locally unless already initialised or ``ray_address`` names a cluster.
+    started locally unless already initialised or ``ray_address`` names a cluster. The
+    hybrid weight is chosen on the postings' ``weight_label`` column when enough of them carry
+    one (None: the model's weight).
 
     With a ``store`` (:class:`workers.store.ShardStore`) the shards are also written as the
     store's next generation, beside the serving one: the writes logged on the serving
@@ -111,7 +119,7 @@ def run_refresh(
         log.info("refresh: %s done in %.2f s", name, timings[name])
 
     t0 = time.perf_counter()
-    df = read_postings(postings_path)
+    df = read_postings(postings_path, keep=[weight_label] if weight_label else ())
     stage("read", t0)
     log.info("refresh: %d postings", df.height)
 
@@ -126,7 +134,8 @@ def run_refresh(
         cache = cache_path if cache_path is not None else out_path.parent / "embedding_cache.sqlite"
         bar = _bar(df.height, "encode", progress)
         vectors, info = encode(
-            df, model_dir, cache, lambda d, n: bar.update(d - bar.n), lexical_dir_for(out_path)
+            df, model_dir, cache, lambda d, n: bar.update(d - bar.n), lexical_dir_for(out_path),
+            weight_label=weight_label if weight_label in df.columns else None,
         )
         bar.close()
         log.info("refresh: encoder %s", info)
