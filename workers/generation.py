@@ -7,6 +7,8 @@ and ``owned`` (True on the posting's owner shard, False on shards holding a halo
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import pickle
 from collections.abc import Mapping
@@ -219,10 +221,8 @@ def lexical_from_store(store: ShardStore, gen: str, into: str | Path) -> Path | 
         data = {n: store.read_object(gen, f"lexical-{n}") for n in (LEXICAL_JSON, LEXICAL_NPZ)}
     except NotFoundError:
         return None
-    try:  # the weight the refresh chose (generations written before it carry none)
+    with contextlib.suppress(NotFoundError):  # generations written before it carry none
         data[HYBRID_JSON] = store.read_object(gen, f"lexical-{HYBRID_JSON}")
-    except NotFoundError:
-        pass
     d.mkdir(parents=True, exist_ok=True)
     for n, b in data.items():
         (d / n).write_bytes(b)
