@@ -8,7 +8,6 @@ and ``owned`` (True on the posting's owner shard, False on shards holding a halo
 from __future__ import annotations
 
 import contextlib
-
 import logging
 import pickle
 from collections.abc import Mapping
