@@ -93,7 +93,8 @@ def split_queries(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def evaluate_frame(df: pl.DataFrame, model_dir: str | Path, label_column: str, *,
                    label_sep: str | None = "|", weight: float | None = None, seed: int = 0,
-                   extra_text: Sequence[str] = ("preferences",)) -> dict:
+                   extra_text: Sequence[str] = ("preferences",),
+                   query_ids: Sequence[str] | None = None) -> dict:
     """match@10 and match@k curves of every method on the postings of ``df``.
 
     ``df`` needs ``title``, ``description`` and ``label_column``; postings without a label are
@@ -102,7 +103,8 @@ def evaluate_frame(df: pl.DataFrame, model_dir: str | Path, label_column: str, *
     ``jobrec refresh`` chooses it on the postings' labels (``weight`` overrides it) and every
     method is measured on the test half. ``model_weight`` is the hybrid with the weight the
     model recorded (what a refresh without labels serves). The TF-IDF and word baselines see
-    ``title``, ``description`` and the ``extra_text`` columns present.
+    ``title``, ``description`` and the ``extra_text`` columns present. ``query_ids``: only
+    these postings are queries (those a model under test was not trained on).
     """
     from encoding.hybrid import HybridEncoder, choose_weight, combine
     from encoding.text import posting_text
@@ -120,7 +122,15 @@ def evaluate_frame(df: pl.DataFrame, model_dir: str | Path, label_column: str, *
     texts = [posting_text(r) for r in rows]
     extra = [c for c in extra_text if c in df.columns]
     plain = [" ".join(str(r[c] or "") for c in ("title", "description", *extra)) for r in rows]
-    val_q, test_q = split_queries(len(texts), seed)
+    if query_ids is None:
+        pool = np.arange(len(texts))
+    else:
+        wanted = set(map(str, query_ids))
+        pool = np.array([i for i, pid in enumerate(df["posting_id"].cast(pl.Utf8)) if pid in wanted])
+        if len(pool) < 4:
+            raise InvalidInputError(f"only {len(pool)} labelled postings among the query ids")
+    v, t = split_queries(len(pool), seed)
+    val_q, test_q = pool[v], pool[t]
 
     enc = HybridEncoder.fit(model_dir, texts)
     model_weight = enc.weight
