@@ -185,7 +185,8 @@ def _pipeline(args: argparse.Namespace) -> int:
     steps.done(
         f"{report.recommendations} recommendations -> {recs_path} "
         f"({report.short_postings} postings with fewer than 10); courses per posting -> "
-        f"{course_recs_path}"
+        f"{course_recs_path}; hybrid weight {report.encoder['hybrid_weight']} "
+        f"({report.encoder['weight_source']})"
     )
 
     steps.start("building the shard actors and starting the gRPC server")
