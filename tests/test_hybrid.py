@@ -64,12 +64,14 @@ def test_lexical_model_round_trips_to_disk(tmp_path, postings):
     np.testing.assert_array_equal(lex.transform(texts[5:6])[0], z[5])
 
 
+def _unit_rows(rng, n: int, dim: int) -> np.ndarray:
+    z = rng.standard_normal((n, dim)).astype(np.float32)
+    return z / np.linalg.norm(z, axis=1, keepdims=True)
+
+
 def test_combine_is_the_weighted_cosine():
     rng = np.random.default_rng(0)
-    d = rng.standard_normal((6, 8)).astype(np.float32)
-    x = rng.standard_normal((6, 5)).astype(np.float32)
-    d /= np.linalg.norm(d, axis=1, keepdims=True)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    d, x = _unit_rows(rng, 6, 8), _unit_rows(rng, 6, 5)
     h = combine(d, x, 0.3)
     np.testing.assert_allclose(h @ h.T, 0.7 * (d @ d.T) + 0.3 * (x @ x.T), atol=1e-5)
     # brute-force match@k oracle
@@ -83,10 +85,7 @@ def test_combine_is_the_weighted_cosine():
 
 def test_weight_scores_equal_match_at_k_of_each_combination():
     rng = np.random.default_rng(3)
-    d = rng.standard_normal((60, 8)).astype(np.float32)
-    x = rng.standard_normal((60, 5)).astype(np.float32)
-    d /= np.linalg.norm(d, axis=1, keepdims=True)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    d, x = _unit_rows(rng, 60, 8), _unit_rows(rng, 60, 5)
     x[:30, 0] += 3.0  # the lexical half separates the two labels, the dense half does not
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     labels = ["a"] * 30 + ["b"] * 30
