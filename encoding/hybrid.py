@@ -9,6 +9,7 @@ model is fitted on the postings being indexed and saved with the refresh output.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,26 +34,28 @@ def combine(dense: np.ndarray, lexical: np.ndarray, weight: float) -> np.ndarray
     return out / np.maximum(norms, 1e-12)
 
 
+def _label_sets(labels: Sequence) -> list[frozenset]:
+    return [frozenset(lab) if isinstance(lab, set | frozenset) else frozenset([lab]) for lab in labels]
+
+
+def _shared_label_hits(sims: np.ndarray, q: np.ndarray, sets: Sequence[frozenset], k: int) -> int:
+    """How many of each query row's top-``k`` (itself excluded) share one of its labels."""
+    sims[np.arange(len(q)), q] = -np.inf
+    top = np.argpartition(-sims, k, axis=1)[:, :k]
+    return sum(1 for qi, row in zip(q, top, strict=True) for j in row if sets[qi] & sets[j])
+
+
 def match_at_k(vectors: np.ndarray, labels: Sequence, query_idx: np.ndarray, k: int = 10) -> float:
     """Share of the exact top-``k`` cosine neighbours (self excluded) sharing the query's label.
 
     ``labels[i]`` is a label or a set of labels ("shares one" counts); rows are L2-normalised.
     """
-    sets = [lab if isinstance(lab, set | frozenset) else {lab} for lab in labels]
-    same = total = 0
+    sets = _label_sets(labels)
+    same = 0
     for s in range(0, len(query_idx), 512):
         q = np.asarray(query_idx[s : s + 512])
-        sims = vectors[q] @ vectors.T
-        sims[np.arange(len(q)), q] = -np.inf
-        top = np.argpartition(-sims, k, axis=1)[:, :k]
-        for qi, row in zip(q, top, strict=True):
-            same += sum(1 for j in row if sets[qi] & sets[j])
-            total += len(row)
-    return same / max(total, 1)
-
-
-def _label_sets(labels: Sequence) -> list[frozenset]:
-    return [frozenset(lab) if isinstance(lab, set | frozenset) else frozenset([lab]) for lab in labels]
+        same += _shared_label_hits(vectors[q] @ vectors.T, q, sets, k)
+    return same / max(len(query_idx) * k, 1)
 
 
 def weight_scores(dense: np.ndarray, lexical: np.ndarray, labels: Sequence, query_idx: np.ndarray,
@@ -64,19 +67,13 @@ def weight_scores(dense: np.ndarray, lexical: np.ndarray, labels: Sequence, quer
     """
     sets = _label_sets(labels)
     same = {float(w): 0 for w in grid}
-    total = 0
     for s in range(0, len(query_idx), 256):
         q = np.asarray(query_idx[s : s + 256])
         sd = dense[q] @ dense.T
         sl = lexical[q] @ lexical.T
-        total += len(q) * k
         for w in grid:
-            sims = (1.0 - w) * sd + w * sl
-            sims[np.arange(len(q)), q] = -np.inf
-            top = np.argpartition(-sims, k, axis=1)[:, :k]
-            same[float(w)] += sum(1 for qi, row in zip(q, top, strict=True)
-                                  for j in row if sets[qi] & sets[j])
-    return {w: n / max(total, 1) for w, n in same.items()}
+            same[float(w)] += _shared_label_hits((1.0 - w) * sd + w * sl, q, sets, k)
+    return {w: n / max(len(query_idx) * k, 1) for w, n in same.items()}
 
 
 def choose_weight(dense: np.ndarray, lexical: np.ndarray, labels: Sequence,
@@ -99,13 +96,9 @@ def labelled_queries(labels: Sequence, seed: int = 0,
                      max_queries: int = MAX_WEIGHT_QUERIES) -> np.ndarray | None:
     """Rows usable as weight-choice queries (a label another row shares), seeded sample; None
     when fewer than ``MIN_LABELLED`` such rows exist."""
-    sets = [s for s in _label_sets(labels)]
-    counts: dict = {}
-    for st in sets:
-        for lab in st:
-            if lab not in (None, ""):
-                counts[lab] = counts.get(lab, 0) + 1
-    ok = np.array([any(counts.get(lab, 0) > 1 for lab in st if lab not in (None, "")) for st in sets])
+    sets = [st - {None, ""} for st in _label_sets(labels)]
+    counts = Counter(lab for st in sets for lab in st)
+    ok = np.array([any(counts[lab] > 1 for lab in st) for st in sets])
     rows = np.flatnonzero(ok)
     if len(rows) < MIN_LABELLED:
         return None
