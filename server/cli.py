@@ -42,6 +42,9 @@ def register(subparsers) -> None:
         "namespace serves the same detached named shards",
     )  # fmt: skip
     p.add_argument("--shards", type=int, default=None, help="number of geo shards")
+    p.add_argument("--shard-resource", action="append", default=None, metavar="NAME=AMOUNT",
+                   help="a custom Ray resource every shard actor requires (repeatable), e.g. "
+                   "jobrec_shard=1 with a KubeRay worker group advertising it")
     add_store_args(p)
     p.add_argument(
         "--ref-date", type=iso_date, default=None,
@@ -100,6 +103,7 @@ def run_serve(args: argparse.Namespace) -> int:
         load_vectors,
         open_store,
     )
+    from workers.sharding import parse_resources
 
     logs.configure(
         args.log_format, logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
@@ -117,6 +121,7 @@ def run_serve(args: argparse.Namespace) -> int:
             metrics_port=args.metrics_port,
             metrics_host=args.metrics_host,
         )
+        shard_resources = parse_resources(args.shard_resource)
     except ValueError as exc:
         raise SystemExit(f"jobrec serve: {exc}") from exc
     store = open_store(args.store, args.store_endpoint)
@@ -142,6 +147,7 @@ def run_serve(args: argparse.Namespace) -> int:
         ray_address=args.ray_address, store=store, ray_namespace=args.ray_namespace,
         # with a store and a namespace every `jobrec serve` shares the same named shards
         shared=store is not None and args.ray_namespace is not None,
+        shard_resources=shard_resources,
     )  # fmt: skip
     course_rules = None
     if args.courses is not None:

@@ -124,13 +124,15 @@ def build_backend(
     store: Any = None,
     ray_namespace: str | None = None,
     shared: bool = False,
+    shard_resources: tuple[tuple[str, float], ...] = (),
 ):
     """Start (or join) the shard actors; return ``(backend, rules)``.
 
     With a ``store``: the shards serve the store's generation (base + log) and every write
     is logged there before it is acknowledged; an empty store is seeded with ``postings``.
     ``shared``: the shards are detached named actors in ``ray_namespace`` that every
-    frontend of that namespace serves (see :mod:`workers.serving`).
+    frontend of that namespace serves (see :mod:`workers.serving`). ``shard_resources``:
+    custom Ray resources every shard actor requires (placement on the nodes advertising them).
     """
     from core.rules import RuleConfig
     from workers.actors import init_ray
@@ -143,14 +145,16 @@ def build_backend(
         from workers.serving import serve_store
 
         backend = serve_store(
-            store, rules, shared=shared, postings=postings, vectors=vectors, shards=shards
+            store, rules, shared=shared, postings=postings, vectors=vectors, shards=shards,
+            resources=shard_resources,
         )
         return backend, rules
     if shared:
         raise InvalidInputError("shared shard actors need a --store", field="store")
     if postings is None or vectors is None:
         raise InvalidInputError("no postings: give --postings or a --store", field="postings")
-    sharding = ShardingConfig(num_shards=shards) if shards else ShardingConfig()
+    sharding = ShardingConfig(num_shards=shards or ShardingConfig.num_shards,
+                              resources=shard_resources)
     backend = RecommendationBackend.build(
         postings, vectors, sharding=sharding, rules=rules, snapshot_dir=snapshot_dir
     )

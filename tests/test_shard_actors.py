@@ -262,3 +262,18 @@ def test_concurrent_async_queries_are_coalesced_and_match_sync(backend, data):
     ))  # fmt: skip
     assert isinstance(answers[0], NotFoundError)
     assert answers[1] == backend.similar(ids[0], 5)
+
+
+def test_shard_resources_are_checked_and_parsed():
+    from workers.sharding import parse_resources
+
+    assert parse_resources(["jobrec_shard=1", "pool=0.5"]) == (("jobrec_shard", 1.0), ("pool", 0.5))
+    assert parse_resources(["jobrec_shard"]) == (("jobrec_shard", 1.0),)
+    assert parse_resources(None) == ()
+    for bad in (["CPU=1"], ["x=0"], ["x=-1"], ["=1"], ["x=1", "x=2"], ["x=abc"]):
+        with pytest.raises(ValueError):
+            parse_resources(bad)
+    with pytest.raises(ValueError, match="custom name"):
+        ShardingConfig(resources=(("GPU", 1.0),))
+    with pytest.raises(ValueError, match="tuple"):
+        ShardingConfig(resources={"x": 1.0})

@@ -162,11 +162,13 @@ MULTI_NODE = textwrap.dedent(
     from workers.generation import open_store
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    # the shards require a resource only the worker nodes advertise: never on the head
+    nodes = [cluster.add_node(num_cpus=1, resources={"jobrec_shard": 2}) for _ in range(2)]
     cluster.wait_for_nodes()
     df, vec = make_postings(5, 200, spread_deg=0.7, n_companies=20)
     backend, _ = build_backend(df, vec, shards=2, ref_date=REF, store=open_store(sys.argv[1]),
-                               ray_address=cluster.address, ray_namespace="multi", shared=True)
+                               ray_address=cluster.address, ray_namespace="multi", shared=True,
+                               shard_resources=(("jobrec_shard", 1),))
     new = df[:3].with_columns(df[:3]["posting_id"].map_elements(lambda p: "N-" + p,
                                                                 return_dtype=str))
     backend.upsert(new, vec[:3])  # acknowledged: in the store's log
@@ -181,9 +183,9 @@ MULTI_NODE = textwrap.dedent(
                 if a["State"] == "ALIVE" and a["ActorClassName"].endswith("Shard")}
 
     first = where()
-    # a shard on a worker node (Ray may also place one on the head, which is not removed)
     workers = {n.node_id: n for n in nodes}
-    name, victim_id = next((a, nid) for a, nid in sorted(first.items()) if nid in workers)
+    assert set(first.values()) <= set(workers), first  # the resource kept them off the head
+    name, victim_id = sorted(first.items())[0]
     victim = workers[victim_id]
     cluster.remove_node(victim)
     deadline = time.monotonic() + 120

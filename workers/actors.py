@@ -66,6 +66,7 @@ def start_shard(
     spread: bool = True,
     node_id: str | None = None,
     name: str | None = None,
+    resources: tuple[tuple[str, float], ...] = (),
     **kwargs,
 ) -> ActorHandle:
     """Start one shard actor (0 CPUs reserved so any number fit).
@@ -78,9 +79,12 @@ def start_shard(
 
     With ``name`` the actor is detached and named in the current Ray namespace: it outlives
     the process that started it and any frontend finds it (:func:`find_shards`); an actor of
-    that name that exists already is returned as it is.
+    that name that exists already is returned as it is. ``resources``: custom Ray resources
+    the actor requires (:class:`workers.sharding.ShardingConfig`).
     """
     opts: dict = {"num_cpus": 0, "max_restarts": max_restarts, "max_task_retries": 0}
+    if resources:
+        opts["resources"] = dict(resources)
     if name is not None:
         opts.update(name=name, lifetime="detached", get_if_exists=True)
     if node_id is not None:

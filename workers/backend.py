@@ -184,6 +184,7 @@ class RecommendationBackend:
                 max_restarts=sharding.max_restarts,
                 node_id=nodes[s % len(nodes)] if pin_nodes and len(nodes) > 1 else None,
                 name=actor_names[s] if actor_names else None,
+                resources=sharding.resources,
                 dim=vec.shape[1],
                 fine_res=sharding.fine_res,
                 halo_km=halo,

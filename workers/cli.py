@@ -30,6 +30,8 @@ def register(subparsers) -> None:
     p.add_argument("--shards", type=int, default=REFRESH_SHARDS,
                    help=f"number of geo shards (default {REFRESH_SHARDS})")  # fmt: skip
     p.add_argument("--threads-per-shard", type=int, default=threads, help="BLAS threads per shard")
+    p.add_argument("--shard-resource", action="append", default=None, metavar="NAME=AMOUNT",
+                   help="a custom Ray resource every shard actor requires (repeatable)")
     p.add_argument("--embeddings-out", default=None, help="write the vectors used (parquet)")
     p.add_argument("--vectors", default=None, help="parquet (posting_id, vector): skip encoding")
     p.add_argument("--cache", default=None, help="embedding cache file (default: next to --out)")
@@ -50,7 +52,12 @@ def register(subparsers) -> None:
 def _run(args) -> int:
     from workers.generation import open_store
     from workers.refresh import run_refresh
+    from workers.sharding import parse_resources
 
+    try:
+        shard_resources = parse_resources(args.shard_resource)
+    except ValueError as exc:
+        raise SystemExit(f"jobrec refresh: {exc}") from exc
     report = run_refresh(
         args.postings,
         args.model,
@@ -63,6 +70,7 @@ def _run(args) -> int:
         vectors_path=args.vectors,
         cache_path=args.cache,
         threads_per_shard=args.threads_per_shard,
+        shard_resources=shard_resources,
         progress=not args.no_progress,
         store=open_store(args.store, args.store_endpoint),
         courses_path=args.courses,

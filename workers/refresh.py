@@ -84,6 +84,7 @@ def run_refresh(
     vectors_path: str | Path | None = None,
     cache_path: str | Path | None = None,
     threads_per_shard: int = 1,
+    shard_resources: tuple[tuple[str, float], ...] = (),
     rules: RuleConfig | None = None,
     progress: bool = True,
     store=None,
@@ -171,7 +172,8 @@ def run_refresh(
     try:
         t0 = time.perf_counter()
         rules = rules or RuleConfig(ref_date=ref_date)
-        sharding = ShardingConfig(num_shards=num_shards, threads_per_shard=threads_per_shard)
+        sharding = ShardingConfig(num_shards=num_shards, threads_per_shard=threads_per_shard,
+                                  resources=shard_resources)
         backend = RecommendationBackend.build(df, vectors, sharding=sharding, rules=rules)
         stage("build_shards", t0)
 

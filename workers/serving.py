@@ -39,18 +39,21 @@ def _snapshot_dir(store: ShardStore, generation: str) -> Path | None:
     return Path(store.root) / "actors" / generation
 
 
-def _build(df, vec, n: int, rules: RuleConfig, names: list[str] | None, snap: Path | None):
+def _build(df, vec, n: int, rules: RuleConfig, names: list[str] | None, snap: Path | None,
+           resources: tuple[tuple[str, float], ...] = ()):
     from workers.backend import RecommendationBackend
 
     return RecommendationBackend.build(
-        df, vec, sharding=ShardingConfig(num_shards=n), rules=rules, snapshot_dir=snap,
+        df, vec, sharding=ShardingConfig(num_shards=n, resources=resources), rules=rules,
+        snapshot_dir=snap,
         actor_names=names, pin_nodes=names is None,
     )  # fmt: skip
 
 
-def open_generation(store: ShardStore, generation: str, rules: RuleConfig, *, shared: bool):
+def open_generation(store: ShardStore, generation: str, rules: RuleConfig, *, shared: bool,
+                    resources: tuple[tuple[str, float], ...] = ()):
     """A backend over ``generation``: attached to its named actors when they exist (shared),
-    else new actors loaded from the store."""
+    else new actors (requiring the custom Ray ``resources``) loaded from the store."""
     from workers.backend import RecommendationBackend
     from workers.generation import read_frame, read_plan
 
@@ -71,7 +74,7 @@ def open_generation(store: ShardStore, generation: str, rules: RuleConfig, *, sh
             return backend
     df, vec, _ = read_frame(store, generation)
     snap = _snapshot_dir(store, generation) if shared else None
-    return _build(df, vec, n, rules, names, snap)
+    return _build(df, vec, n, rules, names, snap, resources)
 
 
 def serve_store(
@@ -82,9 +85,11 @@ def serve_store(
     postings: pl.DataFrame | None = None,
     vectors: np.ndarray | None = None,
     shards: int | None = None,
+    resources: tuple[tuple[str, float], ...] = (),
 ) -> Any:
     """A :class:`StoredBackend` over the store's serving generation (seeded with
-    ``postings`` when the store is empty)."""
+    ``postings`` when the store is empty); its shard actors require the custom Ray
+    ``resources``, also after a generation switch."""
     from workers.generation import seed_store
     from workers.stored import StoredBackend
 
@@ -99,14 +104,15 @@ def serve_store(
         gen = store.next_generation()
         names = shard_names(gen, n) if shared else None
         backend = _build(
-            postings, vectors, n, rules, names, _snapshot_dir(store, gen) if shared else None
+            postings, vectors, n, rules, names, _snapshot_dir(store, gen) if shared else None,
+            resources,
         )
         seed_store(store, backend.plan, postings, vectors, generation=gen)
     else:
         gen = manifest.generation
-        backend = open_generation(store, gen, rules, shared=shared)
+        backend = open_generation(store, gen, rules, shared=shared, resources=resources)
 
     def factory(generation: str):
-        return open_generation(store, generation, rules, shared=shared)
+        return open_generation(store, generation, rules, shared=shared, resources=resources)
 
     return StoredBackend(backend, store, gen, factory=factory, shared=shared)

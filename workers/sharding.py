@@ -31,7 +31,9 @@ class ShardingConfig:
 
     ``halo_km`` None means the largest radius of the backend's rules. ``threads_per_shard``
     is the BLAS/FAISS thread count inside each shard actor. ``max_restarts`` is passed to
-    the shard actors.
+    the shard actors. ``resources``: custom Ray resources each shard actor requires, so the
+    shards land on the nodes that advertise them (a KubeRay worker group's
+    ``rayStartParams.resources``) and never on a head that does not.
     """
 
     num_shards: int = 1
@@ -40,8 +42,10 @@ class ShardingConfig:
     halo_km: float | None = None
     threads_per_shard: int = 1
     max_restarts: int = 3
+    resources: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
+        check_resources(self.resources)
         if isinstance(self.num_shards, bool) or not isinstance(self.num_shards, int):
             raise ValueError(f"num_shards must be an int, got {self.num_shards!r}")
         if not 1 <= self.num_shards <= 256:
@@ -61,6 +65,35 @@ class ShardingConfig:
             raise ValueError(f"threads_per_shard must be in 1..64, got {self.threads_per_shard!r}")
         if not (isinstance(self.max_restarts, int) and self.max_restarts >= -1):
             raise ValueError(f"max_restarts must be an int >= -1, got {self.max_restarts!r}")
+
+
+def check_resources(resources: tuple[tuple[str, float], ...]) -> None:
+    """Custom Ray resources as ``((name, amount), ...)``: names distinct, not CPU/GPU/memory
+    (a shard reserves none of those), amounts > 0."""
+    if not isinstance(resources, tuple):
+        raise ValueError(f"resources must be a tuple of (name, amount) pairs, got {resources!r}")
+    names = [r[0] if isinstance(r, tuple) and len(r) == 2 else None for r in resources]
+    for r, name in zip(resources, names, strict=True):
+        if not (isinstance(name, str) and name) or name in ("CPU", "GPU", "memory"):
+            raise ValueError(f"a shard resource needs a custom name, got {r!r}")
+        if isinstance(r[1], bool) or not isinstance(r[1], int | float) or not r[1] > 0:
+            raise ValueError(f"shard resource {name!r} needs an amount > 0, got {r[1]!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"shard resources must be named once each, got {resources!r}")
+
+
+def parse_resources(specs: list[str] | None) -> tuple[tuple[str, float], ...]:
+    """``["name=amount", ...]`` (the CLI's ``--shard-resource``) as checked resource pairs."""
+    pairs = []
+    for spec in specs or []:
+        name, sep, amount = spec.partition("=")
+        try:
+            pairs.append((name.strip(), float(amount) if sep else 1.0))
+        except ValueError:
+            raise ValueError(f"shard resource {spec!r} is not NAME=AMOUNT") from None
+    out = tuple(pairs)
+    check_resources(out)
+    return out
 
 
 def parents_np(cell_ids: np.ndarray, res: int) -> np.ndarray:
