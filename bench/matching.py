@@ -29,6 +29,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.matching_report import hit_rate_curve, write_html  # noqa: E402
 from core.matching import MatchConfig, jobs_mask  # noqa: E402
 from core.rules import select_top_k  # noqa: E402
 from core.seekers import seeker_text  # noqa: E402
@@ -120,6 +121,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--ray", action="store_true", help="run the batch on Ray actors")
     ap.add_argument("--latency-queries", type=int, default=300)
+    ap.add_argument("--html", type=Path, default=None, help="also write an HTML report with plots")
     args = ap.parse_args(argv)
     out: dict = {"config": {k: str(v) for k, v in vars(args).items()}}
     t0 = time.perf_counter()
@@ -184,6 +186,9 @@ def main(argv=None) -> int:
     res["ceiling_hit_rate_eligible"] = ok / max(len(held), 1)
     res["hit_rate_ratio_vs_rule"] = res["jobrec"]["hit_rate"] / max(res["rule_baseline"]["hit_rate"], 1e-9)
     out["quality"] = res
+    ks = list(range(1, args.k + 1))
+    curves = {m: hit_rate_curve(ls, held, ks)
+              for m, ls in (("jobrec", lists), ("rule_baseline", base), ("random_eligible", rnd))}
     # compute bound: exact scoring FLOPs over the candidates (2*dim per pair)
     pairs = 0
     index = JobIndex(postings, pv)
@@ -209,6 +214,8 @@ def main(argv=None) -> int:
     out["online_in_process_ms"] = {"p50": round(float(np.percentile(lat, 50)), 2),
                                    "p99": round(float(np.percentile(lat, 99)), 2),
                                    "queries": len(lat)}
+    if args.html:
+        out["html"] = str(write_html(out, curves, ks, args.html))
     print(json.dumps(out, ensure_ascii=False, indent=1))
     return 0
 

@@ -177,7 +177,8 @@ def evaluate_frame(df: pl.DataFrame, model_dir: str | Path, label_column: str, *
     }
 
 
-def _png(fig) -> str:
+def png_base64(fig) -> str:
+    """A matplotlib figure as base64 PNG, for an ``<img src='data:...'>`` in an HTML report."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     return base64.b64encode(buf.getvalue()).decode()
@@ -204,7 +205,7 @@ def write_html(results: dict[str, dict], path: str | Path) -> Path:
         ax[1].set_xlabel("k")
         ax[1].set_title(f"{corpus}: match@k")
         ax[1].legend(fontsize=8)
-        img = _png(fig)
+        img = png_base64(fig)
         plt.close(fig)
         rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{v:.3f}</td></tr>" for n, v in m10.items())
         parts.append(
