@@ -8,6 +8,8 @@ from pathlib import Path
 
 from core.errors import InvalidInputError
 from core.postings_io import read_postings
+from training.config import TrainConfig
+from training.objectives import OBJECTIVES
 
 # bench/train.py (2k postings, 2 cores): 2 one-thread DDP workers process ~1.3-1.6x more
 # postings/s than one two-thread worker, but the effective batch doubles, so an epoch makes
@@ -50,6 +52,13 @@ def register(subparsers) -> None:
     p.add_argument("--threads-per-worker", type=int, default=None)
     p.add_argument("--patience", type=int, default=1, help="early-stopping patience in epochs")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--objectives", default=",".join(TrainConfig.objectives),
+        help="fine-tuning objectives, comma-separated, from " + ",".join(OBJECTIVES)
+        + " (default %(default)s; without KECO codes only title,dropout run)",
+    )
+    p.add_argument("--temperature", type=float, default=TrainConfig.temperature,
+                   help="contrastive temperature (default %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--keep-work", action="store_true", help="keep checkpoints under OUT/.work")
     p.set_defaults(func=_run)
@@ -62,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     from encoding.encoder import default_model_dir
-    from training.train import TrainConfig, train_model
+    from training.train import train_model
 
     try:
         cfg = TrainConfig(
@@ -80,6 +89,8 @@ def _run(args: argparse.Namespace) -> int:
             use_gpu=args.gpu,
             threads_per_worker=args.threads_per_worker,
             max_samples=args.max_samples,
+            objectives=tuple(o.strip() for o in args.objectives.split(",") if o.strip()),
+            temperature=args.temperature,
         )
     except ValueError as exc:
         raise InvalidInputError(str(exc)) from exc
@@ -92,6 +103,9 @@ def _run(args: argparse.Namespace) -> int:
         "minutes": round((time.perf_counter() - t0) / 60, 2),
         "wbert": metrics.get("wbert"),
         "tfidf_logreg": metrics.get("tfidf_logreg"),
+        "labels_absent": metrics.get("labels_absent"),
+        "objectives": metrics.get("objectives"),
+        "title_body_retrieval": metrics.get("title_body_retrieval"),
         "neighbours_same_mid_top10": {
             "wbert": metrics.get("neighbours", {}).get("wbert_same_mid_share"),
             "tfidf": metrics.get("neighbours", {}).get("tfidf_same_mid_share"),

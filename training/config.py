@@ -6,6 +6,10 @@ import os
 from dataclasses import dataclass
 
 from training.model import MODEL_SIZES
+from training.objectives import NEEDS_LABELS, OBJECTIVES, SELF_SUPERVISED
+
+# Fine-tuning objectives of the default recipe (training.objectives), chosen by bench/ablation.py.
+DEFAULT_OBJECTIVES: tuple[str, ...] = ("keco", "title", "dropout", "supcon")
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,10 @@ class TrainConfig:
     weight_decay: float = 0.01
     log_every: int = 50
     max_samples: int | None = None  # use only the first N usable postings
+    # fine-tuning objectives; without occupation codes only the self-supervised ones run
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    temperature: float = 0.05  # InfoNCE / SupCon temperature
+    title_max_length: int = 16  # tokens of a title in the title <-> body objective
 
     def __post_init__(self) -> None:
         if self.size not in MODEL_SIZES:
@@ -64,6 +72,22 @@ class TrainConfig:
             raise ValueError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
         if self.max_samples is not None and self.max_samples < 10:
             raise ValueError(f"max_samples must be >= 10, got {self.max_samples}")
+        if isinstance(self.objectives, str) or not self.objectives:
+            raise ValueError(f"objectives must be a non-empty tuple, got {self.objectives!r}")
+        unknown = [o for o in self.objectives if o not in OBJECTIVES]
+        if unknown or len(set(self.objectives)) != len(self.objectives):
+            raise ValueError(f"objectives must be distinct names from {OBJECTIVES}, got {self.objectives}")
+        if not 0.005 <= self.temperature <= 1.0:
+            raise ValueError(f"temperature must be in [0.005, 1], got {self.temperature}")
+        if not 4 <= self.title_max_length <= 512:
+            raise ValueError(f"title_max_length must be in [4, 512], got {self.title_max_length}")
+
+    def effective_objectives(self, labelled: bool) -> tuple[str, ...]:
+        """The objectives that run: without labels the self-supervised ones (both if none chosen)."""
+        if labelled:
+            return tuple(self.objectives)
+        own = tuple(o for o in self.objectives if o not in NEEDS_LABELS)
+        return own or SELF_SUPERVISED
 
     @property
     def effective_mlm_epochs(self) -> int:

@@ -32,12 +32,55 @@ def predict_levels(model_dir: str | Path, input_ids: np.ndarray, lengths: np.nda
     return np.concatenate(major), np.concatenate(mid)
 
 
+def title_body_retrieval(model_dir: str | Path, data, idx: np.ndarray) -> dict:
+    """Label-free test score: title -> own body acc@1 among ``idx``, W-BERT vs TF-IDF char 2-4."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from encoding.encoder import Encoder
+
+    enc = Encoder.load(model_dir)
+
+    def rows(ids, lengths):
+        return [ids[i, : lengths[i]].tolist() for i in idx]
+
+    t = enc.encode_ids(rows(data.title_ids, data.title_lengths))
+    b = enc.encode_ids(rows(data.body_ids, data.body_lengths))
+    target = np.arange(len(idx))
+    wbert = float(np.mean((t @ b.T).argmax(1) == target))
+    titles = [data.title_texts[i] for i in idx]
+    bodies = [data.body_texts[i] for i in idx]
+    vec = TfidfVectorizer(analyzer="char", ngram_range=(2, 4), sublinear_tf=True, min_df=2)
+    vec.fit([data.texts[i] for i in data.train_idx])
+    tfidf = float(np.mean(np.asarray((vec.transform(titles) @ vec.transform(bodies).T).argmax(1)).ravel() == target))
+    return {"definition": "test split: share of titles whose own body (rest of the posting text) is the "
+                          "nearest body by cosine; chance = 1 / queries",
+            "queries": int(len(idx)), "wbert": wbert, "tfidf_char2_4": tfidf}
+
+
 def evaluate_model_dir(model_dir: str | Path, data, cfg) -> dict:
-    """metrics.json content: W-BERT heads vs TF-IDF+LR, and top-10 neighbour mid agreement."""
+    """metrics.json content: W-BERT heads vs TF-IDF+LR, and top-10 neighbour mid agreement.
+
+    Without labels (``data.labelled`` False): the split, the absent labels and the label-free
+    title -> body retrieval score only.
+    """
     from encoding.encoder import Encoder
     from encoding.pretokenize import pretokenize_batch
 
     test = data.test_idx
+    split = {"train": int(len(data.train_idx)), "val": int(len(data.val_idx)),
+             "test": int(len(test)), "seed": cfg.seed, "skipped": data.skipped}
+    retrieval = title_body_retrieval(model_dir, data, test) if data.title_ids is not None else None
+    objectives = list(cfg.effective_objectives(data.labelled))
+    if not data.labelled:
+        return {
+            "split": split,
+            "labels_absent": data.labels_absent,
+            "objectives": objectives,
+            "note": "no posting has a known KECO occupation code: self-supervised objectives only, "
+                    "model selection on validation title -> body retrieval; no KECO accuracy, "
+                    "no TF-IDF + LR comparison, no hybrid weight",
+            "title_body_retrieval": retrieval,
+        }
     t0 = time.perf_counter()
     pm, pd = predict_levels(model_dir, data.input_ids[test], data.lengths[test])
     wbert = {
@@ -57,13 +100,10 @@ def evaluate_model_dir(model_dir: str | Path, data, cfg) -> dict:
     nb_w = neighbour_same_label_share(emb, data.mid, test, k=10)
     nb_t = neighbour_same_label_share(x, data.mid, test, k=10)
     return {
-        "split": {
-            "train": int(len(data.train_idx)),
-            "val": int(len(data.val_idx)),
-            "test": int(len(test)),
-            "seed": cfg.seed,
-            "skipped": data.skipped,
-        },
+        "split": split,
+        "labels_absent": [],
+        "objectives": objectives,
+        "title_body_retrieval": retrieval,
         "wbert": wbert,
         "tfidf_logreg": base,
         "neighbours": {
@@ -115,3 +155,19 @@ def choose_hybrid_weight(model_dir: str | Path, postings, data) -> dict:
     meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
     return {"weight": weight, "validation_match_at_10_by_weight": scores,
             "label": "occupation_code (6-digit KECO)"}
+
+
+def record_no_hybrid_weight(model_dir: str | Path) -> dict:
+    """Without labels there is nothing to choose the hybrid weight on: record ``null`` and why."""
+    import json
+
+    from encoding.encoder import WBERT_META
+
+    note = ("no labels to choose the hybrid weight on; the refresh that fits the lexical half "
+            "chooses it (or encoding.hybrid.DEFAULT_WEIGHT applies)")
+    meta_path = Path(model_dir) / WBERT_META
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["hybrid_weight"] = None
+    meta["hybrid_weight_note"] = note
+    meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+    return {"weight": None, "note": note}

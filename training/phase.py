@@ -58,10 +58,16 @@ class PhaseSpec:
     special_ids: tuple[int, ...]
     major_labels: tuple[str, ...]
     mid_labels: tuple[str, ...]
+    objectives: tuple[str, ...] = ("keco",)  # finetune only, see training.objectives
+    temperature: float = 0.05
 
     def __post_init__(self) -> None:
+        from training.objectives import OBJECTIVES
+
         if self.kind not in ("mlm", "finetune"):
             raise ValueError(f"kind must be 'mlm' or 'finetune', got {self.kind!r}")
+        if self.kind == "finetune" and (not self.objectives or set(self.objectives) - set(OBJECTIVES)):
+            raise ValueError(f"objectives must be a non-empty subset of {OBJECTIVES}, got {self.objectives}")
         if self.init_from is None and self.model_config is None:
             raise ValueError("a phase needs init_from or model_config")
 
@@ -178,17 +184,27 @@ def mask_tokens(
     return collator.torch_mask_tokens(ids.clone(), special_tokens_mask=keep)
 
 
-def _batch(arrays: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, torch.Tensor]:
-    lengths = arrays["lengths"][idx]
-    width = int(lengths.max())
-    ids = torch.from_numpy(arrays["input_ids"][idx, :width].astype(np.int64))
+def _ids(arrays: dict[str, np.ndarray], idx: np.ndarray, prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = arrays[f"{prefix}lengths"][idx]
+    width = max(1, int(lengths.max()))
+    ids = torch.from_numpy(arrays[f"{prefix}input_ids"][idx, :width].astype(np.int64))
     attn = (torch.arange(width)[None, :] < torch.from_numpy(lengths)[:, None]).long()
-    return {
+    return ids, attn
+
+
+def _batch(arrays: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, torch.Tensor]:
+    ids, attn = _ids(arrays, idx, "")
+    out = {
         "input_ids": ids,
         "attention_mask": attn,
         "major": torch.from_numpy(arrays["major"][idx]),
         "mid": torch.from_numpy(arrays["mid"][idx]),
     }
+    if "title_input_ids" in arrays:  # contrastive objectives (training.objectives)
+        out["title_ids"], out["title_mask"] = _ids(arrays, idx, "title_")
+        out["body_ids"], out["body_mask"] = _ids(arrays, idx, "body_")
+        out["fine"] = torch.from_numpy(arrays["fine"][idx])
+    return out
 
 
 def _length_bucketed(
@@ -216,18 +232,21 @@ def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=dtype)
 
 
-def _step_loss(model, spec: PhaseSpec, b: dict, device, gen, collator) -> torch.Tensor:
+def _step_losses(model, spec: PhaseSpec, b: dict, device, gen, collator) -> dict[str, torch.Tensor]:
+    """The loss of each objective of this step (``{"mlm": ...}`` in the MLM phase)."""
+    from training.objectives import objective_losses
+
     ids = b["input_ids"]
     attn = b["attention_mask"]
     with _autocast(device):
         if spec.kind == "mlm":
             inputs, labels = mask_tokens(ids, attn, spec, collator, gen)
-            out = model(inputs.to(device), attn.to(device), labels.to(device))
-        else:
-            out = model(
-                ids.to(device), attn.to(device), b["major"].to(device), b["mid"].to(device)
-            )
-    return out["loss"]
+            return {"mlm": model(inputs.to(device), attn.to(device), labels.to(device))["loss"]}
+        return objective_losses(model, b, spec.objectives, spec.temperature, spec.pad_id, device)
+
+
+def _step_loss(model, spec: PhaseSpec, b: dict, device, gen, collator) -> torch.Tensor:
+    return sum(_step_losses(model, spec, b, device, gen, collator).values())
 
 
 @torch.no_grad()
@@ -247,27 +266,38 @@ def evaluate(
         with _autocast(ctx.device):
             if spec.kind == "mlm":
                 inputs, labels = mask_tokens(ids, attn, spec, collator, gen)
-                out = _unwrap(model)(inputs.to(ctx.device), attn.to(ctx.device), labels.to(ctx.device))
+                loss = _unwrap(model)(inputs.to(ctx.device), attn.to(ctx.device), labels.to(ctx.device))["loss"]
             else:
-                out = _unwrap(model)(
-                    ids.to(ctx.device), attn.to(ctx.device),
-                    b["major"].to(ctx.device), b["mid"].to(ctx.device),
-                )
-                correct_major += (out["major_logits"].argmax(-1).cpu() == b["major"]).sum().item()
-                correct_mid += (out["mid_logits"].argmax(-1).cpu() == b["mid"]).sum().item()
+                loss = _step_loss(_unwrap(model), spec, b, ctx.device, gen, collator)
+                if "keco" in spec.objectives:
+                    out = _unwrap(model)(ids.to(ctx.device), attn.to(ctx.device))
+                    correct_major += (out["major_logits"].argmax(-1).cpu() == b["major"]).sum().item()
+                    correct_mid += (out["mid_logits"].argmax(-1).cpu() == b["mid"]).sum().item()
         k = len(ids)
-        loss_sum += float(out["loss"]) * k
+        loss_sum += float(loss) * k
         n += k
     loss_sum, n, correct_major, correct_mid = ctx.all_reduce_sum([loss_sum, n, correct_major, correct_mid])
+    result = {"val_loss": loss_sum / max(n, 1)}
+    if spec.kind == "finetune" and "title_input_ids" in arrays:
+        from training.objectives import title_retrieval_accuracy
+
+        # every rank scores the whole validation split (deterministic in eval mode): a
+        # label-free score, chance is 1 / len(idx)
+        with _autocast(ctx.device):
+            t_ids, t_mask = _ids(arrays, idx, "title_")
+            d_ids, d_mask = _ids(arrays, idx, "body_")
+            result["val_title_body_acc"] = title_retrieval_accuracy(
+                _unwrap(model), t_ids, t_mask, d_ids, d_mask, ctx.device)
     model.train()
-    out = {"val_loss": loss_sum / max(n, 1)}
-    if spec.kind == "finetune":
-        out["val_major_acc"] = correct_major / max(n, 1)
-        out["val_mid_acc"] = correct_mid / max(n, 1)
-        out["val_score"] = (out["val_major_acc"] + out["val_mid_acc"]) / 2
+    if spec.kind == "finetune" and "keco" in spec.objectives:
+        result["val_major_acc"] = correct_major / max(n, 1)
+        result["val_mid_acc"] = correct_mid / max(n, 1)
+        result["val_score"] = (result["val_major_acc"] + result["val_mid_acc"]) / 2
+    elif spec.kind == "finetune" and "val_title_body_acc" in result:
+        result["val_score"] = result["val_title_body_acc"]
     else:
-        out["val_score"] = -out["val_loss"]
-    return out
+        result["val_score"] = -result["val_loss"]
+    return result
 
 
 def _save_hf(model, spec: PhaseSpec, dest: Path) -> None:
@@ -351,11 +381,16 @@ def run_phase(
                                 spec.batch_size, rng)
         running = 0.0
         seen = 0
+        part_sums: dict[str, float] = {}
         for s in range(steps_per_epoch):
             if step >= total_steps:
                 break
             b = _batch(arrays, mine[s * spec.batch_size : (s + 1) * spec.batch_size])
-            loss = _step_loss(model, spec, b, ctx.device, gen, collator)
+            parts = _step_losses(model, spec, b, ctx.device, gen, collator)
+            loss = sum(parts.values())
+            for name, v in parts.items():
+                if name != "heads_unused":
+                    part_sums[name] = part_sums.get(name, 0.0) + float(v.detach())
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
@@ -374,12 +409,16 @@ def run_phase(
                 )
         train_seconds = time.perf_counter() - t0
         train_loss = sum(ctx.all_reduce_sum([running / max(seen, 1)])) / ctx.world_size
+        names = sorted(part_sums)
+        reduced = ctx.all_reduce_sum([part_sums[k] / max(seen, 1) for k in names])
         metrics = {
             "epoch": epoch,
             "step": step,
             "train_loss": train_loss,
             "train_postings_per_s": seen * spec.batch_size * ctx.world_size / max(train_seconds, 1e-9),
         }
+        # per-objective mean training loss of the epoch, over all workers
+        metrics.update({f"train_loss_{k}": v / ctx.world_size for k, v in zip(names, reduced, strict=True)})
         metrics.update(evaluate(model, spec, arrays, arrays["val_idx"], ctx, collator))
         metrics["epoch_seconds"] = time.perf_counter() - t0
         improved = metrics["val_score"] > best

@@ -64,10 +64,20 @@ class PreparedData:
     mask_id: int
     vocab_size: int
     skipped: dict[str, int] = field(default_factory=dict)
+    # title and the rest of the text (duties, qualifications ...) apart, for the title objective
+    title_ids: np.ndarray | None = None  # (n, title_max_length) int32
+    title_lengths: np.ndarray | None = None
+    body_ids: np.ndarray | None = None  # (n, max_length) int32
+    body_lengths: np.ndarray | None = None
+    fine: np.ndarray | None = None  # (n,) int64 index of the 6-digit occupation code, -1 unknown
+    labelled: bool = True  # False: no posting has a known KECO code (major/mid/fine are -1)
+    labels_absent: list[str] = field(default_factory=list)
+    title_texts: list[str] = field(default_factory=list)
+    body_texts: list[str] = field(default_factory=list)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The numeric part, as shipped to training workers."""
-        return {
+        out = {
             "input_ids": self.input_ids,
             "lengths": self.lengths,
             "major": self.major,
@@ -75,6 +85,10 @@ class PreparedData:
             "train_idx": self.train_idx,
             "val_idx": self.val_idx,
         }
+        if self.title_ids is not None:
+            out.update(title_input_ids=self.title_ids, title_lengths=self.title_lengths,
+                       body_input_ids=self.body_ids, body_lengths=self.body_lengths, fine=self.fine)
+        return out
 
 
 def keco_labels(codes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], list[str]]:
@@ -108,11 +122,23 @@ def split_indices(
 
 def model_texts(postings: pl.DataFrame, pretokenized: bool) -> list[str]:
     """The text the model sees for each posting, pre-tokenised when asked."""
+    return model_text_parts(postings, pretokenized)[0]
+
+
+def model_text_parts(postings: pl.DataFrame, pretokenized: bool) -> tuple[list[str], list[str], list[str]]:
+    """(full text, title, body) per posting as the model sees them; body is the full text
+    without its title (the full text when nothing else is left)."""
     from encoding.pretokenize import pretokenize_batch
     from encoding.text import posting_text
 
-    raw = [posting_text(r) for r in postings.iter_rows(named=True)]
-    return pretokenize_batch(raw) if pretokenized else raw
+    rows = list(postings.iter_rows(named=True))
+    full = [posting_text(r) for r in rows]
+    title = [posting_text({"title": r.get("title")}) for r in rows]
+    body = [posting_text({**r, "title": ""}) or f for r, f in zip(rows, full, strict=True)]
+    if pretokenized:
+        # the segment cache makes the title and body passes almost free after the full one
+        full, title, body = pretokenize_batch(full), pretokenize_batch(title), pretokenize_batch(body)
+    return full, title, body
 
 
 def tokenize_to_arrays(tokenizer, texts: list[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -133,23 +159,42 @@ def prepare_data(postings: pl.DataFrame, cfg: TrainConfig, work_dir: Path) -> tu
     """
     from training.tokenizer import load_tokenizer, train_tokenizer
 
-    for col in ("posting_id", "title", "description", "occupation_code"):
+    for col in ("posting_id", "title", "description"):
         if col not in postings.columns:
             raise InvalidInputError(f"postings lack column {col!r}", field=col)
-    codes = postings["occupation_code"].cast(pl.Utf8).fill_null("").to_list()
+    if "occupation_code" in postings.columns:
+        codes = postings["occupation_code"].cast(pl.Utf8).fill_null("").to_list()
+    else:
+        codes = [""] * postings.height
     major, mid, known, majors, mids = keco_labels(codes)
-    skipped = {"unknown_occupation_code": int((~known).sum())}
-    keep = np.flatnonzero(known)
+    # labelled when enough postings carry a known code (then only those are used, as before);
+    # otherwise every posting with text trains the self-supervised objectives
+    labelled = int(known.sum()) >= 10
+    if labelled:
+        skipped = {"unknown_occupation_code": int((~known).sum())}
+        keep = np.flatnonzero(known)
+        labels_absent: list[str] = []
+    else:
+        has_text = np.array([bool((t or "").strip()) for t in postings["title"].cast(pl.Utf8).to_list()])
+        skipped = {"no_title": int((~has_text).sum())}
+        keep = np.flatnonzero(has_text)
+        labels_absent = ["occupation_code (KECO major, mid and 6-digit)"]
+        major = np.full(len(codes), -1, dtype=np.int64)
+        mid = major.copy()
     if cfg.max_samples is not None:
         keep = keep[: cfg.max_samples]
     if len(keep) < 10:
-        raise InvalidInputError(f"only {len(keep)} postings have a known KECO occupation code")
+        raise InvalidInputError(f"only {len(keep)} usable postings (a known KECO code or a title)")
     df = postings[keep.tolist()]
     major, mid = major[keep], mid[keep]
+    kept_codes = [codes[i] if known[i] else "" for i in keep]
+    fine_labels = sorted({c for c in kept_codes if c})
+    fi = {c: i for i, c in enumerate(fine_labels)}
+    fine = np.array([fi.get(c, -1) for c in kept_codes], dtype=np.int64)
 
     pretok = cfg.base_model is None
     t0 = time.perf_counter()
-    texts = model_texts(df, pretokenized=pretok)
+    texts, titles, bodies = model_text_parts(df, pretokenized=pretok)
     log.info("prepared %d texts in %.1fs (kiwi=%s)", len(texts), time.perf_counter() - t0, pretok)
     train_idx, val_idx, test_idx = split_indices(len(texts), cfg.val_fraction, cfg.test_fraction, cfg.seed)
 
@@ -164,6 +209,8 @@ def prepare_data(postings: pl.DataFrame, cfg: TrainConfig, work_dir: Path) -> tu
         tokenizer = train_tokenizer((texts[i] for i in train_idx), vocab_size=vocab)
         tokenizer.save_pretrained(str(tok_dir))
     ids, lengths = tokenize_to_arrays(tokenizer, texts, cfg.effective_max_length)
+    title_ids, title_lengths = tokenize_to_arrays(tokenizer, titles, cfg.title_max_length)
+    body_ids, body_lengths = tokenize_to_arrays(tokenizer, bodies, cfg.effective_max_length)
     data = PreparedData(
         posting_ids=df["posting_id"].cast(pl.Utf8).to_list(),
         texts=texts,
@@ -181,6 +228,15 @@ def prepare_data(postings: pl.DataFrame, cfg: TrainConfig, work_dir: Path) -> tu
         mask_id=int(tokenizer.mask_token_id),
         vocab_size=len(tokenizer),
         skipped=skipped,
+        title_ids=title_ids,
+        title_lengths=title_lengths,
+        body_ids=body_ids,
+        body_lengths=body_lengths,
+        fine=fine,
+        labelled=labelled,
+        labels_absent=labels_absent,
+        title_texts=titles,
+        body_texts=bodies,
     )
     return data, tokenizer
 
@@ -226,6 +282,8 @@ def _phase_spec(kind: str, cfg: TrainConfig, data: PreparedData, work: Path, ini
         special_ids=tuple(data.special_ids),
         major_labels=tuple(data.major_labels),
         mid_labels=tuple(data.mid_labels),
+        objectives=cfg.effective_objectives(data.labelled),
+        temperature=cfg.temperature,
     )
 
 
@@ -264,7 +322,8 @@ def train_model(
     print(
         f"data: {len(data.posting_ids)} postings (train {len(data.train_idx)}, "
         f"val {len(data.val_idx)}, test {len(data.test_idx)}), vocab {data.vocab_size}, "
-        f"skipped {data.skipped}",
+        f"skipped {data.skipped}, objectives {','.join(cfg.effective_objectives(data.labelled))}"
+        + ("" if data.labelled else " (no KECO codes: self-supervised only)"),
         flush=True,
     )
     arrays = data.arrays()
@@ -302,6 +361,9 @@ def train_model(
         "major_labels": data.major_labels,
         "mid_labels": data.mid_labels,
         "label_source": "core.reference.occupations() primary group",
+        "labelled": data.labelled,
+        "labels_absent": data.labels_absent,
+        "objectives": list(cfg.effective_objectives(data.labelled)),
         "train_config": asdict(cfg),
         "n_postings": len(data.posting_ids),
         "history": histories,
@@ -310,11 +372,14 @@ def train_model(
     timings["train_total_s"] = time.perf_counter() - t_start
     metrics: dict = {"timings": timings}
     if compute_metrics:
-        from training.evaluate import choose_hybrid_weight, evaluate_model_dir
+        from training.evaluate import choose_hybrid_weight, evaluate_model_dir, record_no_hybrid_weight
 
         t0 = time.perf_counter()
         metrics = evaluate_model_dir(out, data, cfg)
-        metrics["hybrid"] = choose_hybrid_weight(out, postings, data)
+        if data.labelled:
+            metrics["hybrid"] = choose_hybrid_weight(out, postings, data)
+        else:
+            metrics["hybrid"] = record_no_hybrid_weight(out)
         timings["metrics_s"] = time.perf_counter() - t0
         timings["total_s"] = time.perf_counter() - t_start
         metrics["timings"] = timings
