@@ -372,7 +372,11 @@ def train_model(
     timings["train_total_s"] = time.perf_counter() - t_start
     metrics: dict = {"timings": timings}
     if compute_metrics:
-        from training.evaluate import choose_hybrid_weight, evaluate_model_dir, record_no_hybrid_weight
+        from training.evaluate import (
+            choose_hybrid_weight,
+            evaluate_model_dir,
+            record_no_hybrid_weight,
+        )
 
         t0 = time.perf_counter()
         metrics = evaluate_model_dir(out, data, cfg)
