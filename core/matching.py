@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from core.errors import InvalidInputError
-from core.rules import AtLeast, AtMost, RuleSet, date_to_days, haversine_km, select_top_k
+from core.rules import AtLeast, AtMost, RuleSet, date_to_days, haversine_km
 from core.seekers import Area, areas_of
 
 MATCH_MAX_K = 1000
@@ -318,6 +318,13 @@ def personal_mask(q: SeekerQuery, p: PostingSide, idx: np.ndarray) -> np.ndarray
     return m
 
 
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b.T`` of unit rows as float32, accumulated in float64: the result of a row does
+    not depend on how many rows are scored with it (BLAS blocking), so the batch, the online
+    path and the tests rank exact ties the same way."""
+    return (np.asarray(a, np.float64) @ np.asarray(b, np.float64).T).astype(np.float32)
+
+
 def occ_bonus(desired: Sequence[str], occ: np.ndarray, mid: np.ndarray, major: np.ndarray,
               cfg: MatchConfig) -> np.ndarray:
     """Per candidate, the occupation-match bonus of its closest desired occupation."""
@@ -333,11 +340,11 @@ def job_scores(q: SeekerQuery, p: PostingSide, idx: np.ndarray, cfg: MatchConfig
                sims: np.ndarray | None = None) -> np.ndarray:
     """float64 scores of postings ``idx`` for ``q`` (``sims``: precomputed cosine)."""
     if sims is None:
-        sims = p.vectors[idx] @ q.vector
+        sims = cosine(q.vector[None, :], p.vectors[idx])[0]
     s = cfg.w_similarity * sims.astype(np.float64)
     s += occ_bonus(q.occupations, p.occ[idx], p.mid[idx], p.major[idx], cfg)
     if q.history_vector is not None and cfg.w_history:
-        s += cfg.w_history * (p.vectors[idx] @ q.history_vector).astype(np.float64)
+        s += cfg.w_history * cosine(q.history_vector[None, :], p.vectors[idx])[0].astype(np.float64)
     if q.home is not None:
         s -= cfg.w_distance_per_10km * haversine_km(q.home[0], q.home[1], p.lat[idx], p.lng[idx]) / 10.0
     if q.desired_wage:
@@ -361,43 +368,6 @@ class Match:
         return reason_text(self.reasons)
 
 
-def reasons_for(q: SeekerQuery, p: PostingSide, j: int, sim: float) -> dict:
-    """Why posting ``j`` was recommended to ``q``: every rule checked, plus the features."""
-    return reasons_many(q, p, np.array([j], dtype=np.int64), np.array([sim]))[0]
-
-
-def reasons_many(q: SeekerQuery, p: PostingSide, js: np.ndarray, sims: np.ndarray) -> list[dict]:
-    """:func:`reasons_for` of several postings at once (one vectorised distance pass)."""
-    js = np.asarray(js, dtype=np.int64)
-    dist = None if q.home is None else np.round(
-        haversine_km(q.home[0], q.home[1], p.lat[js], p.lng[js]), 2).tolist()
-    d, dm, dj = _occ_ints(q.occupations)
-    rel = np.where(np.isin(p.occ[js], d), 0, np.where(np.isin(p.mid[js], dm), 1,
-                   np.where(np.isin(p.major[js], dj), 2, 3))).tolist()
-    wages = p.monthly_wage[js].tolist()
-    sims_l = np.round(np.asarray(sims, dtype=np.float64), 4).tolist()
-    out = []
-    for t, j in enumerate(js.tolist()):
-        w = None if wages[t] != wages[t] else int(wages[t])
-        out.append({
-            "matched_region": next((a.label for a in q.areas if _in_area(a, p, j)), None),
-            "distance_km": None if dist is None else dist[t],
-            "occupation_relation": OCC_RELATIONS[rel[t]],
-            "education_ok": True,
-            "career_ok": True,
-            "monthly_wage": w,
-            "desired_wage": q.desired_wage,
-            "wage_vs_desired": None if w is None or not q.desired_wage
-            else ("above" if w >= q.desired_wage else "below"),
-            "similarity": sims_l[t],
-        })
-    return out
-
-
-def _in_area(a: Area, p: PostingSide, j: int) -> bool:
-    return a.contains(p.sido_name[j], p.sigungu_name[j])
-
-
 def reason_text(r: Mapping) -> str:
     """추천기준: "희망지역(경기도 수원시) · 희망직종 일치 · 거리 3.2km · 희망임금 이상 · 학력·경력 충족"."""
     parts = []
@@ -405,33 +375,25 @@ def reason_text(r: Mapping) -> str:
         parts.append(f"희망지역({r['matched_region']})")
     parts.append(_OCC_KO.get(r.get("occupation_relation", "other"), "관련 직종 외"))
     if r.get("distance_km") is not None:
-        parts.append(f"거리 {r['distance_km']:.1f}km")
+        parts.append(f"거리 {fixed_text(r['distance_km'], 1)}km")
     if r.get("wage_vs_desired") == "above":
         parts.append("희망임금 이상")
     elif r.get("wage_vs_desired") == "below":
         parts.append("희망임금 미만")
     if r.get("education_ok") and r.get("career_ok"):
         parts.append("학력·경력 충족")
-    parts.append(f"유사도 {r.get('similarity', 0.0):.2f}")
+    parts.append(f"유사도 {fixed_text(r.get('similarity', 0.0), 2)}")
     return " · ".join(parts)
 
 
-def top_jobs(q: SeekerQuery, p: PostingSide, areas: AreaCodes, idx: np.ndarray,
-             cfg: MatchConfig, k: int | None = None) -> list[Match]:
-    """The exact top-``k`` qualifying postings among ``idx`` for ``q`` with reasons."""
-    k = cfg.k if k is None else k
-    idx = np.asarray(idx, dtype=np.int64)
-    if idx.size == 0:
-        return []
-    ok = jobs_mask(q, p, areas, idx, cfg)
-    cand = idx[ok]
-    if cand.size == 0:
-        return []
-    sims = p.vectors[cand] @ q.vector
-    scores = job_scores(q, p, cand, cfg, sims)
-    picked = select_top_k(scores, p.ids[cand], p.company[cand], k, cfg.max_per_company)
-    return [Match(str(p.ids[cand[t]]), float(scores[t]), reasons_for(q, p, int(cand[t]), sims[t]))
-            for t in picked]
+def fixed_text(x: float, places: int) -> str:
+    """``x`` with ``places`` decimals, half rounded up: the rule the batch applies in
+    polars (``core.match_block.reason_frame``), so batch and online texts are equal."""
+    scale = 10 ** places
+    units = math.floor(x * scale + 0.5)
+    sign = "-" if units < 0 else ""
+    whole, frac = divmod(abs(units), scale)
+    return f"{sign}{whole}.{frac:0{places}d}"
 
 
 def sort_view(matches: Sequence[Match], key: str, *, frame_lookup: Mapping[str, Mapping] | None = None

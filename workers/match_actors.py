@@ -19,6 +19,10 @@ class RayShards:
         refs = {s: self.actors[s].recommend_many.remote(qs, cfg, k) for s, qs in calls.items()}
         return dict(zip(refs, ray.get(list(refs.values())), strict=True))
 
+    def many_block(self, calls, cfg, k):
+        refs = {s: self.actors[s].top_block.remote(qs, cfg, k) for s, qs in calls.items()}
+        return dict(zip(refs, ray.get(list(refs.values())), strict=True))
+
     def close(self) -> None:
         for a in self.actors:
             ray.kill(a)

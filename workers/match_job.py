@@ -19,7 +19,15 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from core.matching import Match, MatchConfig, SeekerQuery, reason_text
+from core.match_block import (
+    QueryBlock,
+    TopBlock,
+    area_columns,
+    reason_columns,
+    reason_frame,
+    top_k_rows,
+)
+from core.matching import AreaCodes, Match, MatchConfig, PostingSide, SeekerQuery, reason_text
 from core.seekers import EXCLUDING_EVENTS, areas_of
 from workers.matching import JobIndex, merge_exact
 
@@ -112,6 +120,9 @@ class LocalShards:
     def many(self, calls: dict[int, list[SeekerQuery]], cfg: MatchConfig, k: int):
         return {s: self.indexes[s].recommend_many(qs, cfg, k) for s, qs in calls.items()}
 
+    def many_block(self, calls: dict[int, list[SeekerQuery]], cfg: MatchConfig, k: int):
+        return {s: self.indexes[s].top_block(qs, cfg, k) for s, qs in calls.items()}
+
 
 def recommend_fanout(shards, holders: list[list[int]], qs: Sequence[SeekerQuery],
                      cfg: MatchConfig, company_of: Callable[[str], str]) -> list[list[Match]]:
@@ -125,16 +136,8 @@ def recommend_fanout(shards, holders: list[list[int]], qs: Sequence[SeekerQuery]
     for s, ix in calls.items():
         for i, lst in zip(ix, res[s], strict=True):
             per_seeker[i][s] = lst
-    out = []
-    for i, lists in enumerate(per_seeker):
-        if len(lists) <= 1:
-            out.append(next(iter(lists.values()), []))
-            continue
-
-        def requery(s: int, k: int, q=qs[i]) -> list[Match]:
-            return shards.many({s: [q]}, cfg, k)[s][0]
-        out.append(merge_exact(lists, cfg.k, cfg.max_per_company, company_of, requery))
-    return out
+    return [merge_exact(lists, cfg.k, cfg.max_per_company, company_of) if len(lists) > 1
+            else next(iter(lists.values()), []) for lists in per_seeker]
 
 
 def match_frame(seeker_ids: Sequence[str], results: Sequence[list[Match]],
@@ -148,10 +151,47 @@ def match_frame(seeker_ids: Sequence[str], results: Sequence[list[Match]],
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
+def block_frame(qs: Sequence[SeekerQuery], block: TopBlock, side: PostingSide,
+                areas: AreaCodes) -> pl.DataFrame:
+    """The batch result table (:data:`MATCH_SCHEMA`) from flat top lists, columnar."""
+    qb = QueryBlock.of(qs, with_vectors=False)
+    cols = reason_columns(qb, area_columns(qs, areas), block.row, side, block.pos, block.sim)
+    rank = np.arange(block.pos.size, dtype=np.int64) - block.offsets[block.row] + 1
+    ids = np.asarray([q.seeker_id for q in qs], dtype=object)
+    head = pl.DataFrame({
+        "seeker_id": pl.Series(ids[block.row].tolist(), dtype=pl.Utf8),
+        "rank": pl.Series(rank, dtype=pl.Int16),
+        "posting_id": pl.Series(side.ids[block.pos].tolist(), dtype=pl.Utf8),
+        "score": pl.Series(block.score, dtype=pl.Float32),
+    })
+    return pl.concat([head, reason_frame(cols)], how="horizontal")
+
+
+class _Ranks:
+    """Global tie order (posting id rank) and company codes, for the exact merge."""
+
+    def __init__(self, side: PostingSide) -> None:
+        self.ids, self.companies = side.ids, side.company
+        self.idrank = np.empty(len(side.ids), dtype=np.int64)
+        self.idrank[np.argsort(side.ids, kind="stable")] = np.arange(len(side.ids))
+        _, self.company = np.unique(side.company.astype(str), return_inverse=True)
+
+
+def merge_block(lists: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], k: int,
+                max_per_company: int, ranks: _Ranks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`~workers.matching.merge_exact` on array lists (global posting positions)."""
+    pos = np.concatenate([v[0] for v in lists.values()])
+    score = np.concatenate([v[1] for v in lists.values()])
+    sim = np.concatenate([v[2] for v in lists.values()])
+    take = top_k_rows(score[None, :], ranks.idrank[pos], ranks.company[pos], k, max_per_company,
+                      ranks.ids[pos], ranks.companies[pos])[0]
+    return pos[take], score[take], sim[take]
+
+
 def run_match(seekers: pl.DataFrame, postings: pl.DataFrame, seeker_vectors: np.ndarray,
               posting_vectors: np.ndarray, cfg: MatchConfig, *, num_shards: int = 2,
               interactions: pl.DataFrame | None = None, use_ray: bool = True,
-              batch: int = 2000, progress: bool = True) -> tuple[pl.DataFrame, dict[str, float]]:
+              batch: int = 5000, progress: bool = True) -> tuple[pl.DataFrame, dict[str, float]]:
     """Top-k jobs for every active seeker. Returns the table and per-stage seconds."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -170,6 +210,9 @@ def run_match(seekers: pl.DataFrame, postings: pl.DataFrame, seeker_vectors: np.
             area_shards.setdefault((a, None), set()).add(s)
             if g:
                 area_shards.setdefault((a, g), set()).add(s)
+    areas = AreaCodes()
+    side = PostingSide.build(postings, posting_vectors, areas)
+    ranks = _Ranks(side)
     timings["build_shards"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     active = seekers["active"].to_numpy()
@@ -177,24 +220,44 @@ def run_match(seekers: pl.DataFrame, postings: pl.DataFrame, seeker_vectors: np.
     qs = seeker_queries(sk, seeker_vectors[active], excluded_by_seeker(interactions),
                         history_vectors(interactions, postings["posting_id"].to_list(),
                                         posting_vectors))
-    company = dict(zip(postings["posting_id"].to_list(), postings["company"].to_list(), strict=True))
     timings["queries"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    results: list[list[Match]] = []
+    per: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = []
     for start in range(0, len(qs), batch):
         chunk = qs[start:start + batch]
         holders = [sorted(set().union(*(area_shards.get((a.sido, a.sigungu), set())
                                         for a in q.areas))) for q in chunk]
-        results.extend(recommend_fanout(shards, holders, chunk, cfg, company.__getitem__))
+        per.extend(_fanout_block(shards, parts, holders, chunk, cfg, ranks))
         if progress:
             log.info("matched %d / %d seekers", min(start + batch, len(qs)), len(qs))
     timings["match"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    frame = match_frame([q.seeker_id for q in qs], results)
+    frame = block_frame(qs, TopBlock.of(per), side, areas)
     timings["format"] = time.perf_counter() - t0
     if use_ray:
         shards.close()
     return frame, timings
+
+
+def _fanout_block(shards, parts: list[np.ndarray], holders: list[list[int]],
+                  qs: Sequence[SeekerQuery], cfg: MatchConfig, ranks: _Ranks):
+    """Each seeker's exact global top-k as (global positions, scores, sims)."""
+    calls: dict[int, list[int]] = {}
+    for i, hs in enumerate(holders):
+        for s in hs:
+            calls.setdefault(s, []).append(i)
+    res = shards.many_block({s: [qs[i] for i in ix] for s, ix in calls.items()}, cfg, cfg.k)
+    lists: list[dict[int, tuple]] = [{} for _ in qs]
+    for s, ix in calls.items():
+        for i, (pos, sc, sm) in zip(ix, res[s].lists(), strict=True):
+            lists[i][s] = (parts[s][pos], sc, sm)
+    out = []
+    for by_shard in lists:
+        if len(by_shard) <= 1:
+            out.append(next(iter(by_shard.values()), None))
+        else:
+            out.append(merge_block(by_shard, cfg.k, cfg.max_per_company, ranks))
+    return out
 
 
 def region_violations(frame: pl.DataFrame, seekers: pl.DataFrame, postings: pl.DataFrame) -> int:

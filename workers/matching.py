@@ -14,6 +14,16 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import polars as pl
 
+from core.match_block import (
+    BLOCK_CELLS,
+    QueryBlock,
+    TopBlock,
+    area_columns,
+    block_scores,
+    reason_columns,
+    reason_dicts,
+    top_k_rows,
+)
 from core.matching import (
     SEEKER_JOB_RULES,
     AreaCodes,
@@ -22,11 +32,9 @@ from core.matching import (
     PostingSide,
     SeekerQuery,
     best_relation,
-    job_scores,
-    personal_mask,
+    cosine,
     posting_columns,
     query_columns,
-    reasons_many,
     region_mask,
     seeker_columns,
 )
@@ -53,6 +61,11 @@ class JobIndex:
                 index.setdefault((s, g), []).append(j)
         self._index = {k: np.array(v, dtype=np.int64) for k, v in index.items()}
         self._rows = None
+        ids = self.side.ids
+        self._pos = {pid: j for j, pid in enumerate(ids.tolist())}
+        self._idrank = np.empty(len(ids), dtype=np.int64)
+        self._idrank[np.argsort(ids, kind="stable")] = np.arange(len(ids))
+        _, self._company_code = np.unique(self.side.company.astype(str), return_inverse=True)
 
     def __len__(self) -> int:
         return self._frame.height
@@ -88,37 +101,64 @@ class JobIndex:
 
     def recommend_many(self, qs: Sequence[SeekerQuery], cfg: MatchConfig,
                        k: int | None = None) -> list[list[Match]]:
-        """:meth:`recommend` for many seekers: seekers with the same regions share one
-        matrix product over their candidates."""
+        """:meth:`recommend` for many seekers, with reasons (the online form)."""
+        block = self.top_block(qs, cfg, k)
+        qb = QueryBlock.of(qs)
+        cols = reason_columns(qb, area_columns(qs, self.areas), block.row, self.side,
+                              block.pos, block.sim)
+        why = reason_dicts(cols)
+        ids = self.side.ids[block.pos].tolist()
+        scores = block.score.tolist()
+        out: list[list[Match]] = []
+        for a, b in zip(block.offsets[:-1].tolist(), block.offsets[1:].tolist(), strict=True):
+            out.append([Match(str(ids[t]), scores[t], why[t]) for t in range(a, b)])
+        return out
+
+    def top_block(self, qs: Sequence[SeekerQuery], cfg: MatchConfig,
+                  k: int | None = None) -> TopBlock:
+        """The exact top-``k`` of every query as flat arrays (the batch form): seekers with
+        the same desired regions share one candidate set, scored as one matrix."""
         k = cfg.k if k is None else k
-        out: list[list[Match]] = [[] for _ in qs]
         groups: dict[tuple, list[int]] = {}
         for i, q in enumerate(qs):
             groups.setdefault(tuple(sorted((a.sido, a.sigungu or "") for a in q.areas)), []).append(i)
-        p = self.side
+        per: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = [None] * len(qs)
         for members in groups.values():
             idx = self.candidates(qs[members[0]].areas)
             if idx.size == 0:
                 continue
-            group = [qs[i] for i in members]
-            sims_all = np.stack([q.vector for q in group]) @ p.vectors[idx].T
-            # one kernel pass for the group: the same regions, so one region mask
-            ok_all = SEEKER_JOB_RULES.pair_mask(query_columns(group), posting_columns(p, idx), cfg)
-            ok_all &= region_mask(group[0], p, self.areas, idx)[None, :]
-            for row, i in enumerate(members):
-                q = qs[i]
-                ok = ok_all[row] & personal_mask(q, p, idx)
-                cand = idx[ok]
-                if cand.size == 0:
-                    continue
-                sims = sims_all[row][ok]
-                scores = job_scores(q, p, cand, cfg, sims)
-                picked = select_top_k(scores, p.ids[cand], p.company[cand], k, cfg.max_per_company)
-                sel = np.asarray(picked, dtype=np.int64)
-                why = reasons_many(q, p, cand[sel], sims[sel]) if sel.size else []
-                out[i] = [Match(str(p.ids[cand[t]]), float(scores[t]), r)
-                          for t, r in zip(picked, why, strict=True)]
-        return out
+            step = max(1, BLOCK_CELLS // idx.size)
+            for s in range(0, len(members), step):
+                rows = members[s:s + step]
+                for i, got in zip(rows, self._score_group([qs[i] for i in rows], idx, cfg, k),
+                                  strict=True):
+                    per[i] = got
+        return TopBlock.of(per)
+
+    def _score_group(self, group: list[SeekerQuery], idx: np.ndarray, cfg: MatchConfig,
+                     k: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        p = self.side
+        qb = QueryBlock.of(group)
+        sims = cosine(qb.vectors, p.vectors[idx])
+        # one kernel pass: the same regions, so one region mask for the group
+        ok = SEEKER_JOB_RULES.pair_mask(query_columns(group), posting_columns(p, idx), cfg)
+        ok &= region_mask(group[0], p, self.areas, idx)[None, :]
+        dist = None
+        if not np.isnan(qb.home_lat).all():
+            dist = haversine_km(qb.home_lat[:, None], qb.home_lng[:, None],
+                                p.lat[idx][None, :], p.lng[idx][None, :])
+            ok &= ~(dist > qb.commute[:, None])  # nan (no home) passes
+        for r, q in enumerate(group):
+            if q.excluded:
+                at = np.fromiter((self._pos[x] for x in q.excluded if x in self._pos), np.int64)
+                if at.size:
+                    c = np.minimum(np.searchsorted(idx, at), idx.size - 1)
+                    ok[r, c[idx[c] == at]] = False
+        scores = block_scores(qb, p, idx, cfg, sims, dist)
+        scores[~ok] = -np.inf
+        picks = top_k_rows(scores, self._idrank[idx], self._company_code[idx], k,
+                           cfg.max_per_company, p.ids[idx], p.company[idx])
+        return [(idx[c], scores[r, c], sims[r, c]) for r, c in enumerate(picks)]
 
     def rows(self) -> dict[str, dict]:
         """posting_id -> canonical row (for sort views and result display)."""
@@ -128,37 +168,27 @@ class JobIndex:
 
 
 def merge_exact(lists: Mapping[int, list[Match]], k: int, max_per_company: int,
-                company_of: Callable[[str], str],
-                requery: Callable[[int, int], list[Match]]) -> list[Match]:
-    """The global exact top-``k`` from per-shard top-``k`` lists (each under the company cap).
+                company_of: Callable[[str], str]) -> list[Match]:
+    """The global exact top-``k`` from per-shard top-``k`` lists (each under the company cap):
+    the capped top-``k`` of their union.
 
-    A shard's list can hide a qualifying item behind ones the global cap drops (a company
-    with postings in two shards); such a shard, if its list was full, is asked again with a
-    larger ``k`` (``requery(shard, k)``) until no list can hide anything.
+    No shard needs asking again: an item ``z`` beyond shard A's list scores below all ``k`` of
+    it; each of those the global cap drops (company X) is preceded by a kept X item from
+    another shard (A's list holds at most ``cap`` X items), so at least ``k`` kept items
+    precede ``z`` (checked against one global search in tests/test_match_block.py).
     """
-    lists = dict(lists)
-    asked = {s: k for s in lists}
-    while True:
-        pool = [(m, s) for s, ms in lists.items() for m in ms]
-        pool.sort(key=lambda t: (-t[0].score, t[0].item_id))
-        per: dict[str, int] = {}
-        picked: list[Match] = []
-        dropped_from: set[int] = set()
-        for m, s in pool:
-            if len(picked) == k:
-                break
-            c = company_of(m.item_id)
-            if max_per_company and per.get(c, 0) >= max_per_company:
-                dropped_from.add(s)
-                continue
-            per[c] = per.get(c, 0) + 1
-            picked.append(m)
-        short = [s for s in dropped_from if len(lists[s]) >= asked[s]]
-        if not short:
-            return picked
-        for s in short:
-            asked[s] *= 2
-            lists[s] = requery(s, asked[s])
+    pool = sorted((m for ms in lists.values() for m in ms), key=lambda m: (-m.score, m.item_id))
+    per: dict[str, int] = {}
+    picked: list[Match] = []
+    for m in pool:
+        c = company_of(m.item_id)
+        if max_per_company and per.get(c, 0) >= max_per_company:
+            continue
+        per[c] = per.get(c, 0) + 1
+        picked.append(m)
+        if len(picked) == k:
+            break
+    return picked
 
 
 class SeekerIndex:
@@ -218,7 +248,7 @@ class SeekerIndex:
         cand = idx[m]
         if cand.size == 0:
             return []
-        sims = self.vectors[cand] @ np.asarray(vector, dtype=np.float32)
+        sims = cosine(np.asarray(vector, dtype=np.float32)[None, :], self.vectors[cand])[0]
         code = posting["occupation_code"]
         w1, w2, w3 = cfg.w_occupation
         bonus = np.array([{"same_code": w1, "same_mid": w2, "same_major": w3}.get(
