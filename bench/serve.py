@@ -59,16 +59,25 @@ async def _open_loop(
     timeout: float,
     arrivals: str = "poisson",
     seed: int = 0,
+    metadata: tuple = (),
 ) -> dict:
+    """Offer ``requests`` (serialised) at ``rate`` QPS to the method of ``kind`` (by_id and
+    inline: SimilarPostings; jobs, candidates: MatchingService), with call ``metadata``."""
     import grpc
 
+    from server.generated.jobrec.v1 import matching_pb2 as mpb
     from server.generated.jobrec.v1 import recommendation_pb2 as pb
 
+    path, response = {
+        "jobs": ("/jobrec.v1.MatchingService/RecommendJobs", mpb.RecommendJobsResponse),
+        "candidates": ("/jobrec.v1.MatchingService/RecommendCandidates",
+                       mpb.RecommendCandidatesResponse),
+    }.get(kind, ("/jobrec.v1.RecommendationService/SimilarPostings", pb.SimilarPostingsResponse))
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     call = channel.unary_unary(
-        "/jobrec.v1.RecommendationService/SimilarPostings",
+        path,
         request_serializer=lambda b: b,  # requests are pre-serialised: no client CPU for that
-        response_deserializer=pb.SimilarPostingsResponse.FromString,
+        response_deserializer=response.FromString,
     )
     await channel.channel_ready()
     lat: list[float] = []
@@ -76,7 +85,7 @@ async def _open_loop(
 
     async def one(req: bytes, scheduled: float) -> None:
         try:
-            await call(req, timeout=timeout)
+            await call(req, timeout=timeout, metadata=metadata)
             code = "OK"
         except grpc.aio.AioRpcError as exc:
             code = exc.code().name
@@ -103,9 +112,11 @@ async def _open_loop(
     return {"latencies": lat, "codes": codes}
 
 
-def _loadgen_proc(port, requests, kind, rate, t_start, timeout, arrivals, seed, out_q) -> None:
+def _loadgen_proc(port, requests, kind, rate, t_start, timeout, arrivals, seed, out_q,
+                  metadata=()) -> None:
     cpu0 = time.process_time()
-    res = asyncio.run(_open_loop(port, requests, kind, rate, t_start, timeout, arrivals, seed))
+    res = asyncio.run(_open_loop(port, requests, kind, rate, t_start, timeout, arrivals, seed,
+                                 metadata))
     res["cpu_s"] = time.process_time() - cpu0
     out_q.put(res)
 
@@ -149,6 +160,7 @@ def run_load(
     shard_pids: tuple[int, ...] = (),
     arrivals: str = "poisson",
     seed: int = 0,
+    metadata: tuple = (),
 ) -> dict:
     """Offer ``rate`` QPS for ``duration`` s from ``procs`` processes; latency and CPU figures."""
     n = max(1, int(rate * duration))
@@ -161,7 +173,7 @@ def run_load(
             target=_loadgen_proc,
             args=(
                 port, per[i], kind, rate / procs, t_start + i / rate, timeout, arrivals,
-                seed * 1000 + i, q,
+                seed * 1000 + i, q, metadata,
             ),  # fmt: skip
         )
         for i in range(procs)

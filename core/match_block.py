@@ -58,10 +58,7 @@ class QueryBlock:
                             else float(q.max_commute_km) for q in qs], dtype=np.float64)
         wage = np.array([np.nan if not q.desired_wage else float(q.desired_wage) for q in qs],
                         dtype=np.float64)
-        occ = np.full((g, MAX_CODES), -1, dtype=np.int64)
-        for i, q in enumerate(qs):
-            codes = [int(c) for c in q.occupations[:MAX_CODES]]
-            occ[i, :len(codes)] = codes
+        occ = cls.occ_codes([q.occupations for q in qs])
         has = np.array([q.history_vector is not None for q in qs], dtype=bool) if with_vectors \
             else np.zeros(g, dtype=bool)
         d = qs[0].vector.shape[0] if qs else 0
@@ -74,12 +71,15 @@ class QueryBlock:
             if qs and with_vectors else np.zeros((0, d), np.float32)
         return cls(qs, vec, home[:, 0], home[:, 1], commute, wage, occ, hist, has)
 
-    def rows(self, sel: np.ndarray) -> QueryBlock:
-        """The sub-block of rows ``sel``."""
-        return QueryBlock([self.queries[i] for i in sel], self.vectors[sel], self.home_lat[sel],
-                          self.home_lng[sel], self.commute[sel], self.desired_wage[sel],
-                          self.occ[sel], None if self.history is None else self.history[sel],
-                          self.has_history[sel])
+    @staticmethod
+    def occ_codes(occupations: Sequence[Sequence[str]]) -> np.ndarray:
+        """(G, 3) int codes of desired occupations, -1 padded."""
+        occ = np.full((len(occupations), MAX_CODES), -1, dtype=np.int64)
+        for i, codes in enumerate(occupations):
+            c = [int(x) for x in list(codes)[:MAX_CODES]]
+            occ[i, :len(c)] = c
+        return occ
+
 
 
 @dataclass
@@ -116,25 +116,33 @@ class TopBlock:
 def occ_relation_codes(occ_rows: np.ndarray, occ: np.ndarray) -> np.ndarray:
     """Per (row, candidate) 0 same code, 1 same mid, 2 same major, 3 other
     (``occ_rows`` (G, 3) desired codes padded with -1, ``occ`` (n,) or (G, n) codes)."""
-    o = occ[..., None] if occ.ndim == 2 else occ[None, :, None]
-    d = occ_rows[:, None, :]
-    valid = d >= 0
-    same = ((o == d) & valid).any(-1)
-    mid = ((o // 1000 == d // 1000) & valid).any(-1)
-    major = ((o // 10000 == d // 10000) & valid).any(-1)
-    return np.where(same, 0, np.where(mid, 1, np.where(major, 2, 3))).astype(np.int8)
+    o = occ[None, :] if occ.ndim == 1 else occ
+    o_mid, o_major = o // 1000, o // 10000
+    shape = (occ_rows.shape[0], o.shape[1])
+    rel = np.full(shape, 3, dtype=np.int8)
+    # the closest relation over the desired codes: apply the weakest first
+    for level, div, mine in ((2, 10000, o_major), (1, 1000, o_mid), (0, 1, o)):
+        hit = np.zeros(shape, dtype=bool)
+        for a in range(occ_rows.shape[1]):
+            d = occ_rows[:, a:a + 1]
+            hit |= (mine == d // div) & (d >= 0)
+        rel[hit] = level
+    return rel
 
 
 def block_scores(qb: QueryBlock, p: PostingSide, idx: np.ndarray, cfg: MatchConfig,
-                 sims: np.ndarray, dist: np.ndarray | None) -> np.ndarray:
+                 sims: np.ndarray, dist: np.ndarray | None,
+                 vectors: np.ndarray | None = None) -> np.ndarray:
     """(G, n) float64 scores of postings ``idx`` — :func:`core.matching.job_scores` per row,
-    the same operations in the same order (``dist``: home distance, nan where no home)."""
+    the same operations in the same order (``dist``: home distance, nan where no home;
+    ``vectors``: the candidates' vectors when the caller already gathered them)."""
     s = cfg.w_similarity * sims.astype(np.float64)
     w1, w2, w3 = cfg.w_occupation
     s += np.array([w1, w2, w3, 0.0])[occ_relation_codes(qb.occ, p.occ[idx])]
     if qb.history is not None and cfg.w_history:
         rows = np.flatnonzero(qb.has_history)
-        hs = cosine(qb.history[rows], p.vectors[idx]).astype(np.float64)
+        vecs = p.vectors[idx] if vectors is None else vectors
+        hs = cosine(qb.history[rows], vecs).astype(np.float64)
         s[rows] += cfg.w_history * hs
     if dist is not None:
         rows = np.flatnonzero(~np.isnan(qb.home_lat))
@@ -217,26 +225,30 @@ def area_columns(qs: Sequence[SeekerQuery], areas: AreaCodes) -> tuple[np.ndarra
     return sido, sgg, label
 
 
+_WAGE_VS: tuple[str | None, ...] = ("above", "below", None)
+
+
 def reason_columns(qb: QueryBlock, area_cols, row: np.ndarray, p: PostingSide, js: np.ndarray,
                    sims: np.ndarray) -> dict[str, np.ndarray]:
     """Reasons of recommendations (query ``row[t]``, posting ``js[t]``, cosine ``sims[t]``) as
-    columns: matched region, home distance, occupation relation, wage against desired wage,
-    similarity (every hard rule passed, so education and career are ok)."""
+    numeric columns: matched region (``region``: index into ``region_labels``, -1 none), home
+    distance, occupation relation (index into OCC_RELATIONS), wage and desired wage, wage
+    against desired (index into ``_WAGE_VS``), similarity (every hard rule passed, so
+    education and career are ok)."""
     sido, sgg, label = area_cols
     ps, pg = p.sido[js], p.sigungu[js]
     hit = (sido[row] == ps[:, None]) & ((sgg[row] == -1) | (sgg[row] == pg[:, None]))
-    first = np.argmax(hit, axis=1)
-    matched = np.where(hit.any(axis=1), label[row, first], None)
+    first = np.argmax(hit, axis=1) if js.size else np.empty(0, np.int64)
+    region = np.where(hit.any(axis=1), row * label.shape[1] + first, -1)
     dist = np.round(haversine_km(qb.home_lat[row], qb.home_lng[row], p.lat[js], p.lng[js]), 2)
     rel = occ_relation_codes(qb.occ[row], p.occ[js][:, None])[:, 0] if js.size \
         else np.empty(0, np.int8)
     wage = p.monthly_wage[js]
     dw = qb.desired_wage[row]
-    vs = np.where(np.isnan(wage) | np.isnan(dw), None, np.where(wage >= dw, "above", "below"))
-    return {"matched_region": matched, "distance_km": dist,
-            "occupation_relation": np.asarray(OCC_RELATIONS, dtype=object)[rel],
-            "monthly_wage": wage, "desired_wage": dw, "wage_vs_desired": vs,
-            "similarity": np.round(np.asarray(sims, dtype=np.float64), 4)}
+    vs = np.where(np.isnan(wage) | np.isnan(dw), 2, np.where(wage >= dw, 0, 1)).astype(np.int8)
+    return {"region": region, "region_labels": label.ravel(), "distance_km": dist,
+            "occupation_relation": rel, "monthly_wage": wage, "desired_wage": dw,
+            "wage_vs_desired": vs, "similarity": np.round(np.asarray(sims, dtype=np.float64), 4)}
 
 
 def _num(x: float) -> int | None:
@@ -245,15 +257,23 @@ def _num(x: float) -> int | None:
 
 def reason_dicts(cols: dict[str, np.ndarray]) -> list[dict]:
     """:func:`reason_columns` as one dict per recommendation (the online form)."""
-    dist = cols["distance_km"].tolist()
-    return [{"matched_region": m, "distance_km": None if d != d else d,
-             "occupation_relation": r, "education_ok": True, "career_ok": True,
-             "monthly_wage": _num(w), "desired_wage": _num(dw), "wage_vs_desired": v,
+    labels = cols["region_labels"]
+    return [{"matched_region": labels[g] if g >= 0 else None, "distance_km": None if d != d else d,
+             "occupation_relation": OCC_RELATIONS[r], "education_ok": True, "career_ok": True,
+             "monthly_wage": _num(w), "desired_wage": _num(dw), "wage_vs_desired": _WAGE_VS[v],
              "similarity": s}
-            for m, d, r, w, dw, v, s in zip(
-                cols["matched_region"].tolist(), dist, cols["occupation_relation"].tolist(),
-                cols["monthly_wage"].tolist(), cols["desired_wage"].tolist(),
-                cols["wage_vs_desired"].tolist(), cols["similarity"].tolist(), strict=True)]
+            for g, d, r, w, dw, v, s in zip(
+                cols["region"].tolist(), cols["distance_km"].tolist(),
+                cols["occupation_relation"].tolist(), cols["monthly_wage"].tolist(),
+                cols["desired_wage"].tolist(), cols["wage_vs_desired"].tolist(),
+                cols["similarity"].tolist(), strict=True)]
+
+
+def _codes(values: Sequence, idx: np.ndarray) -> pl.Series:
+    """``values[idx]`` as a text column, gathered by polars (-1 -> null)."""
+    table = pl.Series(list(values), dtype=pl.Utf8)
+    at = pl.Series(idx, dtype=pl.Int64)
+    return table.gather(pl.select(pl.when(at >= 0).then(at)).to_series())
 
 
 def _fixed(col: str, places: int) -> pl.Expr:
@@ -276,33 +296,33 @@ def reason_frame(cols: dict[str, np.ndarray]) -> pl.DataFrame:
     vectorised; equal to ``json`` of :func:`reason_dicts` and :func:`core.matching.reason_text`."""
     n = len(cols["similarity"])
     f = pl.DataFrame({
-        "matched_region": pl.Series(cols["matched_region"].tolist(), dtype=pl.Utf8),
+        "matched_region": _codes(cols["region_labels"].tolist(), cols["region"]),
         "distance_km": pl.Series(cols["distance_km"], dtype=pl.Float64).fill_nan(None),
-        "occupation_relation": pl.Series(cols["occupation_relation"].tolist(), dtype=pl.Utf8),
-        "education_ok": pl.Series([True] * n, dtype=pl.Boolean),
-        "career_ok": pl.Series([True] * n, dtype=pl.Boolean),
+        "occupation_relation": _codes(OCC_RELATIONS, cols["occupation_relation"]),
+        "education_ok": pl.Series(np.ones(n, dtype=bool)),
+        "career_ok": pl.Series(np.ones(n, dtype=bool)),
         "monthly_wage": pl.Series(cols["monthly_wage"], dtype=pl.Float64).fill_nan(None)
         .cast(pl.Int64),
         "desired_wage": pl.Series(cols["desired_wage"], dtype=pl.Float64).fill_nan(None)
         .cast(pl.Int64),
-        "wage_vs_desired": pl.Series(cols["wage_vs_desired"].tolist(), dtype=pl.Utf8),
+        "wage_vs_desired": _codes(_WAGE_VS, np.where(cols["wage_vs_desired"] == 2, -1,
+                                                     cols["wage_vs_desired"])),
         "similarity": pl.Series(cols["similarity"], dtype=pl.Float64),
     })
     wage = pl.when(pl.col("wage_vs_desired") == "above").then(pl.lit("희망임금 이상")) \
         .when(pl.col("wage_vs_desired") == "below").then(pl.lit("희망임금 미만"))
     parts = [
-        pl.when(pl.col("matched_region").is_not_null())
-        .then(pl.concat_str([pl.lit("희망지역("), pl.col("matched_region"), pl.lit(")")])),
+        pl.concat_str([pl.lit("희망지역("), pl.col("matched_region"), pl.lit(")")]),  # null-safe
         _OCC_TEXT,
-        pl.when(pl.col("distance_km").is_not_null())
-        .then(pl.concat_str([pl.lit("거리 "), _fixed("distance_km", 1), pl.lit("km")])),
+        pl.concat_str([pl.lit("거리 "), _fixed("distance_km", 1), pl.lit("km")]),
         wage,
         pl.lit("학력·경력 충족"),
         pl.concat_str([pl.lit("유사도 "), _fixed("similarity", 2)]),
     ]
+    # a null part (no region, no home, no wage comparison) is left out, as the scalar text does
     return f.select(
         pl.struct(pl.all()).struct.json_encode().alias("reasons"),
-        pl.concat_list(parts).list.drop_nulls().list.join(" · ").alias("reason_text"),
+        pl.concat_str(parts, separator=" · ", ignore_nulls=True).alias("reason_text"),
     )
 
 

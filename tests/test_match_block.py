@@ -130,8 +130,8 @@ def test_batch_reasons_equal_the_online_ones(world):
 def test_union_of_shard_top_lists_holds_the_global_top_k(n, shards, k, cap, comps, seed):
     """Why the merge never asks a shard again: the capped top-k of the union of per-shard
     capped top-k lists equals the global capped top-k (ties and a binding cap included)."""
-    from workers.matching import merge_exact
     from core.matching import Match
+    from workers.matching import merge_exact
 
     rng = np.random.default_rng(seed)
     scores = rng.integers(0, 6, n).astype(np.float64)
@@ -146,3 +146,20 @@ def test_union_of_shard_top_lists_holds_the_global_top_k(n, shards, k, cap, comp
                     for t in select_top_k(scores[m], ids[m], comp[m], k, cap)]
     company = dict(zip(ids.tolist(), comp.tolist(), strict=True))
     assert [m.item_id for m in merge_exact(lists, k, cap, company.__getitem__)] == want
+
+
+@settings(max_examples=100, deadline=None)
+@given(desired=st.lists(st.lists(st.integers(0, 60), min_size=1, max_size=3), min_size=1,
+                        max_size=5),
+       codes=st.lists(st.integers(0, 60), min_size=1, max_size=30))
+def test_occupation_relation_codes_equal_the_scalar_relation(desired, codes):
+    from core.match_block import QueryBlock, occ_relation_codes
+    from core.matching import OCC_RELATIONS, best_relation
+
+    # small digits spread over the code's levels so that the mid and major groups collide
+    def code(x: int) -> str:
+        return f"{x % 3:02d}{x % 5}{x:03d}"
+    want = [[best_relation([code(d) for d in ds], code(c)) for c in codes] for ds in desired]
+    rows = QueryBlock.occ_codes([[code(d) for d in ds] for ds in desired])
+    got = occ_relation_codes(rows, np.array([int(code(c)) for c in codes]))
+    assert [[OCC_RELATIONS[v] for v in r] for r in got.tolist()] == want

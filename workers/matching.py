@@ -20,18 +20,19 @@ from core.match_block import (
     TopBlock,
     area_columns,
     block_scores,
+    occ_relation_codes,
     reason_columns,
     reason_dicts,
     top_k_rows,
 )
 from core.matching import (
+    OCC_RELATIONS,
     SEEKER_JOB_RULES,
     AreaCodes,
     Match,
     MatchConfig,
     PostingSide,
     SeekerQuery,
-    best_relation,
     cosine,
     posting_columns,
     query_columns,
@@ -61,6 +62,8 @@ class JobIndex:
                 index.setdefault((s, g), []).append(j)
         self._index = {k: np.array(v, dtype=np.int64) for k, v in index.items()}
         self._rows = None
+        # float64 once: every group's cosine is accumulated in float64 (core.matching.cosine)
+        self._v64 = self.side.vectors.astype(np.float64)
         ids = self.side.ids
         self._pos = {pid: j for j, pid in enumerate(ids.tolist())}
         self._idrank = np.empty(len(ids), dtype=np.int64)
@@ -139,7 +142,8 @@ class JobIndex:
                      k: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         p = self.side
         qb = QueryBlock.of(group)
-        sims = cosine(qb.vectors, p.vectors[idx])
+        vecs = self._v64[idx]
+        sims = cosine(qb.vectors, vecs)
         # one kernel pass: the same regions, so one region mask for the group
         ok = SEEKER_JOB_RULES.pair_mask(query_columns(group), posting_columns(p, idx), cfg)
         ok &= region_mask(group[0], p, self.areas, idx)[None, :]
@@ -154,7 +158,7 @@ class JobIndex:
                 if at.size:
                     c = np.minimum(np.searchsorted(idx, at), idx.size - 1)
                     ok[r, c[idx[c] == at]] = False
-        scores = block_scores(qb, p, idx, cfg, sims, dist)
+        scores = block_scores(qb, p, idx, cfg, sims, dist, vecs)
         scores[~ok] = -np.inf
         picks = top_k_rows(scores, self._idrank[idx], self._company_code[idx], k,
                            cfg.max_per_company, p.ids[idx], p.company[idx])
@@ -210,6 +214,8 @@ class SeekerIndex:
         self.home_lng = f["home_lng"].fill_null(np.nan).to_numpy()
         self.commute = f["max_commute_km"].fill_null(np.inf).to_numpy()
         self.occs = f["desired_occupations"].to_list()
+        self.occ_codes = QueryBlock.occ_codes(self.occs)
+        self._at = {sid: i for i, sid in enumerate(self.ids.tolist())}
         self.regions = [areas_of(r) for r in f["desired_regions"].to_list()]
         index: dict[tuple[str, str | None], list[int]] = {}
         for i, areas in enumerate(self.regions):
@@ -249,10 +255,9 @@ class SeekerIndex:
         if cand.size == 0:
             return []
         sims = cosine(np.asarray(vector, dtype=np.float32)[None, :], self.vectors[cand])[0]
-        code = posting["occupation_code"]
-        w1, w2, w3 = cfg.w_occupation
-        bonus = np.array([{"same_code": w1, "same_mid": w2, "same_major": w3}.get(
-            best_relation(self.occs[i], code), 0.0) for i in cand.tolist()])
+        rel = occ_relation_codes(self.occ_codes[cand],
+                                 np.array([int(posting["occupation_code"])]))[:, 0]
+        bonus = np.array([*cfg.w_occupation, 0.0])[rel]
         dist = d[m]
         scores = cfg.w_similarity * sims.astype(np.float64) + bonus \
             - cfg.w_distance_per_10km * np.nan_to_num(dist, nan=0.0) / 10.0
@@ -264,7 +269,7 @@ class SeekerIndex:
             out.append(Match(str(self.ids[i]), float(scores[t]), {
                 "matched_region": matched,
                 "distance_km": None if np.isnan(dist[t]) else round(float(dist[t]), 2),
-                "occupation_relation": best_relation(self.occs[i], code),
+                "occupation_relation": OCC_RELATIONS[rel[t]],
                 "education_ok": True, "career_ok": True,
                 "monthly_wage": posting.get("monthly_wage"),
                 "desired_wage": self.frame["desired_monthly_wage"][i],
@@ -275,7 +280,7 @@ class SeekerIndex:
 
     def profile(self, seeker_id: str) -> dict:
         """The non-identifying fields of a seeker (what may leave the service)."""
-        row = self.frame.filter(pl.col("seeker_id") == seeker_id).row(0, named=True)
-        return {"seeker_id": row["seeker_id"], "desired_occupations": row["desired_occupations"],
-                "desired_regions": [a.label for a in areas_of(row["desired_regions"])],
-                "education_level": row["education_level"], "career_years": row["career_years"]}
+        i = self._at[seeker_id]
+        return {"seeker_id": seeker_id, "desired_occupations": list(self.occs[i]),
+                "desired_regions": [a.label for a in self.regions[i]],
+                "education_level": int(self.education[i]), "career_years": int(self.years[i])}
