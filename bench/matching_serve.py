@@ -103,9 +103,13 @@ def main(argv=None) -> int:
     ap.add_argument("--procs", type=int, default=1, help="load-generator processes")
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument("--only", choices=("jobs", "candidates"), default=None)
+    ap.add_argument("--switch-interval-ms", type=float, default=0.0,
+                    help="the interpreter's GIL switch interval (0: leave Python's 5 ms)")
     args = ap.parse_args(argv)
     from server.auth import load_key_scopes
     from server.generated.jobrec.v1 import matching_pb2 as mpb
+    from server.runtime import settle_for_serving
     from workers.match_service import LexicalEncoder, MatchService
 
     out: dict = {"config": {k: str(v) for k, v in vars(args).items()}}
@@ -123,6 +127,9 @@ def main(argv=None) -> int:
     service = MatchService(postings, pv, seekers, sv, enc, interactions=inter,
                            num_shards=args.shards, config=MatchConfig(ref_date=DEFAULT_REF_DATE))
     out["service_build_s"] = round(time.perf_counter() - t0, 1)
+    settle_for_serving()  # as `jobrec serve` does once loaded
+    if args.switch_interval_ms:
+        sys.setswitchinterval(args.switch_interval_ms / 1000.0)
     scopes = load_key_scopes(env={"JOBREC_API_KEYS": KEYS})
     port, stop = serve_in_thread(service, scopes)
     rng = np.random.default_rng(args.seed)
@@ -149,6 +156,8 @@ def main(argv=None) -> int:
     out["grpc"] = {}
     try:
         for kind, reqs in (("jobs", jobs), ("candidates", cands)):
+            if args.only and kind != args.only:
+                continue
             run_load(port, reqs[-50:], 25, 2.0, 1, kind, metadata=md[kind])  # warm-up
             res = run_load(port, reqs[:n], args.qps, args.duration, args.procs, kind,
                            metadata=md[kind])

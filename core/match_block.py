@@ -132,17 +132,17 @@ def occ_relation_codes(occ_rows: np.ndarray, occ: np.ndarray) -> np.ndarray:
 
 def block_scores(qb: QueryBlock, p: PostingSide, idx: np.ndarray, cfg: MatchConfig,
                  sims: np.ndarray, dist: np.ndarray | None,
-                 vectors: np.ndarray | None = None) -> np.ndarray:
+                 hist_sims: np.ndarray | None = None) -> np.ndarray:
     """(G, n) float64 scores of postings ``idx`` — :func:`core.matching.job_scores` per row,
     the same operations in the same order (``dist``: home distance, nan where no home;
-    ``vectors``: the candidates' vectors when the caller already gathered them)."""
+    ``hist_sims``: cosine of the rows with a history, when the caller computed it)."""
     s = cfg.w_similarity * sims.astype(np.float64)
     w1, w2, w3 = cfg.w_occupation
     s += np.array([w1, w2, w3, 0.0])[occ_relation_codes(qb.occ, p.occ[idx])]
     if qb.history is not None and cfg.w_history:
         rows = np.flatnonzero(qb.has_history)
-        vecs = p.vectors[idx] if vectors is None else vectors
-        hs = cosine(qb.history[rows], vecs).astype(np.float64)
+        hs = cosine(qb.history[rows], p.vectors[idx]) if hist_sims is None else hist_sims
+        hs = hs.astype(np.float64)
         s[rows] += cfg.w_history * hs
     if dist is not None:
         rows = np.flatnonzero(~np.isnan(qb.home_lat))

@@ -193,6 +193,11 @@ class PostingSide:
         )
 
 
+    def take(self, order: np.ndarray) -> PostingSide:
+        """The rows ``order`` of every column."""
+        return PostingSide(**{f: getattr(self, f)[order] for f in self.__dataclass_fields__})
+
+
 @dataclass(frozen=True)
 class SeekerQuery:
     """One seeker as the rules and the scorer see it."""

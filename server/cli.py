@@ -102,6 +102,7 @@ def run_serve(args: argparse.Namespace) -> int:
         load_postings,
         load_vectors,
         open_store,
+        settle_for_serving,
     )
     from workers.sharding import parse_resources
 
@@ -167,6 +168,7 @@ def run_serve(args: argparse.Namespace) -> int:
         log.info("seekers loaded", extra={"seekers": len(matching.seekers)})
     server = JobrecServer(backend, encoder, rules, config, course_rules=course_rules,
                           matching=matching, key_scopes=scopes)
+    settle_for_serving()
 
     async def main() -> None:
         await server.start()

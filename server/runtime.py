@@ -209,3 +209,20 @@ def load_matching(
     )
     return MatchService(postings, posting_vectors, seekers, vecs, encoder, interactions=inter,
                         num_shards=shards or 2, config=MatchConfig(ref_date=ref_date))
+
+
+def settle_for_serving() -> None:
+    """Once everything is loaded, before serving: numpy's OpenBLAS keeps one thread (the
+    frontend's products are one query each, where extra BLAS threads only spin against the
+    gRPC threads: twice the CPU per RecommendJobs call, measured by bench/matching_serve.py),
+    and the loaded objects leave the cyclic collector (a full collection over millions of
+    index objects is a pause in the latency tail)."""
+    import gc
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    blas = {i["prefix"]: 1 for i in threadpool_info() if i.get("internal_api") == "openblas"}
+    if blas:
+        threadpool_limits(limits=blas)
+    gc.collect()
+    gc.freeze()

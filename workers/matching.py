@@ -39,7 +39,7 @@ from core.matching import (
     region_mask,
     seeker_columns,
 )
-from core.rules import haversine_km, select_top_k
+from core.rules import haversine_km
 from core.seekers import Area, areas_of
 
 
@@ -53,14 +53,26 @@ class JobIndex:
         self._build()
 
     def _build(self) -> None:
-        self.side = PostingSide.build(self._frame, self._vectors, self.areas)
-        index: dict[tuple[int, int], list[int]] = {}
-        for j, (s, g) in enumerate(zip(self.side.sido.tolist(), self.side.sigungu.tolist(),
-                                       strict=True)):
-            index.setdefault((s, -1), []).append(j)
-            if g >= 0:
-                index.setdefault((s, g), []).append(j)
-        self._index = {k: np.array(v, dtype=np.int64) for k, v in index.items()}
+        side = PostingSide.build(self._frame, self._vectors, self.areas)
+        # rows sorted by (province, 시군구): every desired region's candidates are one
+        # contiguous block, scored without gathering vectors
+        order = np.lexsort((side.sigungu, side.sido))
+        self.order = order  # index row -> row of the frame it was built from
+        self._frame = self._frame[order]
+        self._vectors = self._vectors[order]
+        self.side = side.take(order)
+        sido, sgg = self.side.sido, self.side.sigungu
+        n = len(sido)
+        ranges: dict[tuple[int, int], tuple[int, int]] = {}
+        if n:
+            cut = np.flatnonzero(np.diff(sido)) + 1
+            for a, b in zip(np.r_[0, cut].tolist(), np.r_[cut, n].tolist(), strict=True):
+                ranges[(int(sido[a]), -1)] = (a, b)
+            cut = np.flatnonzero((np.diff(sido) != 0) | (np.diff(sgg) != 0)) + 1
+            for a, b in zip(np.r_[0, cut].tolist(), np.r_[cut, n].tolist(), strict=True):
+                if sgg[a] >= 0:
+                    ranges[(int(sido[a]), int(sgg[a]))] = (a, b)
+        self._ranges = ranges
         self._rows = None
         # float64 once: every group's cosine is accumulated in float64 (core.matching.cosine)
         self._v64 = self.side.vectors.astype(np.float64)
@@ -83,7 +95,7 @@ class JobIndex:
 
     def holds(self, area: Area) -> bool:
         """True if this shard has postings in ``area``."""
-        return self._key(area) in self._index
+        return self._key(area) in self._ranges
 
     def _key(self, a: Area) -> tuple[int, int]:
         s = self.areas.sido.get(a.sido, -9)
@@ -91,12 +103,28 @@ class JobIndex:
             return (s, -1)
         return (s, self.areas.sigungu.get((a.sido, a.sigungu), -9))
 
+    def blocks(self, areas: Sequence[Area]) -> list[tuple[int, int]]:
+        """The disjoint, sorted row ranges holding the postings in ``areas``."""
+        rs = sorted(self._ranges[k] for k in map(self._key, areas) if k in self._ranges)
+        out: list[tuple[int, int]] = []
+        for a, b in rs:  # a 시군구 inside a desired province: one range covers the other
+            if out and a <= out[-1][1]:
+                out[-1] = (out[-1][0], max(out[-1][1], b))
+            else:
+                out.append((a, b))
+        return out
+
     def candidates(self, areas: Sequence[Area]) -> np.ndarray:
         """Positions of the postings in ``areas`` (sorted, unique)."""
-        parts = [self._index[k] for k in map(self._key, areas) if k in self._index]
-        if not parts:
+        rs = self.blocks(areas)
+        if not rs:
             return np.empty(0, dtype=np.int64)
-        return np.unique(np.concatenate(parts)) if len(parts) > 1 else parts[0]
+        return np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in rs])
+
+    def _cosine(self, q: np.ndarray, rs: list[tuple[int, int]]) -> np.ndarray:
+        """``cosine(q, vectors of the rows in rs)``, read from the contiguous blocks."""
+        parts = [cosine(q, self._v64[a:b]) for a, b in rs]
+        return parts[0] if len(parts) == 1 else np.hstack(parts)
 
     def recommend(self, q: SeekerQuery, cfg: MatchConfig, k: int | None = None) -> list[Match]:
         """The exact top-``k`` of this shard for ``q`` (all hard rules, company cap)."""
@@ -105,8 +133,8 @@ class JobIndex:
     def recommend_many(self, qs: Sequence[SeekerQuery], cfg: MatchConfig,
                        k: int | None = None) -> list[list[Match]]:
         """:meth:`recommend` for many seekers, with reasons (the online form)."""
-        block = self.top_block(qs, cfg, k)
-        qb = QueryBlock.of(qs)
+        block = self._top(qs, cfg, k)
+        qb = QueryBlock.of(qs, with_vectors=False)
         cols = reason_columns(qb, area_columns(qs, self.areas), block.row, self.side,
                               block.pos, block.sim)
         why = reason_dicts(cols)
@@ -119,8 +147,15 @@ class JobIndex:
 
     def top_block(self, qs: Sequence[SeekerQuery], cfg: MatchConfig,
                   k: int | None = None) -> TopBlock:
-        """The exact top-``k`` of every query as flat arrays (the batch form): seekers with
-        the same desired regions share one candidate set, scored as one matrix."""
+        """The exact top-``k`` of every query as flat arrays (the batch form); ``pos`` are
+        rows of the frame the index was built from (before its region sort)."""
+        block = self._top(qs, cfg, k)
+        block.pos = self.order[block.pos]
+        return block
+
+    def _top(self, qs: Sequence[SeekerQuery], cfg: MatchConfig, k: int | None) -> TopBlock:
+        """Seekers with the same desired regions share one candidate set, scored as one
+        matrix; ``pos`` are index rows."""
         k = cfg.k if k is None else k
         groups: dict[tuple, list[int]] = {}
         for i, q in enumerate(qs):
@@ -142,8 +177,11 @@ class JobIndex:
                      k: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         p = self.side
         qb = QueryBlock.of(group)
-        vecs = self._v64[idx]
-        sims = cosine(qb.vectors, vecs)
+        rs = self.blocks(group[0].areas)
+        sims = self._cosine(qb.vectors, rs)
+        hist = None
+        if qb.history is not None and cfg.w_history:
+            hist = self._cosine(qb.history[qb.has_history], rs)
         # one kernel pass: the same regions, so one region mask for the group
         ok = SEEKER_JOB_RULES.pair_mask(query_columns(group), posting_columns(p, idx), cfg)
         ok &= region_mask(group[0], p, self.areas, idx)[None, :]
@@ -158,7 +196,7 @@ class JobIndex:
                 if at.size:
                     c = np.minimum(np.searchsorted(idx, at), idx.size - 1)
                     ok[r, c[idx[c] == at]] = False
-        scores = block_scores(qb, p, idx, cfg, sims, dist, vecs)
+        scores = block_scores(qb, p, idx, cfg, sims, dist, hist)
         scores[~ok] = -np.inf
         picks = top_k_rows(scores, self._idrank[idx], self._company_code[idx], k,
                            cfg.max_per_company, p.ids[idx], p.company[idx])
@@ -216,12 +254,17 @@ class SeekerIndex:
         self.occs = f["desired_occupations"].to_list()
         self.occ_codes = QueryBlock.occ_codes(self.occs)
         self._at = {sid: i for i, sid in enumerate(self.ids.tolist())}
+        self._idrank = np.empty(len(self.ids), dtype=np.int64)
+        self._idrank[np.argsort(self.ids, kind="stable")] = np.arange(len(self.ids))
         self.regions = [areas_of(r) for r in f["desired_regions"].to_list()]
         index: dict[tuple[str, str | None], list[int]] = {}
         for i, areas in enumerate(self.regions):
             for a in areas:
                 index.setdefault((a.sido, a.sigungu), []).append(i)
-        self._index = {k: np.array(v, dtype=np.int64) for k, v in index.items()}
+        # (seeker rows, their vectors as float64: the cosine is accumulated in float64 as on
+        # the jobs side) per desired region
+        self._blocks = {k: (np.array(v, dtype=np.int64), self.vectors[v].astype(np.float64))
+                        for k, v in index.items()}
 
     def candidates_for(self, posting: Mapping, vector: np.ndarray, cfg: MatchConfig,
                        k: int | None = None) -> list[Match]:
@@ -232,11 +275,19 @@ class SeekerIndex:
         """
         k = cfg.k if k is None else k
         sido, sgg = posting["sido"], posting.get("sigungu")
-        parts = [self._index.get((sido, None))] + ([self._index.get((sido, sgg))] if sgg else [])
+        parts = [self._blocks.get((sido, None))] + ([self._blocks.get((sido, sgg))] if sgg else [])
         parts = [x for x in parts if x is not None]
         if not parts:
             return []
-        idx = np.unique(np.concatenate(parts))
+        idx = np.concatenate([x[0] for x in parts])
+        # each region's seeker vectors are one contiguous float64 block: no gather per call
+        sims_all = np.hstack([cosine(np.asarray(vector, np.float32)[None, :], x[1])[0]
+                              for x in parts])
+        if len(parts) > 1:  # a seeker desiring the province and its 시군구: keep it once
+            _, first = np.unique(idx, return_index=True)
+            if first.size < idx.size:
+                keep = np.sort(first)
+                idx, sims_all = idx[keep], sims_all[keep]
         # the same kernel rules as jobs for a seeker, with the posting as the one candidate
         one = {"education": np.array([posting["min_education_level"]], np.int8),
                "experienced": np.array([posting["career"] == "experienced"]),
@@ -254,29 +305,27 @@ class SeekerIndex:
         cand = idx[m]
         if cand.size == 0:
             return []
-        sims = cosine(np.asarray(vector, dtype=np.float32)[None, :], self.vectors[cand])[0]
+        sims = sims_all[m]
         rel = occ_relation_codes(self.occ_codes[cand],
                                  np.array([int(posting["occupation_code"])]))[:, 0]
         bonus = np.array([*cfg.w_occupation, 0.0])[rel]
         dist = d[m]
         scores = cfg.w_similarity * sims.astype(np.float64) + bonus \
             - cfg.w_distance_per_10km * np.nan_to_num(dist, nan=0.0) / 10.0
-        picked = select_top_k(scores, self.ids[cand], self.ids[cand], k, 0)
-        out = []
-        for t in picked:
-            i = int(cand[t])
-            matched = next(a.label for a in self.regions[i] if a.contains(sido, sgg))
-            out.append(Match(str(self.ids[i]), float(scores[t]), {
-                "matched_region": matched,
-                "distance_km": None if np.isnan(dist[t]) else round(float(dist[t]), 2),
-                "occupation_relation": OCC_RELATIONS[rel[t]],
-                "education_ok": True, "career_ok": True,
-                "monthly_wage": posting.get("monthly_wage"),
-                "desired_wage": self.frame["desired_monthly_wage"][i],
-                "wage_vs_desired": None,
-                "similarity": round(float(sims[t]), 4),
-            }))
-        return out
+        ids = self.ids[cand]
+        t = top_k_rows(scores[None, :], self._idrank[cand], self._idrank[cand], k, 0, ids, ids)[0]
+        sel = cand[t]
+        wage = posting.get("monthly_wage")
+        return [Match(sid, sc, {
+            "matched_region": next(a.label for a in self.regions[i] if a.contains(sido, sgg)),
+            "distance_km": None if dk != dk else dk, "occupation_relation": OCC_RELATIONS[r],
+            "education_ok": True, "career_ok": True, "monthly_wage": wage,
+            "desired_wage": None if dw != dw else int(dw), "wage_vs_desired": None,
+            "similarity": sm})
+            for sid, sc, i, dk, r, dw, sm in zip(
+                ids[t].tolist(), scores[t].tolist(), sel.tolist(), np.round(dist[t], 2).tolist(),
+                rel[t].tolist(), self.wages[sel].tolist(),
+                np.round(sims[t].astype(np.float64), 4).tolist(), strict=True)]
 
     def profile(self, seeker_id: str) -> dict:
         """The non-identifying fields of a seeker (what may leave the service)."""
