@@ -98,6 +98,8 @@ def test_metrics_match_an_independent_recount(trained, postings):
     for side in ("wbert", "tfidf_logreg"):
         for level in ("major", "mid"):
             assert 0.0 <= metrics[side][level]["macro_f1"] <= 1.0
+    assert metrics["major_acc_not_below_tfidf"] == (
+        metrics["wbert"]["major"]["accuracy"] >= metrics["tfidf_logreg"]["major"]["accuracy"])
     nb = metrics["neighbours"]
     assert 0.0 <= nb["wbert_same_mid_share"] <= 1.0 and 0.0 <= nb["tfidf_same_mid_share"] <= 1.0
 
