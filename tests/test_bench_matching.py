@@ -39,3 +39,32 @@ def test_matching_bench_prints_json_and_writes_the_report(tmp_path):
     text = report.read_text(encoding="utf-8")
     assert text.count("data:image/png;base64,") == 1 and "hit-rate" in text
     assert out["html"] == str(report)
+
+
+def _bench(name: str, *args: str, timeout: int = 300) -> dict:
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / name), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def test_batch_bench_reports_the_compute_bound_and_the_scalar_path(tmp_path):
+    out = _bench("matching_batch.py", "--postings", "1500", "--seekers", "150", "--days", "2",
+                 "--scalar-sample", "20", "--data", str(tmp_path / "d"))
+    b = out["batch"]
+    assert b["region_violations"] == 0 and b["recommendations"] > 0
+    assert b["candidate_pairs"] > 0 and b["compute_bound_s"] > 0
+    assert b["ratio_to_compute_bound"] > 0
+    assert out["per_seeker_scalar"]["sample"] == 20
+    # --data keeps the generated tables: a second run reads them instead of generating
+    assert (tmp_path / "d" / "seekers.parquet").is_file()
+
+
+def test_serve_bench_measures_both_rpcs_through_grpc():
+    out = _bench("matching_serve.py", "--postings", "1500", "--seekers", "150", "--days", "2",
+                 "--qps", "20", "--duration", "1.5")
+    for rpc in ("RecommendJobs", "RecommendCandidates"):
+        r = out["grpc"][rpc]
+        assert r["error_rate"] == 0 and r["codes"] == {"OK": r["requests"]}
+        assert 0 < r["p50_ms"] <= r["p99_ms"]
+    assert out["plain_call"]["recommend_jobs"]["calls"] > 0
