@@ -22,12 +22,10 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.matching_serve import load_or_generate  # noqa: E402
+from bench.matching_serve import encoded_world  # noqa: E402
 from core.matching import MatchConfig, job_scores, jobs_mask  # noqa: E402
 from core.rules import select_top_k  # noqa: E402
-from core.seekers import seeker_text  # noqa: E402
 from core.synth import DEFAULT_REF_DATE  # noqa: E402
-from encoding.text import posting_text  # noqa: E402
 from workers.match_job import (  # noqa: E402
     excluded_by_seeker,
     history_vectors,
@@ -65,20 +63,8 @@ def main(argv=None) -> int:
                     help="seekers timed on the per-seeker scalar path")
     ap.add_argument("--out", type=Path, default=None, help="write the recommendations here")
     args = ap.parse_args(argv)
-    from workers.match_service import LexicalEncoder
-
     out: dict = {"config": {k: str(v) for k, v in vars(args).items()}}
-    t0 = time.perf_counter()
-    postings, seekers, inter = load_or_generate(args.data, args.postings, args.seekers,
-                                                args.days, args.seed)
-    out["data"] = {"postings": postings.height, "seekers": seekers.height,
-                   "active_seekers": int(seekers["active"].sum()),
-                   "interactions": inter.height, "load_s": round(time.perf_counter() - t0, 1)}
-    t0 = time.perf_counter()
-    enc = LexicalEncoder(512)
-    pv = enc.encode([posting_text(r) for r in postings.iter_rows(named=True)])
-    sv = enc.encode([seeker_text(r) for r in seekers.iter_rows(named=True)])
-    out["encode_s"] = round(time.perf_counter() - t0, 1)
+    postings, seekers, inter, pv, sv, _ = encoded_world(args, out)
     cfg = MatchConfig(k=args.k, ref_date=DEFAULT_REF_DATE)
     if args.ray:
         import ray

@@ -53,6 +53,26 @@ def load_or_generate(data: Path | None, n_postings: int, n_seekers: int, days: i
     return postings, seekers, inter
 
 
+def encoded_world(args, out: dict):
+    """(postings, seekers, interactions, posting vectors, seeker vectors, encoder) of a bench
+    run (``args.data / postings / seekers / days / seed``), with load and encode seconds in
+    ``out``: hashed character n-gram vectors, the benches' deterministic text encoder."""
+    from workers.match_service import LexicalEncoder
+
+    t0 = time.perf_counter()
+    postings, seekers, inter = load_or_generate(args.data, args.postings, args.seekers,
+                                                args.days, args.seed)
+    out["data"] = {"postings": postings.height, "seekers": seekers.height,
+                   "active_seekers": int(seekers["active"].sum()),
+                   "interactions": inter.height, "load_s": round(time.perf_counter() - t0, 1)}
+    t0 = time.perf_counter()
+    enc = LexicalEncoder(512)
+    pv = enc.encode([posting_text(r) for r in postings.iter_rows(named=True)])
+    sv = enc.encode([seeker_text(r) for r in seekers.iter_rows(named=True)])
+    out["encode_s"] = round(time.perf_counter() - t0, 1)
+    return postings, seekers, inter, pv, sv, enc
+
+
 def serve_in_thread(service, scopes) -> tuple[int, callable]:
     """The matching servicer on a port-0 aio server in a daemon thread; (port, stop)."""
     import grpc
@@ -110,19 +130,10 @@ def main(argv=None) -> int:
     from server.auth import load_key_scopes
     from server.generated.jobrec.v1 import matching_pb2 as mpb
     from server.runtime import settle_for_serving
-    from workers.match_service import LexicalEncoder, MatchService
+    from workers.match_service import MatchService
 
     out: dict = {"config": {k: str(v) for k, v in vars(args).items()}}
-    t0 = time.perf_counter()
-    postings, seekers, inter = load_or_generate(args.data, args.postings, args.seekers,
-                                                args.days, args.seed)
-    out["data"] = {"postings": postings.height, "seekers": seekers.height,
-                   "interactions": inter.height, "load_s": round(time.perf_counter() - t0, 1)}
-    t0 = time.perf_counter()
-    enc = LexicalEncoder(512)
-    pv = enc.encode([posting_text(r) for r in postings.iter_rows(named=True)])
-    sv = enc.encode([seeker_text(r) for r in seekers.iter_rows(named=True)])
-    out["encode_s"] = round(time.perf_counter() - t0, 1)
+    postings, seekers, inter, pv, sv, enc = encoded_world(args, out)
     t0 = time.perf_counter()
     service = MatchService(postings, pv, seekers, sv, enc, interactions=inter,
                            num_shards=args.shards, config=MatchConfig(ref_date=DEFAULT_REF_DATE))

@@ -3,23 +3,21 @@ scope enforcement for RecommendCandidates, and no résumé text in any response.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import threading
 
 import grpc
 import polars as pl
 import pytest
 
+from bench.matching_serve import serve_in_thread
 from core.matching import MatchConfig
 from core.seekers import seeker_text
 from core.synth import generate_postings
 from core.synth.seekers import generate_interactions, generate_seekers
 from encoding.text import posting_text
-from server.auth import ApiKeyInterceptor, load_key_scopes
+from server.auth import load_key_scopes
 from server.generated.jobrec.v1 import matching_pb2 as mpb
 from server.generated.jobrec.v1 import matching_pb2_grpc as mpb_grpc
-from server.matching import MatchingServicer, add_to_server
 from workers.match_job import run_match
 from workers.match_service import LexicalEncoder, MatchService
 
@@ -39,30 +37,13 @@ def served():
     service = MatchService(postings, pv, seekers, sv, enc, interactions=inter, num_shards=2,
                            config=cfg)
     scopes = load_key_scopes(env=KEYS)
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    state = {}
-
-    async def start():
-        server = grpc.aio.server(interceptors=[ApiKeyInterceptor(scopes)])
-        add_to_server(MatchingServicer(service, scopes), server)
-        state["port"] = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        state["server"] = server
-        ready.set()
-
-    t = threading.Thread(target=lambda: (loop.run_until_complete(start()), loop.run_forever()),
-                         daemon=True)
-    t.start()
-    ready.wait(30)
-    channel = grpc.insecure_channel(f"127.0.0.1:{state['port']}")
+    port, stop = serve_in_thread(service, scopes)  # the bench's port-0 server, same servicer
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     stub = mpb_grpc.MatchingServiceStub(channel)
     yield {"stub": stub, "postings": postings, "seekers": seekers, "inter": inter, "pv": pv,
            "sv": sv, "cfg": cfg, "service": service}
     channel.close()
-    asyncio.run_coroutine_threadsafe(state["server"].stop(0), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    t.join(10)
+    stop()
 
 
 def _md(key):
