@@ -23,7 +23,7 @@ from encoding.hybrid import (
 )
 from encoding.lexical import LexicalModel
 from encoding.text import posting_text
-from training.tokenizer import HANGUL_SYLLABLES, SYMBOLS, train_tokenizer
+from training.tokenizer import HANGUL_SYLLABLES, HANJA, SYMBOLS, train_tokenizer
 from training.train import TrainConfig, run_local, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,10 +46,13 @@ def test_tokenizer_from_a_tiny_corpus_has_no_unk():
     tok = train_tokenizer(["데이터 분석 업무", "요양 보호사 자격증"] * 3, vocab_size=200)
     texts = list(HANGUL_SYLLABLES) + list("abcdefghijklmnopqrstuvwxyzABCXYZ0123456789") + list(SYMBOLS)
     texts += ["재가 요양보호사 구함 식사 챙겨드리기", "React.js AWS 지게차 용접 ㄱㄴㄷ ㅏㅓ"]
+    # Hanja of KS X 1001 and the odd marks of real postings (⦿ ⩗ ᛫, ✔ with a variation selector)
+    texts += list(HANJA) + ["必須 經歷 內外", "⦿ 업무 ⩗ 조건 ᛫ 우대", "✔︎ 자격증 ✔️ 경력"]
     # syllables in pairs as well, so continuation (##) forms are exercised
     texts += [HANGUL_SYLLABLES[i : i + 2] for i in range(0, len(HANGUL_SYLLABLES), 2)]
     ids = tok(texts, add_special_tokens=False)["input_ids"]
     assert sum(seq.count(tok.unk_token_id) for seq in ids) == 0
+    assert len(HANJA) == 4888
 
 
 def test_lexical_model_round_trips_to_disk(tmp_path, postings):

@@ -23,14 +23,31 @@ JAMO = "".join(chr(c) for c in range(0x1100, 0x1200)) + "".join(chr(c) for c in 
 ASCII_WORD = "abcdefghijklmnopqrstuvwxyz0123456789"
 # Unicode symbol blocks seen in real postings (º, dashes, ≤, Ⅱ, ❍, ㈜, ㎡ ...): Latin-1, general
 # punctuation, letter-like and number forms, arrows, mathematical operators, enclosed
-# alphanumerics, box drawing and geometric shapes, miscellaneous symbols, dingbats, CJK
-# symbols, enclosed CJK letters and CJK compatibility units. Hanja (CJK ideographs, 20k+) is
-# the one class left out: it is rare in postings and would double the vocabulary.
-_BLOCKS = ((0x00A1, 0x0100), (0x2010, 0x205F), (0x2100, 0x2190), (0x2190, 0x2300), (0x2460, 0x2500),
-           (0x2500, 0x2600), (0x2600, 0x2700), (0x2700, 0x27C0), (0x3000, 0x3040),
-           (0x3200, 0x3300), (0x3300, 0x3400))
+# alphanumerics, box drawing and geometric shapes, miscellaneous symbols, dingbats, the
+# mathematical symbol and arrow blocks (⦿ ⩗), CJK symbols, enclosed CJK letters and CJK
+# compatibility units, runic punctuation (᛫, a bullet in real postings).
+_BLOCKS = ((0x00A1, 0x0100), (0x16EB, 0x16EE), (0x2010, 0x205F), (0x2100, 0x2190),
+           (0x2190, 0x2300), (0x2460, 0x2500), (0x2500, 0x2600), (0x2600, 0x2700),
+           (0x2700, 0x27C0), (0x27C0, 0x2C00), (0x3000, 0x3040), (0x3200, 0x3300),
+           (0x3300, 0x3400))
 SYMBOL_BLOCKS = "".join(chr(c) for a, b in _BLOCKS for c in range(a, b) if chr(c).isprintable())
 SYMBOLS = FULLWIDTH + SYMBOL_BLOCKS + "▲△▼▽▣◈◎◐◑・∙☎☏♥♡✔✓✗✕" + "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~·ㆍ•○●■□◆◇▶▷►※→←↑↓★☆①②③④⑤⑥⑦⑧⑨⑩℃㎡㎏㎞％～「」『』【】〈〉《》“”‘’…"
+# Variation selectors (✔︎ = ✔ + U+FE0E) ride on the symbol before them: continuation forms.
+VARIATION_SELECTORS = "".join(chr(c) for c in range(0xFE00, 0xFE10))
+
+
+def ks_hanja() -> str:
+    """The 4,888 Hanja of KS X 1001 (the Korean standard set: 必, 內, 外, 株 ... in real
+    postings), read from Python's EUC-KR codec rows 0xCA-0xFD. The other 16k CJK ideographs
+    stay out: they would add 16k vocabulary rows for characters Korean text hardly uses."""
+    out = []
+    for lead in range(0xCA, 0xFE):
+        for trail in range(0xA1, 0xFF):
+            out.append(bytes([lead, trail]).decode("euc_kr"))
+    return "".join(out)
+
+
+HANJA = ks_hanja()
 
 
 def alphabet_tokens() -> list[str]:
@@ -38,7 +55,9 @@ def alphabet_tokens() -> list[str]:
     word = HANGUL_SYLLABLES + JAMO + ASCII_WORD
     # the normaliser lower-cases before lookup (Ⅱ -> ⅱ, Ω -> ω): both forms are kept
     symbols = SYMBOLS + SYMBOLS.lower()
-    return list(dict.fromkeys([*word, *symbols, *("##" + c for c in word)]))
+    # Hanja: the BERT pre-tokeniser splits every CJK ideograph off alone, no "##" form needed
+    return list(dict.fromkeys([*word, *symbols, *HANJA, *VARIATION_SELECTORS,
+                               *("##" + c for c in word + VARIATION_SELECTORS)]))
 
 
 def train_tokenizer(pretokenized: Iterable[str], *, vocab_size: int, min_frequency: int = 2):
