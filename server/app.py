@@ -231,12 +231,15 @@ class RecommendationServicer(pb_grpc.RecommendationServiceServicer):
         *,
         executor: concurrent.futures.Executor,
         config: ServerConfig,
+        matching: MatchService | None = None,
     ) -> None:
         self.backend = backend
         self.encoder = encoder
         self.rules = rules
         self.executor = executor
         self.config = config
+        # postings written here also reach the seekers' matching index (when it is served)
+        self.matching = matching
         self._batcher: EncodeBatcher | None = None
 
     def _today(self) -> dt.date:
@@ -316,6 +319,8 @@ class RecommendationServicer(pb_grpc.RecommendationServiceServicer):
         result = await _retrying(
             context, self.config, lambda: asyncio.shield(self.backend.aupsert(df, vectors))
         )
+        if self.matching is not None:  # recommendable to seekers at once, too
+            await asyncio.shield(asyncio.to_thread(self.matching.upsert_postings, df, vectors))
         return pb.UpsertSummary(
             inserted=int(result.inserted), updated=int(result.updated), received=len(rows)
         )
@@ -336,6 +341,8 @@ class RecommendationServicer(pb_grpc.RecommendationServiceServicer):
         result = await _retrying(  # shielded: see UpsertPostings
             context, self.config, lambda: asyncio.shield(self.backend.adelete(ids))
         )
+        if self.matching is not None:
+            await asyncio.shield(asyncio.to_thread(self.matching.delete_postings, ids))
         return pb.DeleteSummary(deleted=int(result.deleted), not_found=list(result.not_found))
 
     @_rpc
@@ -427,7 +434,8 @@ class JobrecServer:
         ]
         server = grpc.aio.server(interceptors=self._interceptors(), options=options)
         servicer = RecommendationServicer(
-            self.backend, self.encoder, self.rules, executor=self._executor, config=cfg
+            self.backend, self.encoder, self.rules, executor=self._executor, config=cfg,
+            matching=self.matching,
         )
         pb_grpc.add_RecommendationServiceServicer_to_server(servicer, server)
         services = [SERVICE_NAME]

@@ -15,6 +15,7 @@ from core.seekers import seeker_text
 from core.synth import generate_postings
 from core.synth.seekers import generate_interactions, generate_seekers
 from encoding.text import posting_text
+from server import convert
 from server.auth import load_key_scopes
 from server.generated.jobrec.v1 import matching_pb2 as mpb
 from server.generated.jobrec.v1 import matching_pb2_grpc as mpb_grpc
@@ -134,7 +135,7 @@ def test_jobrec_server_hosts_the_matching_service(served, ray_local):
     backend = RecommendationBackend.build(served["postings"], served["pv"],
                                           sharding=ShardingConfig(num_shards=2),
                                           rules=RuleConfig(ref_date=REF))
-    server = JobrecServer(backend, None, backend.rules,
+    server = JobrecServer(backend, LexicalEncoder(128), backend.rules,
                           ServerConfig(port=0, health_interval_s=0, api_keys=frozenset(scopes)),
                           matching=served["service"], key_scopes=scopes)
     bg = BackgroundServer(server)
@@ -155,7 +156,36 @@ def test_jobrec_server_hosts_the_matching_service(served, ray_local):
         similar = pb_grpc.RecommendationServiceStub(channel).SimilarPostings(
             pb.SimilarPostingsRequest(posting_id=pid, k=5), metadata=_md("plain-key"))
         assert len(similar.recommendations) <= 5
+        # a posting registered a minute ago (UpsertPostings) is recommended to seekers at once,
+        # and a withdrawn one (DeletePostings) never again
+        rec = pb_grpc.RecommendationServiceStub(channel)
+        new = _new_posting_for(served, sid)
+        rec.UpsertPostings(iter([convert.posting_from_row(new)]), metadata=_md("plain-key"))
+        got = stub.RecommendJobs(mpb.RecommendJobsRequest(seeker_id=sid), metadata=_md("plain-key"))
+        assert new["posting_id"] in [m.posting_id for m in got.matches]
+        rec.DeletePostings(pb.DeletePostingsRequest(posting_ids=[new["posting_id"]]),
+                           metadata=_md("plain-key"))
+        got = stub.RecommendJobs(mpb.RecommendJobsRequest(seeker_id=sid), metadata=_md("plain-key"))
+        assert new["posting_id"] not in [m.posting_id for m in got.matches]
+        assert [m.posting_id for m in got.matches] == want
     finally:
         channel.close()
         bg.stop()
         backend.shutdown()
+
+
+def _new_posting_for(served, sid: str) -> dict:
+    """An open posting of the seeker's desired occupation, at the existing posting of its
+    first desired region nearest to its home, that every hard rule lets through."""
+    from core.rules import haversine_km
+
+    s = served["seekers"].filter(pl.col("seeker_id") == sid).row(0, named=True)
+    area = s["desired_regions"][0]
+    p = served["postings"].filter(pl.col("sido") == area["sido"])
+    if area["sigungu"]:
+        p = p.filter(pl.col("sigungu") == area["sigungu"])
+    d = haversine_km(s["home_lat"], s["home_lng"], p["lat"].to_numpy(), p["lng"].to_numpy())
+    row = p.row(int(d.argmin()), named=True)
+    return {**row, "posting_id": "NEW-MATCH-0001", "company": "새로운회사",
+            "occupation_code": s["desired_occupations"][0], "min_education_level": 0,
+            "career": "any", "min_career_years": None, "closes_on": None, "registered_on": REF}

@@ -106,14 +106,32 @@ class MatchService:
         return sort_view(got, sort)
 
     def upsert_postings(self, postings: pl.DataFrame, vectors: np.ndarray) -> None:
-        """New postings are recommendable at once: each joins the shard already holding its
-        region (a new region goes to shard 0)."""
+        """New or changed postings are recommendable at once: each joins the shard already
+        holding its region (a new region goes to shard 0), leaving any other shard that held
+        an earlier version of it; one index rebuild per shard touched."""
+        targets: dict[int, list[int]] = {}
         for i, r in enumerate(postings.iter_rows(named=True)):
             self.postings[r["posting_id"]] = r
             self._pvec[r["posting_id"]] = vectors[i]
             area = Area(r["sido"], r.get("sigungu"))
             target = next((s for s, ix in enumerate(self.shards.indexes) if ix.holds(area)), 0)
-            self.shards.indexes[target].upsert(postings[i:i + 1], vectors[i:i + 1])
+            targets.setdefault(target, []).append(i)
+        for s, rows in targets.items():
+            ids = postings[rows]["posting_id"].to_list()
+            for other, ix in enumerate(self.shards.indexes):
+                if other != s:
+                    ix.delete(ids)
+            self.shards.indexes[s].upsert(postings[rows], np.asarray(vectors)[rows])
+
+    def delete_postings(self, posting_ids: Sequence[str]) -> int:
+        """Withdrawn postings are never recommended again; returns how many were known."""
+        known = [p for p in posting_ids if p in self.postings]
+        for ix in self.shards.indexes:
+            ix.delete(known)
+        for p in known:
+            del self.postings[p]
+            del self._pvec[p]
+        return len(known)
 
 
 def check_profile(p: Mapping) -> dict:

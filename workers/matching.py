@@ -39,7 +39,7 @@ from core.matching import (
     region_mask,
     seeker_columns,
 )
-from core.rules import haversine_km
+from core.rules import haversine_km, select_top_k
 from core.seekers import Area, areas_of
 
 
@@ -92,6 +92,17 @@ class JobIndex:
                                  postings.select(self._frame.columns)], how="vertical_relaxed")
         self._vectors = np.concatenate([self._vectors[keep], np.asarray(vectors, np.float32)])
         self._build()
+
+    def delete(self, posting_ids: Sequence[str]) -> int:
+        """Remove postings (by id); returns how many this shard held."""
+        gone = self._frame["posting_id"].is_in(pl.Series(list(posting_ids), dtype=pl.Utf8)
+                                               .implode()).to_numpy()
+        if not gone.any():
+            return 0
+        self._frame = self._frame.filter(pl.Series(~gone))
+        self._vectors = self._vectors[~gone]
+        self._build()
+        return int(gone.sum())
 
     def holds(self, area: Area) -> bool:
         """True if this shard has postings in ``area``."""
@@ -219,18 +230,11 @@ def merge_exact(lists: Mapping[int, list[Match]], k: int, max_per_company: int,
     another shard (A's list holds at most ``cap`` X items), so at least ``k`` kept items
     precede ``z`` (checked against one global search in tests/test_match_block.py).
     """
-    pool = sorted((m for ms in lists.values() for m in ms), key=lambda m: (-m.score, m.item_id))
-    per: dict[str, int] = {}
-    picked: list[Match] = []
-    for m in pool:
-        c = company_of(m.item_id)
-        if max_per_company and per.get(c, 0) >= max_per_company:
-            continue
-        per[c] = per.get(c, 0) + 1
-        picked.append(m)
-        if len(picked) == k:
-            break
-    return picked
+    pool = [m for ms in lists.values() for m in ms]
+    picked = select_top_k(np.array([m.score for m in pool], dtype=np.float64),
+                          [m.item_id for m in pool], [company_of(m.item_id) for m in pool], k,
+                          max_per_company)
+    return [pool[t] for t in picked]
 
 
 class SeekerIndex:
