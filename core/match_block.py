@@ -156,6 +156,19 @@ def block_scores(qb: QueryBlock, p: PostingSide, idx: np.ndarray, cfg: MatchConf
     return s
 
 
+def sort_ranks(values: np.ndarray) -> np.ndarray:
+    """Each value's position in (stable) sorted order: :func:`top_k_rows`' ``idrank``, which
+    orders ids as :func:`select_top_k`'s comparisons do."""
+    rank = np.empty(len(values), dtype=np.int64)
+    rank[np.argsort(values, kind="stable")] = np.arange(len(values))
+    return rank
+
+
+def company_codes(companies: np.ndarray) -> np.ndarray:
+    """Small int codes of company names (equal names, equal codes): ``top_k_rows``' cap key."""
+    return np.unique(np.asarray(companies).astype(str), return_inverse=True)[1]
+
+
 def top_k_rows(scores: np.ndarray, idrank: np.ndarray, company: np.ndarray, k: int,
                max_per_company: int, ids: np.ndarray, companies: np.ndarray) -> list[np.ndarray]:
     """Per row of ``scores`` (-inf = disqualified), the columns :func:`select_top_k` picks,
@@ -326,5 +339,5 @@ def reason_frame(cols: dict[str, np.ndarray]) -> pl.DataFrame:
     )
 
 
-__all__ = ["QueryBlock", "TopBlock", "area_columns", "block_scores", "occ_relation_codes", "reason_columns",
+__all__ = ["QueryBlock", "TopBlock", "company_codes", "sort_ranks", "area_columns", "block_scores", "occ_relation_codes", "reason_columns",
            "reason_dicts", "reason_frame", "reason_text", "top_k_rows"]

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.match_block import _fixed, top_k_rows
+from core.match_block import _fixed, company_codes, sort_ranks, top_k_rows
 from core.matching import MatchConfig, fixed_text
 from core.rules import select_top_k
 from core.synth import generate_postings
@@ -45,10 +45,7 @@ def test_top_k_rows_equals_select_top_k(g, n, k, cap, levels, comps, dead, seed)
     scores[rng.random((g, n)) < dead] = -np.inf
     ids = np.array([f"P{x:05d}" for x in rng.permutation(n)], dtype=object)
     companies = np.array([f"C{x}" for x in rng.integers(0, comps, n)], dtype=object)
-    idrank = np.empty(n, np.int64)
-    idrank[np.argsort(ids, kind="stable")] = np.arange(n)
-    _, code = np.unique(companies.astype(str), return_inverse=True)
-    got = top_k_rows(scores, idrank, code, k, cap, ids, companies)
+    got = top_k_rows(scores, sort_ranks(ids), company_codes(companies), k, cap, ids, companies)
     for r in range(g):
         assert got[r].tolist() == select_top_k(scores[r], ids, companies, k, cap)
 

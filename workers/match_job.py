@@ -23,8 +23,10 @@ from core.match_block import (
     QueryBlock,
     TopBlock,
     area_columns,
+    company_codes,
     reason_columns,
     reason_frame,
+    sort_ranks,
     top_k_rows,
 )
 from core.matching import AreaCodes, Match, MatchConfig, PostingSide, SeekerQuery, reason_text
@@ -174,9 +176,8 @@ class _Ranks:
 
     def __init__(self, side: PostingSide) -> None:
         self.ids, self.companies = side.ids, side.company
-        self.idrank = np.empty(len(side.ids), dtype=np.int64)
-        self.idrank[np.argsort(side.ids, kind="stable")] = np.arange(len(side.ids))
-        _, self.company = np.unique(side.company.astype(str), return_inverse=True)
+        self.idrank = sort_ranks(side.ids)
+        self.company = company_codes(side.company)
 
 
 def merge_block(lists: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], k: int,

@@ -20,9 +20,11 @@ from core.match_block import (
     TopBlock,
     area_columns,
     block_scores,
+    company_codes,
     occ_relation_codes,
     reason_columns,
     reason_dicts,
+    sort_ranks,
     top_k_rows,
 )
 from core.matching import (
@@ -78,9 +80,8 @@ class JobIndex:
         self._v64 = self.side.vectors.astype(np.float64)
         ids = self.side.ids
         self._pos = {pid: j for j, pid in enumerate(ids.tolist())}
-        self._idrank = np.empty(len(ids), dtype=np.int64)
-        self._idrank[np.argsort(ids, kind="stable")] = np.arange(len(ids))
-        _, self._company_code = np.unique(self.side.company.astype(str), return_inverse=True)
+        self._idrank = sort_ranks(ids)
+        self._company_code = company_codes(self.side.company)
 
     def __len__(self) -> int:
         return self._frame.height
@@ -258,8 +259,7 @@ class SeekerIndex:
         self.occs = f["desired_occupations"].to_list()
         self.occ_codes = QueryBlock.occ_codes(self.occs)
         self._at = {sid: i for i, sid in enumerate(self.ids.tolist())}
-        self._idrank = np.empty(len(self.ids), dtype=np.int64)
-        self._idrank[np.argsort(self.ids, kind="stable")] = np.arange(len(self.ids))
+        self._idrank = sort_ranks(self.ids)
         self.regions = [areas_of(r) for r in f["desired_regions"].to_list()]
         index: dict[tuple[str, str | None], list[int]] = {}
         for i, areas in enumerate(self.regions):
