@@ -46,15 +46,6 @@ from workers.match_job import (  # noqa: E402
 from workers.matching import JobIndex  # noqa: E402
 
 
-def lexical_vectors(texts: list[str], dim: int = 512) -> np.ndarray:
-    """L2-normalised hashed character 2-3-gram TF-IDF-free vectors (no fitting, no download)."""
-    from sklearn.feature_extraction.text import HashingVectorizer
-
-    hv = HashingVectorizer(analyzer="char_wb", ngram_range=(2, 3), n_features=dim,
-                           alternate_sign=False, norm="l2")
-    return hv.transform(texts).toarray().astype(np.float32)
-
-
 def ndcg(rel: list[bool], n_rel: int) -> float:
     """Binary nDCG of one ranked list."""
     dcg = sum(1.0 / np.log2(i + 2) for i, r in enumerate(rel) if r)
@@ -148,9 +139,11 @@ def main(argv=None) -> int:
         sv = enc.encode([seeker_text(r) for r in seekers.iter_rows(named=True)])
     else:
         from encoding.text import posting_text
+        from workers.match_service import LexicalEncoder
 
-        pv = lexical_vectors([posting_text(r) for r in postings.iter_rows(named=True)])
-        sv = lexical_vectors([seeker_text(r) for r in seekers.iter_rows(named=True)])
+        enc = LexicalEncoder(512)
+        pv = enc.encode([posting_text(r) for r in postings.iter_rows(named=True)])
+        sv = enc.encode([seeker_text(r) for r in seekers.iter_rows(named=True)])
     out["encode_s"] = round(time.perf_counter() - t0, 1)
     cfg = MatchConfig(k=args.k, ref_date=held_day)
     if args.ray:
