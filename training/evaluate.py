@@ -11,25 +11,52 @@ import torch
 from training.baseline import classify_scores, neighbour_same_label_share, tfidf_logreg
 
 
+def mid_major_matrix(mid_labels: list[str], major_labels: list[str]) -> np.ndarray:
+    """``(n_mid, n_major)`` 0/1 matrix: the major group each KECO mid group belongs to."""
+    from core.reference import keco_rows
+
+    of = dict(keco_rows().select("mid_code", "major_code").unique().iter_rows())
+    col = {c: j for j, c in enumerate(major_labels)}
+    m = np.zeros((len(mid_labels), len(major_labels)), dtype=np.float64)
+    for i, code in enumerate(mid_labels):
+        m[i, col[of[code]]] = 1.0
+    return m
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 @torch.no_grad()
 def predict_levels(model_dir: str | Path, input_ids: np.ndarray, lengths: np.ndarray,
-                   batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """KECO major and mid predictions of the model's heads for tokenised inputs."""
+                   batch_size: int = 128) -> dict[str, np.ndarray]:
+    """KECO predictions of the model for tokenised inputs: ``mid`` (the mid head), ``major``
+    (the major group with the most mid-head probability) and ``major_head`` (the major head).
+
+    Every mid group lies in exactly one major group, so the 112-way head also gives a major
+    distribution; it is the finer-trained one and scored higher than the 13-way head on both
+    generated corpora measured (5k: 0.942 vs 0.932; 20k: 0.9725 vs 0.9685).
+    """
     from encoding.encoder import quiet_transformers
     from training.model import WBertForKeco
 
     quiet_transformers()
     model = WBertForKeco.from_pretrained(str(model_dir)).eval()
-    major, mid = [], []
+    to_major = mid_major_matrix(list(model.config.keco_mid_labels), list(model.config.keco_major_labels))
+    head, mid = [], []
     for s in range(0, len(lengths), batch_size):
         ln = lengths[s : s + batch_size]
         width = int(ln.max())
         ids = torch.from_numpy(input_ids[s : s + batch_size, :width].astype(np.int64))
         attn = (torch.arange(width)[None, :] < torch.from_numpy(ln)[:, None]).long()
         out = model(ids, attn)
-        major.append(out["major_logits"].argmax(-1).numpy())
-        mid.append(out["mid_logits"].argmax(-1).numpy())
-    return np.concatenate(major), np.concatenate(mid)
+        head.append(out["major_logits"].argmax(-1).numpy())
+        mid.append(out["mid_logits"].float().numpy())
+    mid_logits = np.concatenate(mid) if mid else np.zeros((0, to_major.shape[0]))
+    return {"major": (_softmax(mid_logits.astype(np.float64)) @ to_major).argmax(1),
+            "major_head": np.concatenate(head) if head else np.zeros(0, dtype=np.int64),
+            "mid": mid_logits.argmax(1)}
 
 
 def title_body_retrieval(model_dir: str | Path, data, idx: np.ndarray) -> dict:
@@ -82,10 +109,12 @@ def evaluate_model_dir(model_dir: str | Path, data, cfg) -> dict:
             "title_body_retrieval": retrieval,
         }
     t0 = time.perf_counter()
-    pm, pd = predict_levels(model_dir, data.input_ids[test], data.lengths[test])
+    pred = predict_levels(model_dir, data.input_ids[test], data.lengths[test])
     wbert = {
-        "major": classify_scores(data.major[test], pm),
-        "mid": classify_scores(data.mid[test], pd),
+        "major": classify_scores(data.major[test], pred["major"]),
+        "major_source": "major group of the mid head's distribution",
+        "major_head": classify_scores(data.major[test], pred["major_head"]),
+        "mid": classify_scores(data.mid[test], pred["mid"]),
         "predict_seconds": time.perf_counter() - t0,
     }
     texts = data.texts if cfg.base_model is None else pretokenize_batch(data.texts)
