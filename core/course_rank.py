@@ -343,7 +343,8 @@ def _cost_reason(cost: int | None, self_pay: int | None) -> str:
 
 
 __all__ = ["CertificateDemand", "CourseIndex", "CourseQuery", "CourseRankConfig",
-           "CourseRecommendation", "posting_query", "resolve_anchors", "seeker_query"]
+           "CourseRecommendation", "posting_query", "resolve_anchors", "seeker_query",
+           "stored_seeker_fields"]
 
 
 def resolve_anchors(
@@ -353,7 +354,7 @@ def resolve_anchors(
     """A seeker's places: home (coordinates, else ``home_region`` resolved) and each desired
     region resolved to its centroid. An unresolvable region is an error naming its field."""
     from core.ingest.normalise import _full_sido
-    from core.regions import default_resolver
+    from core.regions import default_resolver, nearest_sido
 
     res = regions or default_resolver()
     out: list[tuple[float, float, str | None]] = []
@@ -363,8 +364,7 @@ def resolve_anchors(
             hit = res.resolve(home_region)
             prov = hit.sido if hit is not None else None
         if prov is None:
-            raise InvalidInputError("the home province is unknown: give sido or home_region",
-                                    field=f"{prefix}.sido")
+            prov = nearest_sido(float(lat), float(lng))
         out.append((float(lat), float(lng), prov))
     elif home_region:
         hit = res.resolve(home_region)
@@ -381,3 +381,22 @@ def resolve_anchors(
         raise InvalidInputError("give the seeker's home (lat/lng or home_region) or a desired region",
                                 field=f"{prefix}.home_region")
     return out
+
+
+def stored_seeker_fields(row: Mapping) -> dict:
+    """A stored seeker row (``core.seekers.SEEKER_SCHEMA``) as the fields a course query is
+    built from, the same keys as an inline ``CourseSeekerProfile``: the home point (its
+    province is the nearest region's) and each desired region as "시도 시군구"."""
+    lat, lng = row.get("home_lat"), row.get("home_lng")
+    has_home = lat is not None and lng is not None
+    return {
+        "lat": float(lat) if has_home else None,
+        "lng": float(lng) if has_home else None,
+        "sido": None,
+        "home_region": None,
+        "desired_regions": [" ".join(p for p in (r["sido"], r.get("sigungu")) if p)
+                            for r in row.get("desired_regions") or []],
+        "desired_occupation_codes": list(row.get("desired_occupations") or []),
+        "certificates": list(row.get("certificates") or []),
+        "resume_text": (row.get("resume_text") or "").strip(),
+    }

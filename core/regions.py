@@ -41,6 +41,9 @@ import unicodedata
 from dataclasses import dataclass
 from functools import cache
 
+import numpy as np
+import polars as pl
+
 from core.reference import SIDO_ALIASES, regions
 from core.romanise import match_key, romanise
 
@@ -406,6 +409,22 @@ def canonical_sigungu(sido: str | None, sigungu: str | None) -> str | None:
     if not sigungu or sido in _NO_SIGUNGU:
         return None
     return sigungu
+
+
+@cache
+def _centroids() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    df = regions().filter(pl.col("lat").is_not_null() & pl.col("lng").is_not_null())
+    return df["lat"].to_numpy(), df["lng"].to_numpy(), df["sido"].to_list()
+
+
+def nearest_sido(lat: float, lng: float) -> str:
+    """The province of the administrative region whose centroid is nearest to a point (of
+    21,784 centroids down to 리: a point inside Korea lands in its own province except
+    within a few hundred metres of a border)."""
+    from core.rules import haversine_km
+
+    la, ln, sido = _centroids()
+    return sido[int(np.argmin(haversine_km(lat, lng, la, ln)))]
 
 
 @cache

@@ -6,7 +6,7 @@ backend (``acourses_for_posting``, ``acourses_for_item``, ``acourses_for_query``
 the first two returning ``(recommendations, skill gap)``, the third the recommendations
 of a :class:`core.course_rank.CourseQuery`; see ``workers.backend``). Seekers are given by
 their profile fields (home, desired regions, desired KECO occupations, certificates held,
-resume text), not by an id.
+resume text) or by the id of a stored seeker when the server serves matching.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 
 import grpc
 
-from core.course_rank import CourseRankConfig, resolve_anchors, seeker_query
-from core.errors import InvalidInputError
+from core.course_rank import CourseRankConfig, resolve_anchors, seeker_query, stored_seeker_fields
+from core.errors import InvalidInputError, NotFoundError
 from server import convert
 from server.app import _posting_text, _within_deadline
 from server.errors import rpc_method
@@ -45,13 +45,15 @@ class CourseServicer(cpb_grpc.CourseServiceServicer):
 
     def __init__(self, backend: Any, encoder: Any, rules: Any, *, executor: concurrent.futures.Executor,
                  inline_row: Callable[[Any], dict] | None = None,
-                 rank: CourseRankConfig | None = None) -> None:
+                 rank: CourseRankConfig | None = None,
+                 seekers: Callable[[str], Any] | None = None) -> None:
         self.backend = backend
         self.encoder = encoder
         self.rules = rules  # core.course_rules.CourseRuleConfig
         self.executor = executor
         self.inline_row = inline_row
         self.rank = rank or CourseRankConfig()
+        self.seekers = seekers  # seeker id -> stored row or None (the matching service's store)
 
     def _today(self) -> dt.date:
         return self.rules.ref_date or dt.date.today()
@@ -99,9 +101,22 @@ class CourseServicer(cpb_grpc.CourseServiceServicer):
         k = convert.validate_course_k(request.k)
         rules = convert.course_rules_from_overrides(self.rules, request.rules,
                                                     has=request.HasField("rules"))
-        if not request.HasField("seeker"):
-            raise InvalidInputError("seeker is required", field="seeker")
-        f = convert.seeker_profile_fields(request.seeker)
+        which = request.WhichOneof("who")
+        if which == "seeker_id":
+            sid = request.seeker_id.strip()
+            if not sid:
+                raise InvalidInputError("seeker_id must not be empty", field="seeker_id")
+            if self.seekers is None:
+                raise InvalidInputError("this server holds no seekers: give the profile",
+                                        field="seeker_id")
+            row = self.seekers(sid)
+            if row is None:
+                raise NotFoundError(f"seeker {sid!r} is not known")
+            f = stored_seeker_fields(row)
+        elif which == "seeker":
+            f = convert.seeker_profile_fields(request.seeker)
+        else:
+            raise InvalidInputError("give seeker (a profile) or seeker_id", field="seeker")
         if not f["desired_occupation_codes"]:
             raise InvalidInputError("give at least one desired occupation",
                                     field="seeker.desired_occupation_codes")
@@ -113,7 +128,8 @@ class CourseServicer(cpb_grpc.CourseServiceServicer):
         q = seeker_query(anchors, f["desired_occupation_codes"], f["certificates"],
                          self.backend.certificate_demand, self.rank, vec)
         recs = await _within_deadline(context, self.backend.acourses_for_query(q, k=k, rules=rules))
-        return convert.courses_response(recs, query_id="", gap=q.gap.values(), rules=rules,
+        return convert.courses_response(recs, query_id=request.seeker_id if which == "seeker_id" else "",
+                                        gap=q.gap.values(), rules=rules,
                                         today=self._today())
 
 

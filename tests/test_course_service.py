@@ -152,6 +152,54 @@ def test_courses_for_seeker(stub, world, backend):
     assert isinstance(CourseQuery(tuple(anchors)), CourseQuery)
 
 
+def test_courses_for_a_stored_seeker_by_id(backend, world):
+    """A seeker of the matching store, by id: the same courses as one whole index for the
+    seeker's stored home (province of the nearest region) and desired regions."""
+    from core.course_rank import resolve_anchors, seeker_query
+    from core.regions import nearest_sido
+    from core.synth.seekers import generate_seekers
+    from workers.match_service import LexicalEncoder, MatchService
+
+    postings, pvec, courses, cvec = world
+    seekers = generate_seekers(30, 43, postings=postings, ref_date=REF)
+    svec = np.zeros((seekers.height, DIM), dtype=np.float32)
+    svec[:, 0] = 1.0
+    matching = MatchService(postings, pvec, seekers, svec, LexicalEncoder(DIM), num_shards=1)
+    server = JobrecServer(backend, None, backend.rules, ServerConfig(port=0, health_interval_s=0),
+                          course_rules=CourseRuleConfig(ref_date=REF), matching=matching)
+    whole = CourseIndex(courses, cvec)
+    rules = CourseRuleConfig(ref_date=REF)
+    with BackgroundServer(server) as bg, grpc.insecure_channel(f"127.0.0.1:{bg.port}") as ch:
+        stub = cpb_grpc.CourseServiceStub(ch)
+        checked = 0
+        for row in seekers.head(12).iter_rows(named=True):
+            resp = stub.CoursesForSeeker(cpb.CoursesForSeekerRequest(seeker_id=row["seeker_id"], k=10),
+                                         timeout=30)
+            home = [] if row["home_lat"] is None else [(row["home_lat"], row["home_lng"])]
+            anchors = [(la, ln, nearest_sido(la, ln)) for la, ln in home] + resolve_anchors(
+                None, None, None, None, [f"{r['sido']} {r['sigungu'] or ''}".strip()
+                                         for r in row["desired_regions"]])
+            q = seeker_query(anchors, row["desired_occupations"], row["certificates"],
+                             backend.certificate_demand, whole.cfg)
+            want = whole.search(q, 10, rules)
+            assert [c.course_id for c in resp.courses] == [r.course_id for r in want]
+            assert resp.query_id == row["seeker_id"]
+            assert sorted(resp.skill_gap) == sorted(q.gap.values())
+            checked += bool(want)
+        assert checked >= 6
+        err = _err(stub.CoursesForSeeker, cpb.CoursesForSeekerRequest(seeker_id="S-nope"))
+        assert err.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_nearest_province_of_a_point(world):
+    from core.regions import nearest_sido
+
+    postings = world[0]
+    got = [nearest_sido(la, ln) for la, ln in zip(postings["lat"], postings["lng"], strict=True)]
+    agree = np.mean(np.array(got) == postings["sido"].to_numpy())
+    assert agree >= 0.97, agree  # postings lie within a few km of their region's centroid
+
+
 def test_error_codes(stub, world):
     postings = world[0]
     pid = postings["posting_id"][0]
@@ -177,6 +225,8 @@ def test_error_codes(stub, world):
     assert _field(err) == "seeker.desired_occupation_codes"
     err = _err(stub.CoursesForSeeker, cpb.CoursesForSeekerRequest())
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and _field(err) == "seeker"
+    err = _err(stub.CoursesForSeeker, cpb.CoursesForSeekerRequest(seeker_id="S1"))  # no seeker store
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and _field(err) == "seeker_id"
 
 
 def test_unavailable_without_courses(ray_local, world):

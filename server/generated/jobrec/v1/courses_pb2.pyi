@@ -78,14 +78,16 @@ class CourseSeekerProfile(_message.Message):
     def __init__(self, lat: _Optional[float] = ..., lng: _Optional[float] = ..., sido: _Optional[str] = ..., home_region: _Optional[str] = ..., desired_regions: _Optional[_Iterable[str]] = ..., desired_occupation_codes: _Optional[_Iterable[str]] = ..., certificates: _Optional[_Iterable[str]] = ..., resume_text: _Optional[str] = ...) -> None: ...
 
 class CoursesForSeekerRequest(_message.Message):
-    __slots__ = ("seeker", "k", "rules")
+    __slots__ = ("seeker", "seeker_id", "k", "rules")
     SEEKER_FIELD_NUMBER: _ClassVar[int]
+    SEEKER_ID_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
     seeker: CourseSeekerProfile
+    seeker_id: str
     k: int
     rules: CourseRuleOverrides
-    def __init__(self, seeker: _Optional[_Union[CourseSeekerProfile, _Mapping]] = ..., k: _Optional[int] = ..., rules: _Optional[_Union[CourseRuleOverrides, _Mapping]] = ...) -> None: ...
+    def __init__(self, seeker: _Optional[_Union[CourseSeekerProfile, _Mapping]] = ..., seeker_id: _Optional[str] = ..., k: _Optional[int] = ..., rules: _Optional[_Union[CourseRuleOverrides, _Mapping]] = ...) -> None: ...
 
 class CourseRecommendation(_message.Message):
     __slots__ = ("course_id", "title", "institution", "score", "distance_km", "online", "training_type", "start_date", "end_date", "cost", "self_pay", "employment_rate", "family_code", "gap_certificates", "reasons", "rank")

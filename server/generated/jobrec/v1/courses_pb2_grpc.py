@@ -63,7 +63,8 @@ class CourseServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CoursesForSeeker(self, request, context):
-        """Courses for a job seeker described by their profile fields.
+        """Courses for a job seeker: a stored seeker (by id, where the server serves matching) or one
+        described by their profile fields.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
