@@ -23,11 +23,6 @@ def mid_major_matrix(mid_labels: list[str], major_labels: list[str]) -> np.ndarr
     return m
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 @torch.no_grad()
 def predict_levels(model_dir: str | Path, input_ids: np.ndarray, lengths: np.ndarray,
                    batch_size: int = 128) -> dict[str, np.ndarray]:
@@ -38,6 +33,8 @@ def predict_levels(model_dir: str | Path, input_ids: np.ndarray, lengths: np.nda
     distribution; it is the finer-trained one and scored higher than the 13-way head on both
     generated corpora measured (5k: 0.942 vs 0.932; 20k: 0.9725 vs 0.9685).
     """
+    from scipy.special import softmax
+
     from encoding.encoder import quiet_transformers
     from training.model import WBertForKeco
 
@@ -54,7 +51,7 @@ def predict_levels(model_dir: str | Path, input_ids: np.ndarray, lengths: np.nda
         head.append(out["major_logits"].argmax(-1).numpy())
         mid.append(out["mid_logits"].float().numpy())
     mid_logits = np.concatenate(mid) if mid else np.zeros((0, to_major.shape[0]))
-    return {"major": (_softmax(mid_logits.astype(np.float64)) @ to_major).argmax(1),
+    return {"major": (softmax(mid_logits.astype(np.float64), axis=1) @ to_major).argmax(1),
             "major_head": np.concatenate(head) if head else np.zeros(0, dtype=np.int64),
             "mid": mid_logits.argmax(1)}
 
