@@ -101,6 +101,19 @@ def random_eligible(qs, index: JobIndex, cfg: MatchConfig, k: int, seed: int) ->
     return out
 
 
+def timed_run_match(args, seekers, postings, sv, pv, cfg: MatchConfig, interactions):
+    """The batch as the matching benches time it: ``run_match`` over ``args.shards`` shards,
+    as Ray actors with ``args.ray`` (a 2-CPU local Ray started here); (table, stages, seconds)."""
+    if args.ray:
+        import ray
+
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    t0 = time.perf_counter()
+    frame, timings = run_match(seekers, postings, sv, pv, cfg, num_shards=args.shards,
+                               interactions=interactions, use_ray=args.ray, progress=False)
+    return frame, timings, time.perf_counter() - t0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--postings", type=int, default=40000)
@@ -146,14 +159,7 @@ def main(argv=None) -> int:
         sv = enc.encode([seeker_text(r) for r in seekers.iter_rows(named=True)])
     out["encode_s"] = round(time.perf_counter() - t0, 1)
     cfg = MatchConfig(k=args.k, ref_date=held_day)
-    if args.ray:
-        import ray
-
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    t0 = time.perf_counter()
-    frame, timings = run_match(seekers, postings, sv, pv, cfg, num_shards=args.shards,
-                               interactions=train, use_ray=args.ray, progress=False)
-    batch_s = time.perf_counter() - t0
+    frame, timings, batch_s = timed_run_match(args, seekers, postings, sv, pv, cfg, train)
     lists = {s: list(p) for s, p in frame.sort(["seeker_id", "rank"]).group_by(
         "seeker_id", maintain_order=True).agg("posting_id").iter_rows()}
     n_open = int((postings["closes_on"].is_null() | (postings["closes_on"] >= held_day)).sum())

@@ -22,6 +22,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.matching import timed_run_match  # noqa: E402
 from bench.matching_serve import encoded_world  # noqa: E402
 from core.matching import MatchConfig, job_scores, jobs_mask  # noqa: E402
 from core.rules import select_top_k  # noqa: E402
@@ -30,7 +31,6 @@ from workers.match_job import (  # noqa: E402
     excluded_by_seeker,
     history_vectors,
     region_violations,
-    run_match,
     seeker_queries,
 )
 from workers.matching import JobIndex  # noqa: E402
@@ -66,14 +66,7 @@ def main(argv=None) -> int:
     out: dict = {"config": {k: str(v) for k, v in vars(args).items()}}
     postings, seekers, inter, pv, sv, _ = encoded_world(args, out)
     cfg = MatchConfig(k=args.k, ref_date=DEFAULT_REF_DATE)
-    if args.ray:
-        import ray
-
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    t0 = time.perf_counter()
-    frame, timings = run_match(seekers, postings, sv, pv, cfg, num_shards=args.shards,
-                               interactions=inter, use_ray=args.ray, progress=False)
-    batch_s = time.perf_counter() - t0
+    frame, timings, batch_s = timed_run_match(args, seekers, postings, sv, pv, cfg, inter)
     if args.out:
         frame.write_parquet(args.out)
     # the compute bound: every (seeker, posting in its regions) pair scored once
