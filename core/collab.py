@@ -1,0 +1,152 @@
+"""Collaborative signals fitted on the interaction log (plain numpy/scipy, no Ray).
+
+- item-kNN: cosine of two postings' co-application columns (who applied to / clicked both),
+  a seeker's score of a posting is the sum over the postings it liked before;
+- EASE (Steck 2019): a closed-form item-item model over the ``ease_max_items`` most liked
+  postings (a dense inverse, so it is bounded);
+- popularity: how often a posting was liked, and how active a seeker is.
+
+Postings never seen in the log (registered a minute ago) score 0 on every signal: the
+ranker falls back on content features for them (the cold-start slice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+LIKED_EVENTS: tuple[str, ...] = ("applied", "clicked")
+
+
+@dataclass(frozen=True)
+class CollabConfig:
+    """What counts as a liked posting and the models' sizes."""
+
+    events: tuple[str, ...] = LIKED_EVENTS
+    ease_lambda: float = 100.0
+    ease_max_items: int = 7000
+
+    def __post_init__(self) -> None:
+        if not self.events or any(not isinstance(e, str) for e in self.events):
+            raise ValueError(f"events must be a non-empty tuple of names, got {self.events!r}")
+        if not self.ease_lambda > 0:
+            raise ValueError(f"ease_lambda must be > 0, got {self.ease_lambda!r}")
+        if self.ease_max_items < 0:
+            raise ValueError(f"ease_max_items must be >= 0, got {self.ease_max_items!r}")
+
+
+class CollabModel:
+    """Item-kNN, EASE and popularity over the liked (seeker, posting) pairs of a log."""
+
+    def __init__(self, interactions: pl.DataFrame | None, cfg: CollabConfig | None = None) -> None:
+        self.cfg = cfg or CollabConfig()
+        liked = (interactions if interactions is not None else
+                 pl.DataFrame(schema={"seeker_id": pl.Utf8, "posting_id": pl.Utf8,
+                                      "event": pl.Utf8}))
+        liked = liked.filter(pl.col("event").is_in(list(self.cfg.events))) \
+            .select("seeker_id", "posting_id").unique().sort("seeker_id", "posting_id")
+        self.items = np.array(sorted(set(liked["posting_id"].to_list())), dtype=object)
+        self.code = {p: i for i, p in enumerate(self.items.tolist())}
+        seekers = sorted(set(liked["seeker_id"].to_list()))
+        srow = {s: i for i, s in enumerate(seekers)}
+        r = np.array([srow[s] for s in liked["seeker_id"].to_list()], dtype=np.int64)
+        c = np.array([self.code[p] for p in liked["posting_id"].to_list()], dtype=np.int64)
+        n = len(self.items)
+        x = sp.csr_matrix((np.ones(r.size, np.float32), (r, c)), shape=(len(seekers), n))
+        self.history = {s: self.items[x.indices[x.indptr[i]:x.indptr[i + 1]]].tolist()
+                        for s, i in srow.items()}
+        counts = np.asarray(x.sum(axis=0)).ravel()
+        self.pop = np.log1p(counts).astype(np.float32)
+        co = (x.T @ x).tocsr().astype(np.float32)
+        co.setdiag(0.0)
+        co.eliminate_zeros()
+        norm = np.sqrt(np.maximum(counts, 1.0)).astype(np.float32)
+        d = sp.diags(1.0 / norm)
+        self.knn = (d @ co @ d).tocsr().astype(np.float32)
+        # EASE over the most liked postings only (a dense m x m inverse)
+        m = min(n, self.cfg.ease_max_items)
+        top = np.sort(np.argsort(-counts, kind="stable")[:m])
+        self.ease_pos = np.full(n, -1, dtype=np.int64)
+        self.ease_pos[top] = np.arange(m)
+        if m:
+            xs = x[:, top]
+            g = (xs.T @ xs).toarray().astype(np.float64)
+            g[np.diag_indices(m)] += self.cfg.ease_lambda
+            p = np.linalg.inv(g)
+            b = -p / np.diag(p)[None, :]
+            b[np.diag_indices(m)] = 0.0
+            self.ease_b = b.astype(np.float32)
+        else:
+            self.ease_b = np.zeros((0, 0), np.float32)
+
+    def codes(self, posting_ids: Sequence[str]) -> np.ndarray:
+        """Item codes of postings (-1: never liked in the log)."""
+        get = self.code.get
+        return np.fromiter((get(p, -1) for p in posting_ids), np.int64, len(posting_ids))
+
+    def history_matrix(self, histories: Sequence[Sequence[str]]) -> sp.csr_matrix:
+        """(G, items) 0/1 rows of the liked postings of G seekers (unknown ids ignored)."""
+        rows, cols = [], []
+        for i, h in enumerate(histories):
+            c = self.codes(list(h))
+            c = np.unique(c[c >= 0])
+            rows.append(np.full(c.size, i, np.int64))
+            cols.append(c)
+        r = np.concatenate(rows) if rows else np.empty(0, np.int64)
+        c = np.concatenate(cols) if cols else np.empty(0, np.int64)
+        return sp.csr_matrix((np.ones(r.size, np.float32), (r, c)),
+                             shape=(len(histories), len(self.items)))
+
+    def pair_scores(self, histories: Sequence[Sequence[str]], seeker_row: np.ndarray,
+                    item_code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """item-kNN and EASE scores of pairs (seeker ``seeker_row[t]`` of ``histories``,
+        posting code ``item_code[t]``; -1 = unknown posting -> 0)."""
+        x = self.history_matrix(histories)
+        known = item_code >= 0
+        knn = np.zeros(item_code.size, np.float32)
+        ease = np.zeros(item_code.size, np.float32)
+        if not known.any() or x.nnz == 0:
+            return knn, ease
+        # per pair: sum over the seeker's liked items of knn[item, candidate]
+        kc = self.knn.tocsc()
+        ic = item_code[known]
+        sr = seeker_row[known]
+        cols = kc[:, ic]  # items x pairs
+        knn[known] = np.asarray(x[sr].multiply(cols.T).sum(axis=1)).ravel()
+        ep = self.ease_pos[ic]
+        inset = ep >= 0
+        if inset.any():
+            xe = x[:, np.flatnonzero(self.ease_pos >= 0)]  # columns in code order = ease order
+            idx = np.flatnonzero(known)[inset]
+            # row-wise dot of the seeker's EASE history with B's candidate column
+            ease[idx] = np.einsum("ij,ji->i", xe[sr[inset]].toarray(),
+                                  self.ease_b[:, ep[inset]])
+        return knn, ease
+
+    def seeker_activity(self, seeker_ids: Sequence[str]) -> np.ndarray:
+        """log(1 + number of liked postings) per seeker."""
+        return np.log1p(np.array([len(self.history.get(s, ())) for s in seeker_ids],
+                                 dtype=np.float32))
+
+    def popularity(self, item_code: np.ndarray) -> np.ndarray:
+        """log(1 + times liked) per posting code (0 for unknown)."""
+        return np.where(item_code >= 0, self.pop[np.maximum(item_code, 0)], 0.0).astype(np.float32)
+
+    def rank_all(self, histories: Sequence[Sequence[str]], method: str) -> np.ndarray:
+        """(G, items) dense scores of every known posting by ``method`` (knn, ease, popularity):
+        the collaborative baselines."""
+        x = self.history_matrix(histories)
+        if method == "knn":
+            return np.asarray((x @ self.knn).todense(), dtype=np.float32)
+        if method == "ease":
+            out = np.zeros((len(histories), len(self.items)), np.float32)
+            sel = np.flatnonzero(self.ease_pos >= 0)
+            out[:, sel] = x[:, sel] @ self.ease_b
+            return out
+        if method == "popularity":
+            return np.broadcast_to(self.pop, (len(histories), len(self.items))).copy()
+        raise ValueError(f"method must be knn, ease or popularity, got {method!r}")

@@ -1,0 +1,425 @@
+"""The learned ranker: LightGBM lambdarank over (seeker, candidate) pairs that pass the rules.
+
+Candidates are exactly the postings the rule kernel lets through (:func:`core.matching.jobs_mask`:
+region, commute, education, career, expiry, applied/hidden); the pool per seeker is the top
+``pool`` of them by the formula (:func:`core.matching.job_scores`) united with the top ``pool``
+by co-application score, so postings people like this seeker applied to are reached even when
+their text is far. The ranker only orders the pool; the company cap is applied after
+(:func:`core.rules.select_top_k`), so the learned order never breaks a rule.
+
+Features (:data:`FEATURES`, version :data:`FEATURE_VERSION`) come from what the project has
+(formula, hybrid cosine of the résumé, of the history, occupation relation, distance, wage,
+education and career margins, posting age and deadline) and what the log adds (item-kNN,
+EASE, popularity, seeker activity; :mod:`core.collab`). A saved ranker is a directory with
+``model.txt`` (LightGBM), ``manifest.json`` (feature list and version, data fingerprint,
+config) and ``metrics.json``; a ranker of another feature version is refused on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from core.collab import CollabConfig, CollabModel
+from core.errors import InvalidInputError
+from core.match_block import occ_relation_codes
+from core.matching import MatchConfig, PostingSide, SeekerQuery, cosine, job_scores, jobs_mask
+from core.rules import haversine_km, select_top_k
+
+FEATURE_VERSION = 1
+FEATURES: tuple[str, ...] = (
+    "formula", "similarity", "history_similarity", "occupation_relation", "distance_km",
+    "wage_ratio", "education_margin", "career_margin", "posting_age_days", "days_to_deadline",
+    "coapply_knn", "ease", "popularity", "seeker_activity",
+)
+RANKER_REASONS = {  # feature -> what a person reads when it drove the rank
+    "coapply_knn": "비슷한 구직자들이 지원한 공고",
+    "ease": "지원 이력으로 본 추천 공고",
+    "history_similarity": "지원·관심 공고와 비슷한 공고",
+    "popularity": "지원이 많은 공고",
+    "similarity": "이력서와 내용이 비슷한 공고",
+    "occupation_relation": "희망직종과 가까운 공고",
+}
+
+
+@dataclass(frozen=True)
+class RankerConfig:
+    """Pool size and LightGBM knobs (selection of the rounds on the validation seekers)."""
+
+    pool: int = 300
+    negatives: int = 100  # pool items kept per training group besides the positives
+    rounds: int = 300
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_data_in_leaf: int = 50
+    early_stopping: int = 30
+    valid_share: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("pool", "negatives", "rounds", "num_leaves", "min_data_in_leaf",
+                     "early_stopping"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        if not 0 < self.learning_rate <= 1:
+            raise ValueError(f"learning_rate must be in (0, 1], got {self.learning_rate!r}")
+        if not 0 < self.valid_share < 1:
+            raise ValueError(f"valid_share must be in (0, 1), got {self.valid_share!r}")
+
+
+@dataclass
+class Pools:
+    """Candidate pools of many seekers as flat arrays (``row``: seeker index; ``pos``:
+    posting position; ``X``: features in :data:`FEATURES` order)."""
+
+    seeker_ids: list[str]
+    row: np.ndarray
+    pos: np.ndarray
+    X: np.ndarray
+    formula: np.ndarray
+
+
+def pool_features(qs: Sequence[SeekerQuery], side: PostingSide, index, collab: CollabModel,
+                  cfg: MatchConfig, pool: int) -> Pools:
+    """Rule-passing pools and their features for seekers ``qs`` (``index``: a
+    :class:`workers.matching.JobIndex`-like object with ``candidates(areas)`` and ``areas``
+    over the same rows as ``side``)."""
+    ref = cfg.ref_days()
+    codes_all = collab.codes(side.ids.tolist())
+    rows, poss, feats, forms = [], [], [], []
+    histories = [collab.history.get(q.seeker_id, ()) for q in qs]
+    activity = collab.seeker_activity([q.seeker_id for q in qs])
+    for i, q in enumerate(qs):
+        idx = index.candidates(q.areas)
+        if idx.size == 0:
+            continue
+        idx = idx[jobs_mask(q, side, index.areas, idx, cfg)]
+        if idx.size == 0:
+            continue
+        f = job_scores(q, side, idx, cfg)
+        codes = codes_all[idx]
+        knn, ease = collab.pair_scores([histories[i]], np.zeros(idx.size, np.int64), codes)
+        keep = _pool_of(f, knn, side.ids[idx], pool)
+        idx, f, knn, ease, codes = idx[keep], f[keep], knn[keep], ease[keep], codes[keep]
+        x = _content_features(q, side, idx, f, ref)
+        x[:, FEATURES.index("coapply_knn")] = knn
+        x[:, FEATURES.index("ease")] = ease
+        x[:, FEATURES.index("popularity")] = collab.popularity(codes)
+        x[:, FEATURES.index("seeker_activity")] = activity[i]
+        rows.append(np.full(idx.size, i, np.int64))
+        poss.append(idx)
+        feats.append(x)
+        forms.append(f)
+    if not rows:
+        return Pools([q.seeker_id for q in qs], np.empty(0, np.int64), np.empty(0, np.int64),
+                     np.empty((0, len(FEATURES)), np.float32), np.empty(0))
+    return Pools([q.seeker_id for q in qs], np.concatenate(rows), np.concatenate(poss),
+                 np.vstack(feats), np.concatenate(forms))
+
+
+def _pool_of(formula: np.ndarray, knn: np.ndarray, ids: np.ndarray, pool: int) -> np.ndarray:
+    """Positions of the top ``pool`` by formula united with the top ``pool`` by item-kNN
+    (knn > 0); ties by posting id, sorted."""
+    order = np.lexsort((ids.astype(str), -formula))[:pool]
+    liked = np.flatnonzero(knn > 0)
+    if liked.size:
+        o = np.lexsort((ids[liked].astype(str), -knn[liked]))[:pool]
+        order = np.union1d(order, liked[o])
+    return np.sort(order)
+
+
+def _content_features(q: SeekerQuery, side: PostingSide, idx: np.ndarray, formula: np.ndarray,
+                      ref: int) -> np.ndarray:
+    x = np.full((idx.size, len(FEATURES)), np.nan, dtype=np.float32)
+    x[:, 0] = formula
+    x[:, 1] = cosine(q.vector[None, :], side.vectors[idx])[0]
+    if q.history_vector is not None:
+        x[:, 2] = cosine(q.history_vector[None, :], side.vectors[idx])[0]
+    occ = np.full((1, 3), -1, np.int64)
+    c = [int(v) for v in q.occupations[:3]]
+    occ[0, :len(c)] = c
+    x[:, 3] = occ_relation_codes(occ, side.occ[idx])[0]
+    if q.home is not None:
+        x[:, 4] = haversine_km(q.home[0], q.home[1], side.lat[idx], side.lng[idx])
+    if q.desired_wage:
+        w = side.monthly_wage[idx]
+        x[:, 5] = np.where(np.isnan(w), np.nan, np.log(np.maximum(w, 1.0) / q.desired_wage))
+    x[:, 6] = q.education - side.education[idx].astype(np.float32)
+    x[:, 7] = q.career_years - np.where(side.experienced[idx], np.maximum(1, side.min_years[idx]),
+                                        0)
+    x[:, 8] = ref - side.registered_days[idx]
+    closes = side.closes_days[idx]
+    x[:, 9] = np.where(closes == np.iinfo(np.int32).max, np.nan, closes - ref)
+    return x
+
+
+def one_pair_features(q: SeekerQuery, posting: Mapping, vector: np.ndarray,
+                      collab: CollabModel, cfg: MatchConfig) -> np.ndarray:
+    """The features of one (seeker, posting) pair, scalar arithmetic: the reference the
+    vectorised :func:`pool_features` is tested against."""
+    import math
+
+    from core.matching import best_relation
+
+    ref = cfg.ref_days()
+    v = np.asarray(vector, np.float64)
+    sim = float(np.float32(np.dot(np.asarray(q.vector, np.float64), v)))
+    hs = math.nan if q.history_vector is None else \
+        float(np.float32(np.dot(np.asarray(q.history_vector, np.float64), v)))
+    rel = ("same_code", "same_mid", "same_major", "other").index(
+        best_relation(q.occupations, posting["occupation_code"]))
+    dist = math.nan if q.home is None else float(haversine_km(
+        q.home[0], q.home[1], posting["lat"], posting["lng"]))
+    w = posting.get("monthly_wage")
+    wr = math.nan if not q.desired_wage or w is None else math.log(max(w, 1.0) / q.desired_wage)
+    need = max(1, int(posting.get("min_career_years") or 0)) \
+        if posting["career"] == "experienced" else 0
+    epoch = 719163  # date(1970, 1, 1).toordinal()
+    reg = posting["registered_on"].toordinal() - epoch
+    closes = posting.get("closes_on")
+    left = math.nan if closes is None else closes.toordinal() - epoch - ref
+    hist = collab.history.get(q.seeker_id, ())
+    code = collab.codes([posting["posting_id"]])
+    knn, ease = collab.pair_scores([hist], np.zeros(1, np.int64), code)
+    pop = float(collab.popularity(code)[0])
+    act = float(collab.seeker_activity([q.seeker_id])[0])
+    return np.array([np.nan, sim, hs, rel, dist, wr, q.education - posting["min_education_level"],
+                     q.career_years - need, ref - reg, left, knn[0], ease[0], pop, act],
+                    dtype=np.float32)
+
+
+class Ranker:
+    """A trained LightGBM ranker with its manifest."""
+
+    def __init__(self, booster, manifest: dict) -> None:
+        self.booster = booster
+        self.manifest = manifest
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """Ranker scores of feature rows (float64)."""
+        if X.shape[0] == 0:
+            return np.empty(0)
+        return np.asarray(self.booster.predict(X, num_threads=1), dtype=np.float64)
+
+    def save(self, out: Path) -> Path:
+        """Write ``model.txt``, ``manifest.json`` and ``metrics.json`` under ``out``."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(out / "model.txt"))
+        (out / "manifest.json").write_text(json.dumps(self.manifest, ensure_ascii=False,
+                                                      indent=1))
+        (out / "metrics.json").write_text(json.dumps(self.manifest.get("metrics", {}),
+                                                     ensure_ascii=False, indent=1))
+        return out
+
+    @classmethod
+    def load(cls, path: Path) -> Ranker:
+        """Load a saved ranker; refuses another feature version or feature list."""
+        import lightgbm as lgb
+
+        path = Path(path)
+        try:
+            manifest = json.loads((path / "manifest.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(f"{path}: not a ranker directory ({exc})",
+                                    field="ranker") from None
+        if manifest.get("feature_version") != FEATURE_VERSION or \
+                tuple(manifest.get("features", ())) != FEATURES:
+            raise InvalidInputError(
+                f"{path}: ranker of feature version {manifest.get('feature_version')!r}, this "
+                f"jobrec computes version {FEATURE_VERSION}: retrain it with jobrec train-ranker",
+                field="ranker")
+        return cls(lgb.Booster(model_file=str(path / "model.txt")), manifest)
+
+    def drivers(self, X: np.ndarray) -> list[str | None]:
+        """Per row, the Korean name of the learned signal that lifted it most: the feature
+        with the largest positive contribution (LightGBM's SHAP values) among
+        :data:`RANKER_REASONS`, or None."""
+        if X.shape[0] == 0:
+            return []
+        contrib = np.asarray(self.booster.predict(X, pred_contrib=True, num_threads=1))
+        names = list(RANKER_REASONS)
+        cols = [FEATURES.index(n) for n in names]
+        c = contrib[:, cols]
+        best = np.argmax(c, axis=1)
+        return [RANKER_REASONS[names[b]] if c[r, b] > 0 else None for r, b in enumerate(best)]
+
+
+def rank_pools(ranker: Ranker | None, pools: Pools, side: PostingSide, k: int,
+               max_per_company: int) -> dict[str, list[tuple[int, float]]]:
+    """Per seeker the top-``k`` (position, score) of its pool under the company cap, by the
+    ranker (or the formula when ``ranker`` is None)."""
+    s = pools.formula if ranker is None else ranker.score(pools.X)
+    out: dict[str, list[tuple[int, float]]] = {}
+    cut = np.flatnonzero(np.diff(pools.row)) + 1
+    for part in np.split(np.arange(pools.row.size), cut):
+        if part.size == 0:
+            continue
+        pos = pools.pos[part]
+        t = select_top_k(s[part], side.ids[pos], side.company[pos], k, max_per_company)
+        out[pools.seeker_ids[pools.row[part[0]]]] = [(int(pos[j]), float(s[part][j])) for j in t]
+    return out
+
+
+def fingerprint(*frames: pl.DataFrame) -> str:
+    """A short hash of the training data (row counts and content hashes)."""
+    h = hashlib.sha256()
+    for f in frames:
+        h.update(str(f.height).encode())
+        h.update(str(int(f.hash_rows().sum())).encode())
+    return h.hexdigest()[:16]
+
+
+def split_targets(interactions: pl.DataFrame, seed: int, event: str = "applied"
+                  ) -> tuple[pl.DataFrame, dict[str, set[str]], str]:
+    """(feature log, targets, how): with times, the applications of the last day are the
+    targets and the log before it the features; without, one random application per seeker
+    with at least two is held out (``seed``)."""
+    app = interactions.filter(pl.col("event") == event)
+    if interactions["at"].null_count() < interactions.height:
+        last = app["at"].max().date()
+        import datetime as dt
+
+        cut = dt.datetime.combine(last, dt.time(0))
+        feat = interactions.filter(pl.col("at") < cut)
+        tgt = app.filter(pl.col("at") >= cut)
+        how = f"time: applications on {last} are targets, earlier events features"
+    else:
+        rng = np.random.default_rng(seed)
+        g = app.select("seeker_id", "posting_id").unique().sort("seeker_id", "posting_id") \
+            .with_columns(pl.len().over("seeker_id").alias("_n"))
+        g = g.filter(pl.col("_n") >= 2).with_columns(
+            pl.Series("_r", rng.random(g.filter(pl.col("_n") >= 2).height)))
+        pick = g.sort("seeker_id", "_r").group_by("seeker_id", maintain_order=True).first()
+        tgt = pick.select("seeker_id", "posting_id")
+        feat = interactions.join(tgt, on=["seeker_id", "posting_id"], how="anti")
+        how = "no times: one random application per seeker (>= 2) held out as the target"
+    targets: dict[str, set[str]] = {}
+    for s, p in tgt.select("seeker_id", "posting_id").iter_rows():
+        targets.setdefault(s, set()).add(p)
+    return feat, targets, how
+
+
+def _groups(pools: Pools, side: PostingSide, targets: Mapping[str, set[str]],
+            negatives: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Training groups: each seeker's positives in its pool plus ``negatives`` sampled pool
+    items (groups without a positive in the pool cannot teach and are left out)."""
+    keep_rows, labels, sizes, who = [], [], [], []
+    cut = np.flatnonzero(np.diff(pools.row)) + 1
+    for part in np.split(np.arange(pools.row.size), cut):
+        if part.size == 0:
+            continue
+        sid = pools.seeker_ids[pools.row[part[0]]]
+        tg = targets.get(sid)
+        if not tg:
+            continue
+        y = np.isin(side.ids[pools.pos[part]], list(tg))
+        if not y.any():
+            continue
+        neg = part[~y]
+        if neg.size > negatives:
+            neg = np.sort(rng.choice(neg, negatives, replace=False))
+        rows = np.concatenate([part[y], neg])
+        keep_rows.append(rows)
+        labels.append(np.r_[np.ones(int(y.sum())), np.zeros(neg.size)])
+        sizes.append(rows.size)
+        who.append(sid)
+    if not keep_rows:
+        raise InvalidInputError("no training seeker has its target application among its "
+                                "rule-passing candidates: nothing to learn from",
+                                field="interactions")
+    return np.concatenate(keep_rows), np.concatenate(labels), np.array(sizes), who
+
+
+def train_ranker(qs: Sequence[SeekerQuery], side: PostingSide, index, feature_log: pl.DataFrame,
+                 targets: Mapping[str, set[str]], cfg: MatchConfig,
+                 rcfg: RankerConfig | None = None, collab_cfg: CollabConfig | None = None,
+                 extra_manifest: Mapping | None = None) -> tuple[Ranker, dict]:
+    """Fit LightGBM lambdarank on the pools of the seekers with a target; validation split
+    by seeker (hash of the id and the seed), rounds selected on validation only."""
+    import lightgbm as lgb
+
+    rcfg = rcfg or RankerConfig()
+    collab = CollabModel(feature_log, collab_cfg)
+    with_target = [q for q in qs if q.seeker_id in targets]
+    pools = pool_features(with_target, side, index, collab, cfg, rcfg.pool)
+    rng = np.random.default_rng(rcfg.seed)
+    rows, y, sizes, who = _groups(pools, side, targets, rcfg.negatives, rng)
+    h = np.array([int(hashlib.md5(f"{rcfg.seed}:{s}".encode()).hexdigest()[:8], 16) / 2**32
+                  for s in who])
+    val = h < rcfg.valid_share
+    if val.all() or not val.any():
+        val = np.zeros(len(who), bool)
+        val[: max(1, len(who) // 5)] = True
+    grp = np.repeat(np.arange(len(who)), sizes)
+    tr_rows, va_rows = np.isin(grp, np.flatnonzero(~val)), np.isin(grp, np.flatnonzero(val))
+    X = pools.X[rows]
+    params = {"objective": "lambdarank", "metric": "ndcg", "eval_at": [10, 120],
+              "learning_rate": rcfg.learning_rate, "num_leaves": rcfg.num_leaves,
+              "min_data_in_leaf": rcfg.min_data_in_leaf, "seed": rcfg.seed,
+              "deterministic": True, "force_row_wise": True, "num_threads": 2, "verbose": -1,
+              "feature_fraction_seed": rcfg.seed, "bagging_seed": rcfg.seed}
+    dtr = lgb.Dataset(X[tr_rows], y[tr_rows], group=sizes[~val], feature_name=list(FEATURES),
+                      free_raw_data=False)
+    dva = lgb.Dataset(X[va_rows], y[va_rows], group=sizes[val], reference=dtr)
+    hist: dict = {}
+    booster = lgb.train(params, dtr, rcfg.rounds, valid_sets=[dva], valid_names=["valid"],
+                        callbacks=[lgb.early_stopping(rcfg.early_stopping, verbose=False,
+                                                      first_metric_only=False),
+                                   lgb.record_evaluation(hist)])
+    # validation hit-rate of the full pools (targets outside the pool count as misses)
+    va_seekers = {who[i] for i in np.flatnonzero(val)}
+    ranker = Ranker(booster, {})
+    metrics = {"valid_seekers": len(va_seekers), "train_groups": int((~val).sum()),
+               "train_rows": int(tr_rows.sum()), "best_iteration": booster.best_iteration,
+               "valid_ndcg@10_curve": [round(v, 5) for v in hist["valid"]["ndcg@10"]]}
+    for name, model in (("ranker", ranker), ("formula", None)):
+        metrics[name] = valid_metrics(model, pools, side, targets, va_seekers, cfg)
+    metrics["valid_not_worse_than_formula"] = \
+        metrics["ranker"]["hit@120"] >= metrics["formula"]["hit@120"]
+    manifest = {"feature_version": FEATURE_VERSION, "features": list(FEATURES),
+                "config": asdict(rcfg), "collab": asdict(collab_cfg or CollabConfig()),
+                "metrics": metrics, **(extra_manifest or {})}
+    ranker.manifest = manifest
+    return ranker, metrics
+
+
+def valid_metrics(ranker: Ranker | None, pools: Pools, side: PostingSide,
+                  targets: Mapping[str, set[str]], seekers: set[str], cfg: MatchConfig) -> dict:
+    """hit@10 / hit@120 / nDCG@10 of the seekers ``seekers`` over their whole pools."""
+    keep = np.isin(np.array(pools.seeker_ids, dtype=object)[pools.row], list(seekers)) \
+        if pools.row.size else np.zeros(0, bool)
+    sub = Pools(pools.seeker_ids, pools.row[keep], pools.pos[keep], pools.X[keep],
+                pools.formula[keep])
+    lists = rank_pools(ranker, sub, side, 120, cfg.max_per_company)
+    return list_metrics({s: [str(side.ids[p]) for p, _ in v] for s, v in lists.items()},
+                        {s: targets[s] for s in seekers})
+
+
+def list_metrics(lists: Mapping[str, Sequence[str]], held: Mapping[str, set[str]],
+                 n_items: int | None = None) -> dict:
+    """recall@5, hit@10, hit@120, nDCG@10 and coverage of ranked lists against held-out sets."""
+    r5, h10, h120, nd = [], [], [], []
+    for sid, truth in held.items():
+        got = list(lists.get(sid, ()))
+        rel = [p in truth for p in got]
+        r5.append(sum(rel[:5]) / len(truth))
+        h10.append(any(rel[:10]))
+        h120.append(any(rel[:120]))
+        dcg = sum(1.0 / np.log2(i + 2) for i, r in enumerate(rel[:10]) if r)
+        ideal = sum(1.0 / np.log2(i + 2) for i in range(min(len(truth), 10)))
+        nd.append(dcg / ideal)
+    out = {"seekers": len(held), "recall@5": float(np.mean(r5)) if r5 else 0.0,
+           "hit@10": float(np.mean(h10)) if h10 else 0.0,
+           "hit@120": float(np.mean(h120)) if h120 else 0.0,
+           "ndcg@10": float(np.mean(nd)) if nd else 0.0}
+    if n_items:
+        out["coverage"] = len({p for v in lists.values() for p in v[:120]}) / n_items
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}

@@ -1,0 +1,162 @@
+"""The learned ranker: training lowers the validation loss, the learned order never breaks a
+rule (scalar oracle), vectorised features == the one-pair path, cold start, round-trip and
+version refusal, the collaborative signals against brute force."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from core.collab import CollabModel
+from core.errors import InvalidInputError
+from core.matching import MatchConfig, pair_passes
+from core.ranker import (
+    FEATURES,
+    Ranker,
+    RankerConfig,
+    list_metrics,
+    one_pair_features,
+    pool_features,
+    rank_pools,
+    split_targets,
+)
+from core.seekers import seeker_text
+from core.synth import generate_postings
+from core.synth.seekers import generate_interactions, generate_seekers
+from encoding.text import posting_text
+from workers.match_service import LexicalEncoder
+from workers.rank_job import RankWorld
+
+REF = dt.date(2026, 11, 20)
+
+
+@pytest.fixture(scope="module")
+def world():
+    postings = generate_postings(3000, 21, ref_date=REF)
+    seekers = generate_seekers(500, 21, postings=postings, ref_date=REF)
+    inter = generate_interactions(seekers, postings, 21, days=7, ref_date=REF)
+    enc = LexicalEncoder(128)
+    pv = enc.encode([posting_text(r) for r in postings.iter_rows(named=True)])
+    sv = enc.encode([seeker_text(r) for r in seekers.iter_rows(named=True)])
+    held = REF - dt.timedelta(days=1)
+    train = inter.filter(pl.col("at") < dt.datetime.combine(held, dt.time(0)))
+    w = RankWorld(seekers, postings, sv, pv)
+    ranker, metrics = w.train(train, MatchConfig(ref_date=held),
+                              RankerConfig(rounds=60, early_stopping=60, min_data_in_leaf=20))
+    return w, postings, seekers, train, ranker, metrics, held
+
+
+def test_training_lowers_validation_loss(world):
+    _, _, _, _, ranker, m, _ = world
+    curve = m["valid_ndcg@10_curve"]
+    assert len(curve) >= 2 and max(curve) > curve[0]
+    assert m["ranker"]["seekers"] == m["valid_seekers"] > 0
+
+
+def test_learned_order_never_breaks_a_rule(world):
+    w, postings, seekers, train, ranker, _, held = world
+    cfg = MatchConfig(ref_date=held)
+    lists = w.ranked(ranker, train, cfg)
+    rows = {r["posting_id"]: r for r in postings.iter_rows(named=True)}
+    qs = {q.seeker_id: q for q in w.queries(train)}
+    srow = {r["seeker_id"]: r for r in seekers.iter_rows(named=True)}
+    assert sum(len(v) for v in lists.values()) > 1000
+    for sid, ids in lists.items():
+        assert len(ids) == len(set(ids)) <= cfg.k
+        companies = [rows[p]["company"] for p in ids]
+        assert max(companies.count(c) for c in companies) <= cfg.max_per_company
+        for p in ids:
+            assert pair_passes(srow[sid], rows[p], cfg, qs[sid].excluded), (sid, p)
+
+
+def test_batch_features_equal_one_pair_path(world):
+    w, postings, _, train, _, _, held = world
+    cfg = MatchConfig(ref_date=held)
+    collab = CollabModel(train)
+    qs = [q for q in w.queries(train) if q.seeker_id in collab.history][:15]
+    pools = pool_features(qs, w.side, w.index, collab, cfg, 40)
+    rows = {r["posting_id"]: r for r in postings.iter_rows(named=True)}
+    assert pools.X.shape[0] > 300 and (pools.X[:, FEATURES.index("coapply_knn")] > 0).any()
+    for t in range(0, pools.X.shape[0], 7):
+        q = qs[pools.row[t]]
+        pid = str(w.side.ids[pools.pos[t]])
+        ref = one_pair_features(q, rows[pid], w.side.vectors[pools.pos[t]], collab, cfg)
+        np.testing.assert_allclose(pools.X[t, 1:], ref[1:], rtol=1e-4, atol=1e-4,
+                                   equal_nan=True, err_msg=f"{q.seeker_id} {pid}")
+
+
+def test_cold_start_new_posting_and_new_seeker_are_ranked(world):
+    w, postings, seekers, train, ranker, _, held = world
+    cfg = MatchConfig(ref_date=held)
+    # a posting registered today (never in the log) and seekers without history
+    collab = CollabModel(train)
+    cold_seekers = [q for q in w.queries(train) if q.seeker_id not in collab.history][:10]
+    assert cold_seekers
+    pools = pool_features(cold_seekers, w.side, w.index, collab, cfg, 300)
+    lists = rank_pools(ranker, pools, w.side, cfg.k, cfg.max_per_company)
+    assert lists and all(len(v) for v in lists.values())
+    assert np.all(pools.X[:, FEATURES.index("coapply_knn")] == 0)
+    never = ~np.isin(w.side.ids[pools.pos], collab.items)
+    assert never.any()  # postings nobody interacted with are in the pools and get scores
+    assert np.isfinite(ranker.score(pools.X[never])).all()
+
+
+def test_round_trip_and_version_refusal(world, tmp_path):
+    w, _, _, train, ranker, _, held = world
+    ranker.save(tmp_path / "r")
+    back = Ranker.load(tmp_path / "r")
+    pools = pool_features(w.queries(train)[:20], w.side, w.index, CollabModel(train),
+                          MatchConfig(ref_date=held), 100)
+    np.testing.assert_array_equal(back.score(pools.X), ranker.score(pools.X))
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["best_iteration"] >= 1
+    man = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    man["feature_version"] = 0
+    (tmp_path / "r" / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(InvalidInputError, match="feature version"):
+        Ranker.load(tmp_path / "r")
+    with pytest.raises(InvalidInputError, match="not a ranker"):
+        Ranker.load(tmp_path / "missing")
+
+
+def test_collab_scores_against_brute_force():
+    log = pl.DataFrame({"seeker_id": ["a", "a", "b", "b", "b", "c", "c"],
+                        "posting_id": ["x", "y", "x", "y", "z", "y", "z"],
+                        "event": ["applied"] * 7, "at": [None] * 7},
+                       schema={"seeker_id": pl.Utf8, "posting_id": pl.Utf8, "event": pl.Utf8,
+                               "at": pl.Datetime("us")})
+    m = CollabModel(log)
+    users = {"a": {"x", "y"}, "b": {"x", "y", "z"}, "c": {"y", "z"}}
+
+    def cos(i, j):
+        ui = {u for u, s in users.items() if i in s}
+        uj = {u for u, s in users.items() if j in s}
+        return len(ui & uj) / math.sqrt(len(ui) * len(uj))
+    knn, _ = m.pair_scores([["x"]], np.zeros(3, np.int64), m.codes(["x", "y", "z"]))
+    np.testing.assert_allclose(knn, [0.0, cos("x", "y"), cos("x", "z")], rtol=1e-6)
+    # EASE solves the ridge problem: B = argmin |X - XB|^2 + lambda |B|^2, diag(B) = 0
+    x = np.array([[1, 1, 0], [1, 1, 1], [0, 1, 1]], float)
+    g = x.T @ x + 100.0 * np.eye(3)
+    p = np.linalg.inv(g)
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    _, ease = m.pair_scores([["x", "y"]], np.zeros(3, np.int64), m.codes(["x", "y", "z"]))
+    np.testing.assert_allclose(ease, np.array([1, 1, 0]) @ b, rtol=1e-4, atol=1e-7)
+    assert list_metrics({"a": ["z", "q"]}, {"a": {"q"}})["hit@10"] == 1.0
+
+
+def test_split_without_times_holds_one_application_out():
+    log = pl.DataFrame({"seeker_id": ["a", "a", "a", "b"], "posting_id": ["x", "y", "z", "x"],
+                        "event": ["applied"] * 4, "at": [None] * 4},
+                       schema={"seeker_id": pl.Utf8, "posting_id": pl.Utf8, "event": pl.Utf8,
+                               "at": pl.Datetime("us")})
+    feat, targets, how = split_targets(log, 0)
+    assert "no times" in how and set(targets) == {"a"} and len(targets["a"]) == 1
+    assert feat.height == 3 and targets["a"].isdisjoint(
+        set(feat.filter(pl.col("seeker_id") == "a")["posting_id"]))
+    with pytest.raises(ValueError):
+        RankerConfig(pool=0)
