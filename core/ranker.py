@@ -60,11 +60,12 @@ class RankerConfig:
     min_data_in_leaf: int = 50
     early_stopping: int = 30
     valid_share: float = 0.2
+    windows: int = 3  # training days (a log with times): each day's applications a target set
     seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("pool", "negatives", "rounds", "num_leaves", "min_data_in_leaf",
-                     "early_stopping"):
+                     "early_stopping", "windows"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {v!r}")
@@ -252,11 +253,17 @@ class Ranker:
         return [RANKER_REASONS[names[b]] if c[r, b] > 0 else None for r, b in enumerate(best)]
 
 
-def rank_pools(ranker: Ranker | None, pools: Pools, side: PostingSide, k: int,
+def rank_pools(ranker: Ranker | None | str, pools: Pools, side: PostingSide, k: int,
                max_per_company: int) -> dict[str, list[tuple[int, float]]]:
     """Per seeker the top-``k`` (position, score) of its pool under the company cap, by the
-    ranker (or the formula when ``ranker`` is None)."""
-    s = pools.formula if ranker is None else ranker.score(pools.X)
+    ranker (the formula when ``ranker`` is None; ``"untrained"``: one constant score, so
+    the order is the posting ids': what a ranker knows before any training)."""
+    if isinstance(ranker, str):
+        if ranker != "untrained":
+            raise ValueError(f"ranker must be a Ranker, None or 'untrained', got {ranker!r}")
+        s = np.zeros(pools.row.size)
+    else:
+        s = pools.formula if ranker is None else ranker.score(pools.X)
     out: dict[str, list[tuple[int, float]]] = {}
     cut = np.flatnonzero(np.diff(pools.row)) + 1
     for part in np.split(np.arange(pools.row.size), cut):
@@ -277,34 +284,42 @@ def fingerprint(*frames: pl.DataFrame) -> str:
     return h.hexdigest()[:16]
 
 
-def split_targets(interactions: pl.DataFrame, seed: int, event: str = "applied"
-                  ) -> tuple[pl.DataFrame, dict[str, set[str]], str]:
-    """(feature log, targets, how): with times, the applications of the last day are the
-    targets and the log before it the features; without, one random application per seeker
-    with at least two is held out (``seed``)."""
-    app = interactions.filter(pl.col("event") == event)
-    if interactions["at"].null_count() < interactions.height:
-        last = app["at"].max().date()
-        import datetime as dt
+def split_targets(interactions: pl.DataFrame, seed: int, event: str = "applied",
+                  windows: int = 1) -> list[tuple[pl.DataFrame, dict[str, set[str]], str]]:
+    """Training windows (feature log, targets, how), newest first: with times, the
+    applications of each of the last ``windows`` days are the targets and the events before
+    that day the features; without, one random application per seeker with at least two is
+    held out (``seed``), one window."""
+    import datetime as dt
 
-        cut = dt.datetime.combine(last, dt.time(0))
-        feat = interactions.filter(pl.col("at") < cut)
-        tgt = app.filter(pl.col("at") >= cut)
-        how = f"time: applications on {last} are targets, earlier events features"
-    else:
-        rng = np.random.default_rng(seed)
-        g = app.select("seeker_id", "posting_id").unique().sort("seeker_id", "posting_id") \
-            .with_columns(pl.len().over("seeker_id").alias("_n"))
-        g = g.filter(pl.col("_n") >= 2).with_columns(
-            pl.Series("_r", rng.random(g.filter(pl.col("_n") >= 2).height)))
-        pick = g.sort("seeker_id", "_r").group_by("seeker_id", maintain_order=True).first()
-        tgt = pick.select("seeker_id", "posting_id")
-        feat = interactions.join(tgt, on=["seeker_id", "posting_id"], how="anti")
-        how = "no times: one random application per seeker (>= 2) held out as the target"
+    app = interactions.filter(pl.col("event") == event)
+    out = []
+    if interactions.height and interactions["at"].null_count() < interactions.height:
+        days = sorted({d for d in app["at"].dt.date().drop_nulls().to_list()}, reverse=True)
+        for day in days[:windows]:
+            cut = dt.datetime.combine(day, dt.time(0))
+            feat = interactions.filter(pl.col("at") < cut)
+            tgt = app.filter((pl.col("at") >= cut) &
+                             (pl.col("at") < cut + dt.timedelta(days=1)))
+            out.append((feat, _target_sets(tgt),
+                        f"time: applications on {day} are targets, earlier events features"))
+        return out
+    rng = np.random.default_rng(seed)
+    g = app.select("seeker_id", "posting_id").unique().sort("seeker_id", "posting_id") \
+        .with_columns(pl.len().over("seeker_id").alias("_n")).filter(pl.col("_n") >= 2)
+    g = g.with_columns(pl.Series("_r", rng.random(g.height)))
+    tgt = g.sort("seeker_id", "_r").group_by("seeker_id", maintain_order=True).first() \
+        .select("seeker_id", "posting_id")
+    feat = interactions.join(tgt, on=["seeker_id", "posting_id"], how="anti")
+    return [(feat, _target_sets(tgt),
+             "no times: one random application per seeker (>= 2) held out as the target")]
+
+
+def _target_sets(tgt: pl.DataFrame) -> dict[str, set[str]]:
     targets: dict[str, set[str]] = {}
     for s, p in tgt.select("seeker_id", "posting_id").iter_rows():
         targets.setdefault(s, set()).add(p)
-    return feat, targets, how
+    return targets
 
 
 def _groups(pools: Pools, side: PostingSide, targets: Mapping[str, set[str]],
@@ -338,20 +353,48 @@ def _groups(pools: Pools, side: PostingSide, targets: Mapping[str, set[str]],
     return np.concatenate(keep_rows), np.concatenate(labels), np.array(sizes), who
 
 
-def train_ranker(qs: Sequence[SeekerQuery], side: PostingSide, index, feature_log: pl.DataFrame,
-                 targets: Mapping[str, set[str]], cfg: MatchConfig,
+@dataclass
+class Window:
+    """One training window: the seekers' queries as of its reference date, the log before
+    it, the target applications and the match configuration (its reference date)."""
+
+    queries: Sequence[SeekerQuery]
+    feature_log: pl.DataFrame
+    targets: Mapping[str, set[str]]
+    cfg: MatchConfig
+
+
+def train_ranker(windows: Sequence[Window], side: PostingSide, index,
                  rcfg: RankerConfig | None = None, collab_cfg: CollabConfig | None = None,
                  extra_manifest: Mapping | None = None) -> tuple[Ranker, dict]:
-    """Fit LightGBM lambdarank on the pools of the seekers with a target; validation split
-    by seeker (hash of the id and the seed), rounds selected on validation only."""
+    """Fit LightGBM lambdarank on the pools of the seekers with a target in each window;
+    validation split by seeker (hash of the id and the seed: a seeker is on one side in
+    every window), rounds selected on validation only (nDCG@120)."""
     import lightgbm as lgb
 
     rcfg = rcfg or RankerConfig()
-    collab = CollabModel(feature_log, collab_cfg)
-    with_target = [q for q in qs if q.seeker_id in targets]
-    pools = pool_features(with_target, side, index, collab, cfg, rcfg.pool)
     rng = np.random.default_rng(rcfg.seed)
-    rows, y, sizes, who = _groups(pools, side, targets, rcfg.negatives, rng)
+    parts, who = [], []
+    newest = None
+    for wi, w in enumerate(windows):
+        collab = CollabModel(w.feature_log, collab_cfg)
+        qs = [q for q in w.queries if q.seeker_id in w.targets]
+        pools = pool_features(qs, side, index, collab, w.cfg, rcfg.pool)
+        if wi == 0:
+            newest = (pools, w)
+        try:
+            rows, y, sizes, ids = _groups(pools, side, w.targets, rcfg.negatives, rng)
+        except InvalidInputError:
+            continue
+        parts.append((pools.X[rows], y, sizes))
+        who += ids
+    if not parts:
+        raise InvalidInputError("no training seeker has its target application among its "
+                                "rule-passing candidates: nothing to learn from",
+                                field="interactions")
+    X = np.vstack([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    sizes = np.concatenate([p[2] for p in parts])
     h = np.array([int(hashlib.md5(f"{rcfg.seed}:{s}".encode()).hexdigest()[:8], 16) / 2**32
                   for s in who])
     val = h < rcfg.valid_share
@@ -360,11 +403,11 @@ def train_ranker(qs: Sequence[SeekerQuery], side: PostingSide, index, feature_lo
         val[: max(1, len(who) // 5)] = True
     grp = np.repeat(np.arange(len(who)), sizes)
     tr_rows, va_rows = np.isin(grp, np.flatnonzero(~val)), np.isin(grp, np.flatnonzero(val))
-    X = pools.X[rows]
-    params = {"objective": "lambdarank", "metric": "ndcg", "eval_at": [10, 120],
+    params = {"objective": "lambdarank", "metric": "ndcg", "eval_at": [120, 10],
               "learning_rate": rcfg.learning_rate, "num_leaves": rcfg.num_leaves,
               "min_data_in_leaf": rcfg.min_data_in_leaf, "seed": rcfg.seed,
               "deterministic": True, "force_row_wise": True, "num_threads": 2, "verbose": -1,
+              "feature_fraction": 0.9, "bagging_fraction": 0.8, "bagging_freq": 1,
               "feature_fraction_seed": rcfg.seed, "bagging_seed": rcfg.seed}
     dtr = lgb.Dataset(X[tr_rows], y[tr_rows], group=sizes[~val], feature_name=list(FEATURES),
                       free_raw_data=False)
@@ -372,16 +415,21 @@ def train_ranker(qs: Sequence[SeekerQuery], side: PostingSide, index, feature_lo
     hist: dict = {}
     booster = lgb.train(params, dtr, rcfg.rounds, valid_sets=[dva], valid_names=["valid"],
                         callbacks=[lgb.early_stopping(rcfg.early_stopping, verbose=False,
-                                                      first_metric_only=False),
+                                                      first_metric_only=True),
                                    lgb.record_evaluation(hist)])
-    # validation hit-rate of the full pools (targets outside the pool count as misses)
-    va_seekers = {who[i] for i in np.flatnonzero(val)}
     ranker = Ranker(booster, {})
-    metrics = {"valid_seekers": len(va_seekers), "train_groups": int((~val).sum()),
-               "train_rows": int(tr_rows.sum()), "best_iteration": booster.best_iteration,
+    metrics = {"windows": len(windows), "valid_groups": int(val.sum()),
+               "train_groups": int((~val).sum()), "train_rows": int(tr_rows.sum()),
+               "best_iteration": booster.best_iteration,
+               "valid_ndcg@120_curve": [round(v, 5) for v in hist["valid"]["ndcg@120"]],
                "valid_ndcg@10_curve": [round(v, 5) for v in hist["valid"]["ndcg@10"]]}
-    for name, model in (("ranker", ranker), ("formula", None)):
-        metrics[name] = valid_metrics(model, pools, side, targets, va_seekers, cfg)
+    # hit-rates of the newest window's validation seekers over their whole pools (targets
+    # outside the pool count as misses), the formula on the same pools beside it
+    pools, w = newest
+    va_seekers = {s for s, v in zip(who, val, strict=True) if v} & set(w.targets)
+    metrics["valid_seekers"] = len(va_seekers)
+    for name, model in (("ranker", ranker), ("formula", None), ("untrained", "untrained")):
+        metrics[name] = valid_metrics(model, pools, side, w.targets, va_seekers, w.cfg)
     metrics["valid_not_worse_than_formula"] = \
         metrics["ranker"]["hit@120"] >= metrics["formula"]["hit@120"]
     manifest = {"feature_version": FEATURE_VERSION, "features": list(FEATURES),
@@ -391,7 +439,7 @@ def train_ranker(qs: Sequence[SeekerQuery], side: PostingSide, index, feature_lo
     return ranker, metrics
 
 
-def valid_metrics(ranker: Ranker | None, pools: Pools, side: PostingSide,
+def valid_metrics(ranker: Ranker | None | str, pools: Pools, side: PostingSide,
                   targets: Mapping[str, set[str]], seekers: set[str], cfg: MatchConfig) -> dict:
     """hit@10 / hit@120 / nDCG@10 of the seekers ``seekers`` over their whole pools."""
     keep = np.isin(np.array(pools.seeker_ids, dtype=object)[pools.row], list(seekers)) \

@@ -20,6 +20,7 @@ from core.matching import MatchConfig
 from core.ranker import (
     Ranker,
     RankerConfig,
+    Window,
     fingerprint,
     pool_features,
     rank_pools,
@@ -52,13 +53,16 @@ class RankWorld:
         reference date of the target part, return the ranker and its validation metrics."""
         rcfg = rcfg or RankerConfig()
         t0 = time.perf_counter()
-        feat, targets, how = split_targets(interactions, rcfg.seed)
-        ref = cfg.ref_date
-        if feat["at"].null_count() < feat.height and feat.height:
-            ref = feat["at"].max().date() + dt.timedelta(days=1)
-        tcfg = dataclasses.replace(cfg, ref_date=ref)
+        windows, how = [], []
+        for feat, targets, why in split_targets(interactions, rcfg.seed, windows=rcfg.windows):
+            ref = cfg.ref_date
+            if feat.height and feat["at"].null_count() < feat.height:
+                ref = feat["at"].max().date() + dt.timedelta(days=1)
+            windows.append(Window(self.queries(feat), feat, targets,
+                                  dataclasses.replace(cfg, ref_date=ref)))
+            how.append(why)
         ranker, metrics = train_ranker(
-            self.queries(feat), self.side, self.index, feat, targets, tcfg, rcfg,
+            windows, self.side, self.index, rcfg,
             extra_manifest={"split": how, "fingerprint": fingerprint(
                 self.seekers.select("seeker_id"), self.index._frame.select("posting_id"),
                 interactions.select("seeker_id", "posting_id", "event"))})
