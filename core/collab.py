@@ -127,6 +127,14 @@ class CollabModel:
                                   self.ease_b[:, ep[inset]])
         return knn, ease
 
+    def knn_row(self, history: Sequence[str]) -> np.ndarray:
+        """Dense item-kNN scores of every known posting for one seeker's history (float32,
+        the sum over its liked postings, as :meth:`pair_scores`)."""
+        x = self.history_matrix([history])
+        if x.nnz == 0:
+            return np.zeros(len(self.items), np.float32)
+        return np.asarray((x @ self.knn).todense(), dtype=np.float32).ravel()
+
     def seeker_activity(self, seeker_ids: Sequence[str]) -> np.ndarray:
         """log(1 + number of liked postings) per seeker."""
         return np.log1p(np.array([len(self.history.get(s, ())) for s in seeker_ids],

@@ -375,7 +375,8 @@ class Match:
 
 def reason_text(r: Mapping) -> str:
     """추천기준: "희망지역(경기도 수원시) · 희망직종 일치 · 거리 3.2km · 희망임금 이상 · 학력·경력 충족"."""
-    parts = []
+    # the learned ranker's driver first (a ranked list), then the rules' reasons
+    parts = [r["ranker_reason"]] if r.get("ranker_reason") else []
     if r.get("matched_region"):
         parts.append(f"희망지역({r['matched_region']})")
     parts.append(_OCC_KO.get(r.get("occupation_relation", "other"), "관련 직종 외"))

@@ -46,6 +46,7 @@ RANKER_REASONS = {  # feature -> what a person reads when it drove the rank
     "similarity": "이력서와 내용이 비슷한 공고",
     "occupation_relation": "희망직종과 가까운 공고",
 }
+DRIVER_TEXTS: tuple[str, ...] = tuple(RANKER_REASONS.values())
 
 
 @dataclass(frozen=True)
@@ -106,9 +107,13 @@ def pool_features(qs: Sequence[SeekerQuery], side: PostingSide, index, collab: C
             continue
         f = job_scores(q, side, idx, cfg)
         codes = codes_all[idx]
-        knn, ease = collab.pair_scores([histories[i]], np.zeros(idx.size, np.int64), codes)
+        # the seeker's kNN row once (zero off its neighbours); EASE only for the pool
+        row = collab.knn_row(histories[i]) if histories[i] else None
+        knn = np.zeros(idx.size, np.float32) if row is None else \
+            np.where(codes >= 0, row[np.maximum(codes, 0)], 0.0).astype(np.float32)
         keep = _pool_of(f, knn, side.ids[idx], pool)
-        idx, f, knn, ease, codes = idx[keep], f[keep], knn[keep], ease[keep], codes[keep]
+        idx, f, knn, codes = idx[keep], f[keep], knn[keep], codes[keep]
+        _, ease = collab.pair_scores([histories[i]], np.zeros(idx.size, np.int64), codes)
         x = _content_features(q, side, idx, f, ref)
         x[:, FEATURES.index("coapply_knn")] = knn
         x[:, FEATURES.index("ease")] = ease
@@ -237,42 +242,58 @@ class Ranker:
                 f"{path}: ranker of feature version {manifest.get('feature_version')!r}, this "
                 f"jobrec computes version {FEATURE_VERSION}: retrain it with jobrec train-ranker",
                 field="ranker")
-        return cls(lgb.Booster(model_file=str(path / "model.txt")), manifest)
+        try:
+            booster = lgb.Booster(model_file=str(path / "model.txt"))
+        except lgb.basic.LightGBMError as exc:
+            raise InvalidInputError(f"{path}: unreadable model.txt ({exc})",
+                                    field="ranker") from None
+        return cls(booster, manifest)
+
+    def driver_codes(self, X: np.ndarray) -> np.ndarray:
+        """Per row, the index into :data:`DRIVER_TEXTS` of the learned signal that lifted it
+        most: the feature with the largest positive contribution (LightGBM's SHAP values)
+        among :data:`RANKER_REASONS`; -1 where none lifted it."""
+        if X.shape[0] == 0:
+            return np.empty(0, np.int64)
+        contrib = np.asarray(self.booster.predict(X, pred_contrib=True, num_threads=1))
+        c = contrib[:, [FEATURES.index(n) for n in RANKER_REASONS]]
+        best = np.argmax(c, axis=1)
+        return np.where(c[np.arange(c.shape[0]), best] > 0, best, -1).astype(np.int64)
 
     def drivers(self, X: np.ndarray) -> list[str | None]:
-        """Per row, the Korean name of the learned signal that lifted it most: the feature
-        with the largest positive contribution (LightGBM's SHAP values) among
-        :data:`RANKER_REASONS`, or None."""
-        if X.shape[0] == 0:
-            return []
-        contrib = np.asarray(self.booster.predict(X, pred_contrib=True, num_threads=1))
-        names = list(RANKER_REASONS)
-        cols = [FEATURES.index(n) for n in names]
-        c = contrib[:, cols]
-        best = np.argmax(c, axis=1)
-        return [RANKER_REASONS[names[b]] if c[r, b] > 0 else None for r, b in enumerate(best)]
+        """:meth:`driver_codes` as the Korean texts (None: no learned signal lifted it)."""
+        return [DRIVER_TEXTS[c] if c >= 0 else None for c in self.driver_codes(X).tolist()]
 
 
-def rank_pools(ranker: Ranker | None | str, pools: Pools, side: PostingSide, k: int,
-               max_per_company: int) -> dict[str, list[tuple[int, float]]]:
-    """Per seeker the top-``k`` (position, score) of its pool under the company cap, by the
-    ranker (the formula when ``ranker`` is None; ``"untrained"``: one constant score, so
-    the order is the posting ids': what a ranker knows before any training)."""
+def rank_lists(ranker: Ranker | None | str, pools: Pools, side: PostingSide, k: int,
+               max_per_company: int) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per seeker the top-``k`` of its pool under the company cap as (positions, scores,
+    rows of ``pools``), by the ranker (the formula when ``ranker`` is None; ``"untrained"``:
+    one constant score, so the order is the posting ids': what a ranker knows before any
+    training). Ties go to the smaller posting id, as everywhere."""
     if isinstance(ranker, str):
         if ranker != "untrained":
             raise ValueError(f"ranker must be a Ranker, None or 'untrained', got {ranker!r}")
         s = np.zeros(pools.row.size)
     else:
         s = pools.formula if ranker is None else ranker.score(pools.X)
-    out: dict[str, list[tuple[int, float]]] = {}
+    out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     cut = np.flatnonzero(np.diff(pools.row)) + 1
     for part in np.split(np.arange(pools.row.size), cut):
         if part.size == 0:
             continue
         pos = pools.pos[part]
-        t = select_top_k(s[part], side.ids[pos], side.company[pos], k, max_per_company)
-        out[pools.seeker_ids[pools.row[part[0]]]] = [(int(pos[j]), float(s[part][j])) for j in t]
+        t = np.asarray(select_top_k(s[part], side.ids[pos], side.company[pos], k,
+                                    max_per_company), dtype=np.int64)
+        out[pools.seeker_ids[pools.row[part[0]]]] = (pos[t], s[part][t], part[t])
     return out
+
+
+def rank_pools(ranker: Ranker | None | str, pools: Pools, side: PostingSide, k: int,
+               max_per_company: int) -> dict[str, list[tuple[int, float]]]:
+    """:func:`rank_lists` as (position, score) pairs per seeker."""
+    return {sid: list(zip(p.tolist(), sc.tolist(), strict=True))
+            for sid, (p, sc, _) in rank_lists(ranker, pools, side, k, max_per_company).items()}
 
 
 def fingerprint(*frames: pl.DataFrame) -> str:
@@ -366,10 +387,12 @@ class Window:
 
 def train_ranker(windows: Sequence[Window], side: PostingSide, index,
                  rcfg: RankerConfig | None = None, collab_cfg: CollabConfig | None = None,
-                 extra_manifest: Mapping | None = None) -> tuple[Ranker, dict]:
+                 extra_manifest: Mapping | None = None, incumbent: Ranker | None = None
+                 ) -> tuple[Ranker, dict]:
     """Fit LightGBM lambdarank on the pools of the seekers with a target in each window;
     validation split by seeker (hash of the id and the seed: a seeker is on one side in
-    every window), rounds selected on validation only (nDCG@120)."""
+    every window), rounds selected on validation only (nDCG@120). ``incumbent`` (the
+    serving version) is measured on the same validation seekers, for the promotion gate."""
     import lightgbm as lgb
 
     rcfg = rcfg or RankerConfig()
@@ -428,7 +451,10 @@ def train_ranker(windows: Sequence[Window], side: PostingSide, index,
     pools, w = newest
     va_seekers = {s for s, v in zip(who, val, strict=True) if v} & set(w.targets)
     metrics["valid_seekers"] = len(va_seekers)
-    for name, model in (("ranker", ranker), ("formula", None), ("untrained", "untrained")):
+    models = [("ranker", ranker), ("formula", None), ("untrained", "untrained")]
+    if incumbent is not None:
+        models.append(("incumbent", incumbent))
+    for name, model in models:
         metrics[name] = valid_metrics(model, pools, side, w.targets, va_seekers, w.cfg)
     metrics["valid_not_worse_than_formula"] = \
         metrics["ranker"]["hit@120"] >= metrics["formula"]["hit@120"]

@@ -22,6 +22,7 @@ _REGISTRARS: tuple[str, ...] = (
     "encoding.cli",  # evaluate
     "workers.cli",  # refresh
     "workers.match_cli",  # match
+    "workers.rank_cli",  # train-ranker
     "server.cli",  # serve
 )
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from core.cli_args import iso_date
 from core.matching import MATCH_MAX_K, MatchConfig
+from core.ranker import RankerConfig
 
 _DEFAULTS = MatchConfig()
 
@@ -31,41 +32,94 @@ def register(subparsers) -> None:
     p.add_argument("--shards", type=int, default=2)
     p.add_argument("--candidates", action="store_true", help="seekers for every posting")
     p.add_argument("--ray-address", default=None)
+    p.add_argument("--ranker", type=Path, default=None,
+                   help="learned ranker (jobrec train-ranker --out): orders the jobs that pass "
+                        "the rules; without it the formula does")
+    p.add_argument("--ranker-pool", type=int, default=RankerConfig.pool,
+                   help="rule-passing candidates per seeker the ranker orders")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Encode both sides with the model, match on Ray, write the table."""
-    import time
-
-    import numpy as np
+def read_inputs(args: argparse.Namespace):
+    """(seekers, postings, interactions or None) of ``--seekers/--postings/--interactions``,
+    validated."""
     import polars as pl
 
     from core.errors import InvalidInputError
     from core.postings_io import read_postings
-    from core.seekers import seeker_text, validate_seekers
-    from encoding.hybrid import HybridEncoder
-    from encoding.text import posting_text
+    from core.seekers import validate_seekers
 
-    cfg = MatchConfig(k=args.k, max_per_company=args.max_per_company, wage_hard=args.wage_hard,
-                      ref_date=args.ref_date)
     try:
         seekers = pl.read_parquet(args.seekers)
     except OSError as exc:
         raise InvalidInputError(f"{args.seekers}: cannot read: {exc}", field="seekers") from None
     validate_seekers(seekers)
     postings = read_postings(args.postings)
-    inter = pl.read_parquet(args.interactions) if args.interactions else None
-    t0 = time.perf_counter()
-    from encoding.cache import encode_postings
+    inter = None
+    if args.interactions:
+        try:
+            inter = pl.read_parquet(args.interactions)
+        except OSError as exc:
+            raise InvalidInputError(f"{args.interactions}: cannot read: {exc}",
+                                    field="interactions") from None
+        missing = {"seeker_id", "posting_id", "event", "at"} - set(inter.columns)
+        if missing:
+            raise InvalidInputError(f"{args.interactions}: not an interaction table (no "
+                                    f"{', '.join(sorted(missing))}); ingest it with jobrec "
+                                    "ingest --kind interactions", field="interactions")
+    return seekers, postings, inter
 
-    # the lexical half is fitted on the postings being matched, as the refresh does
-    enc = HybridEncoder.fit(args.model, [posting_text(r) for r in postings.iter_rows(named=True)])
+
+def encode_sides(model: Path, seekers, postings):
+    """Posting and seeker vectors in one space: the lexical half fitted on the postings
+    being matched, as the refresh does (train-ranker and match see the same vectors)."""
+    import numpy as np
+
+    from core.seekers import seeker_text
+    from encoding.cache import encode_postings
+    from encoding.hybrid import HybridEncoder
+    from encoding.text import posting_text
+
+    enc = HybridEncoder.fit(model, [posting_text(r) for r in postings.iter_rows(named=True)])
     pv = encode_postings(postings, enc)
     sv = enc.encode([seeker_text(r) for r in seekers.iter_rows(named=True)]).astype(np.float32)
+    return sv, pv
+
+
+def run(args: argparse.Namespace) -> int:
+    """Encode both sides with the model, match on Ray, write the table."""
+    import time
+
+    cfg = MatchConfig(k=args.k, max_per_company=args.max_per_company, wage_hard=args.wage_hard,
+                      ref_date=args.ref_date)
+    ranker = None
+    if args.ranker is not None:
+        from core.errors import InvalidInputError
+        from workers.ranker_store import load_ranker
+
+        if args.candidates:
+            raise InvalidInputError("--ranker orders jobs for seekers; --candidates has no "
+                                    "learned ranker", field="ranker")
+        ranker = load_ranker(args.ranker)  # refused before any encoding if of another version
+    seekers, postings, inter = read_inputs(args)
+    t0 = time.perf_counter()
+    sv, pv = encode_sides(args.model, seekers, postings)
     print(f"encoded {postings.height} postings, {seekers.height} seekers "
           f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
-    if args.candidates:
+    if ranker is not None:
+        from workers.actors import init_ray, shutdown_ray
+        from workers.rank_job import RankWorld
+
+        started = init_ray(args.ray_address)
+        try:
+            t0 = time.perf_counter()
+            frame = RankWorld(seekers, postings, sv, pv).match_frame(
+                ranker, inter, cfg, args.ranker_pool, use_ray=True, tasks=max(2, args.shards))
+            timings = {"ranked_match": time.perf_counter() - t0}
+        finally:
+            if started:
+                shutdown_ray()
+    elif args.candidates:
         from workers.match_job import candidates_all
 
         frame = candidates_all(seekers, postings, sv, pv, cfg, interactions=inter)

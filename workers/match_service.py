@@ -49,11 +49,21 @@ class MatchService:
 
     def __init__(self, postings: pl.DataFrame, posting_vectors: np.ndarray, seekers: pl.DataFrame,
                  seeker_vectors: np.ndarray, encoder, *, interactions: pl.DataFrame | None = None,
-                 num_shards: int = 2, config: MatchConfig | None = None) -> None:
+                 num_shards: int = 2, config: MatchConfig | None = None,
+                 ranker=None, ranker_pool: int = 300) -> None:
+        """``ranker``: a :class:`core.ranker.Ranker` or a :class:`workers.ranker_slot.RankerSlot`
+        (hot-swapped versions); None: the formula orders the jobs."""
         self.config = config or MatchConfig()
         self.encoder = encoder
         parts = shard_postings(postings, num_shards)
         self.shards = LocalShards([JobIndex(postings[p], posting_vectors[p]) for p in parts])
+        self.ranker, self.ranker_pool = ranker, ranker_pool
+        if ranker is not None:
+            from core.collab import CollabModel
+
+            # the ranker's pools are global (one index over every posting), as in the batch
+            self._rank_index = JobIndex(postings, posting_vectors)
+            self._collab = CollabModel(interactions)
         self.postings = {r["posting_id"]: r for r in postings.iter_rows(named=True)}
         self._pvec = {pid: posting_vectors[i] for i, pid in enumerate(postings["posting_id"])}
         self.seekers = {r["seeker_id"]: r for r in seekers.iter_rows(named=True)}
@@ -88,10 +98,24 @@ class MatchService:
             raise InvalidInputError("give a seeker_id or a profile", field="seeker")
         sid = row["seeker_id"]
         q = SeekerQuery.from_row(row, vec, self.excluded.get(sid, frozenset()), self.history.get(sid))
+        if self.ranker is not None:
+            return sort_view(self._ranked(q, cfg), sort, frame_lookup=self.postings)
         holders = [s for s in range(len(self.shards.indexes)) if self.shards.holds(s, q.areas)]
         company = lambda pid: self.postings[pid]["company"]  # noqa: E731
         got = recommend_fanout(self.shards, [holders], [q], cfg, company)[0]
         return sort_view(got, sort, frame_lookup=self.postings)
+
+    def _ranked(self, q: SeekerQuery, cfg: MatchConfig) -> list[Match]:
+        """The learned order of ``q``'s rule-passing pool: the batch's own function, so
+        ``RecommendJobs`` == ``jobrec match --ranker``."""
+        import json
+
+        from workers.rank_job import ranked_frame
+
+        ranker = self.ranker.current() if hasattr(self.ranker, "current") else self.ranker
+        f = ranked_frame([q], self._rank_index, self._collab, ranker, cfg, self.ranker_pool)
+        return [Match(pid, float(sc), json.loads(r)) for pid, sc, r in
+                f.select("posting_id", "score", "reasons").iter_rows()]
 
     def recommend_candidates(self, posting_id: str, *, k: int | None = None,
                              sort: str = "score") -> list[Match]:
@@ -122,11 +146,13 @@ class MatchService:
                 if other != s:
                     ix.delete(ids)
             self.shards.indexes[s].upsert(postings[rows], np.asarray(vectors)[rows])
+        if self.ranker is not None:
+            self._rank_index.upsert(postings, np.asarray(vectors))
 
     def delete_postings(self, posting_ids: Sequence[str]) -> int:
         """Withdrawn postings are never recommended again; returns how many were known."""
         known = [p for p in posting_ids if p in self.postings]
-        for ix in self.shards.indexes:
+        for ix in self.shards.indexes + ([self._rank_index] if self.ranker is not None else []):
             ix.delete(known)
         for p in known:
             del self.postings[p]

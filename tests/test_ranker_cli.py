@@ -1,0 +1,145 @@
+"""The learned ranker through the product: ``jobrec train-ranker`` writes a gated version,
+``jobrec match --ranker`` obeys every rule (the scalar oracle) and equals ``RecommendJobs``
+of a :class:`MatchService` holding the same ranker (batch == online), a ranker of another
+feature version is refused, a worse version is kept aside, and a frontend's
+:class:`RankerSlot` swaps to a promoted version without a restart."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+
+import numpy as np
+import polars as pl
+import pytest
+
+from core.matching import MatchConfig, reason_text
+from core.ranker import DRIVER_TEXTS
+from core.synth import generate_postings
+from core.synth.seekers import generate_interactions, generate_seekers
+from jobrec.cli import main
+from tests.test_seekers import _oracle_ok
+from training.train import TrainConfig, run_local, train_model
+from workers.match_job import MATCH_SCHEMA, excluded_by_seeker
+from workers.ranker_store import RankerSlot, current_version, load_ranker, publish
+
+REF = dt.date(2026, 11, 20)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("rank")
+    postings = generate_postings(900, 31, ref_date=REF)
+    seekers = generate_seekers(240, 31, postings=postings, ref_date=REF)
+    inter = generate_interactions(seekers, postings, 31, days=5, ref_date=REF)
+    postings.write_parquet(d / "postings.parquet")
+    seekers.write_parquet(d / "seekers.parquet")
+    inter.write_parquet(d / "interactions.parquet")
+    cfg = TrainConfig(epochs=1, mlm_epochs=1, max_steps=4, vocab_size=1500, max_length=48,
+                      log_every=0)
+    train_model(postings.head(300), d / "model", cfg, runner=run_local, compute_metrics=False)
+    return d, postings, seekers, inter
+
+
+def _args(d, *extra):
+    return ["--seekers", str(d / "seekers.parquet"), "--postings", str(d / "postings.parquet"),
+            "--model", str(d / "model"), *extra]
+
+
+@pytest.fixture(scope="module")
+def trained(files):
+    d, *_ = files
+    rc = main(["train-ranker", *_args(d, "--interactions", str(d / "interactions.parquet"),
+                                      "--out", str(d / "ranker"), "--rounds", "40")])
+    assert rc == 0
+    return d / "ranker"
+
+
+def test_train_ranker_publishes_a_first_version(files, trained):
+    name = current_version(trained)
+    assert name is not None
+    v = trained / "versions" / name
+    manifest = json.loads((v / "manifest.json").read_text())
+    assert manifest["feature_version"] >= 1 and manifest["fingerprint"]
+    assert json.loads((v / "decision.json").read_text())["promoted"]
+    assert json.loads((v / "metrics.json").read_text())["ranker"]["seekers"] > 0
+
+
+def test_match_with_ranker_obeys_the_rules_and_equals_online(files, trained, ray_local):
+    d, postings, seekers, inter = files
+    out = d / "ranked.parquet"
+    rc = main(["match", *_args(d, "--interactions", str(d / "interactions.parquet"),
+                               "--ranker", str(trained), "--k", "20", "--ref-date",
+                               REF.isoformat(), "--out", str(out))])
+    assert rc == 0
+    frame = pl.read_parquet(out)
+    assert frame.schema == pl.Schema(MATCH_SCHEMA) and frame.height > 0
+    prow = {r["posting_id"]: r for r in postings.iter_rows(named=True)}
+    srow = {r["seeker_id"]: r for r in seekers.iter_rows(named=True)}
+    ex = excluded_by_seeker(inter)
+    for sid, pid in frame.select("seeker_id", "posting_id").iter_rows():
+        assert _oracle_ok(srow[sid], prow[pid], REF, ex.get(sid, frozenset()))
+    per = frame.group_by("seeker_id").agg(pl.col("posting_id").count().alias("n"),
+                                          pl.col("score").diff().max().alias("up"))
+    assert per["n"].max() <= 20
+    assert (per["up"].fill_null(0.0) <= 1e-6).all()  # scores never rise down a list
+    comp = frame.join(postings.select("posting_id", "company"), on="posting_id")
+    assert comp.group_by("seeker_id", "company").len()["len"].max() <= 2
+    # the learned driver leads the reasons where one lifted the posting
+    led = frame.filter(pl.col("reasons").str.contains("ranker_reason"))
+    assert led.height > 0
+    for r in led.head(50).iter_rows(named=True):
+        why = json.loads(r["reasons"])
+        assert why["ranker_reason"] in DRIVER_TEXTS and r["reason_text"] == reason_text(why)
+        assert r["reason_text"].startswith(why["ranker_reason"])
+
+    # online: the same ranker in a MatchService answers the same lists
+    from workers.match_cli import encode_sides
+    from workers.match_service import MatchService
+
+    sv, pv = encode_sides(d / "model", seekers, postings)
+    svc = MatchService(postings, pv, seekers, sv, None, interactions=inter,
+                       config=MatchConfig(ref_date=REF), ranker=RankerSlot(trained))
+    for sid in frame["seeker_id"].unique().sort().head(25).to_list():
+        got = svc.recommend_jobs(seeker_id=sid, k=20)
+        want = frame.filter(pl.col("seeker_id") == sid).sort("rank")
+        assert [m.item_id for m in got] == want["posting_id"].to_list()
+        np.testing.assert_allclose([m.score for m in got], want["score"].to_numpy(), rtol=1e-6)
+        assert [reason_text(m.reasons) for m in got] == want["reason_text"].to_list()
+
+
+def test_other_feature_version_is_refused(files, trained, capsys):
+    d, *_ = files
+    bad = d / "old_ranker"
+    shutil.copytree(trained / "versions" / current_version(trained), bad)
+    m = json.loads((bad / "manifest.json").read_text())
+    m["feature_version"] = 0
+    (bad / "manifest.json").write_text(json.dumps(m))
+    capsys.readouterr()
+    rc = main(["match", *_args(d, "--ranker", str(bad), "--out", str(d / "x.parquet"))])
+    assert rc == 2
+    assert "feature version 0" in capsys.readouterr().err
+
+
+def test_gate_keeps_a_worse_version_aside_and_slot_swaps_a_better(files, trained, tmp_path):
+    root = tmp_path / "r"
+    shutil.copytree(trained, root)
+    slot = RankerSlot(root, check_s=0.0)
+    first = slot.version
+    ranker = load_ranker(root)
+    hit = ranker.manifest["metrics"]["ranker"]["hit@120"]
+    worse = publish(root, ranker, {"hit@120": hit + 0.01},
+                    now=dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
+    assert not worse["promoted"] and "kept aside" in worse["reason"]
+    assert current_version(root) == first and not slot.refresh() and slot.version == first
+    before = slot.current()
+    better = publish(root, ranker, {"hit@120": hit},  # not worse: promoted
+                     now=dt.datetime(2030, 1, 2, tzinfo=dt.UTC))
+    assert better["promoted"] and current_version(root) == better["version"] != first
+    after = slot.current()  # check_s = 0: the next request already sees the new version
+    assert slot.version == better["version"] and after is not before
+    # a version that does not load leaves the serving one in place
+    (root / "versions" / "broken").mkdir()
+    (root / "CURRENT").write_text("broken\n")
+    assert not slot.refresh() and slot.current() is after
