@@ -20,6 +20,7 @@ import polars as pl
 import scipy.sparse as sp
 
 LIKED_EVENTS: tuple[str, ...] = ("applied", "clicked")
+SEEN_EVENTS: tuple[str, ...] = ("shown", "clicked")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class CollabModel:
         liked = (interactions if interactions is not None else
                  pl.DataFrame(schema={"seeker_id": pl.Utf8, "posting_id": pl.Utf8,
                                       "event": pl.Utf8}))
+        self._fit_seen(liked)
         liked = liked.filter(pl.col("event").is_in(list(self.cfg.events))) \
             .select("seeker_id", "posting_id").unique().sort("seeker_id", "posting_id")
         self.items = np.array(sorted(set(liked["posting_id"].to_list())), dtype=object)
@@ -82,6 +84,34 @@ class CollabModel:
             self.ease_b = b.astype(np.float32)
         else:
             self.ease_b = np.zeros((0, 0), np.float32)
+
+    def _fit_seen(self, log: pl.DataFrame) -> None:
+        """Per seeker the postings it was shown or clicked (times shown, clicked at all), as
+        flat arrays over one posting vocabulary: a page a seeker saw and did not apply to
+        yet is what it most often applies to next."""
+        ev = log.filter(pl.col("event").is_in(list(SEEN_EVENTS)))
+        self.seen_vocab = np.array(sorted(set(ev["posting_id"].to_list())), dtype=object)
+        vocab = pl.DataFrame({"posting_id": pl.Series(self.seen_vocab.tolist(), dtype=pl.Utf8),
+                              "_c": np.arange(self.seen_vocab.size, dtype=np.int32)})
+        g = ev.group_by("seeker_id", "posting_id").agg(
+            (pl.col("event") == "shown").sum().alias("_n"),
+            (pl.col("event") == "clicked").any().alias("_k"),
+        ).join(vocab, on="posting_id").sort("seeker_id", "_c")
+        self._seen_code = g["_c"].to_numpy()
+        self._seen_n = g["_n"].to_numpy().astype(np.float32)
+        self._seen_clicked = g["_k"].to_numpy()
+        sid = g["seeker_id"].to_numpy()
+        cut = np.flatnonzero(sid[1:] != sid[:-1]) + 1 if sid.size else np.empty(0, np.int64)
+        starts, ends = np.r_[0, cut], np.r_[cut, sid.size]
+        self._seen_at = {} if not sid.size else \
+            dict(zip(sid[starts].tolist(), zip(starts.tolist(), ends.tolist(), strict=True),
+                     strict=True))
+
+    def seen(self, seeker_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(posting ids, times shown, clicked) of what ``seeker_id`` was shown or clicked."""
+        a, b = self._seen_at.get(seeker_id, (0, 0))
+        return (self.seen_vocab[self._seen_code[a:b]], self._seen_n[a:b],
+                self._seen_clicked[a:b])
 
     def codes(self, posting_ids: Sequence[str]) -> np.ndarray:
         """Item codes of postings (-1: never liked in the log)."""
@@ -142,6 +172,8 @@ class CollabModel:
 
     def popularity(self, item_code: np.ndarray) -> np.ndarray:
         """log(1 + times liked) per posting code (0 for unknown)."""
+        if self.pop.size == 0:  # an empty log: every posting is unknown
+            return np.zeros(item_code.size, np.float32)
         return np.where(item_code >= 0, self.pop[np.maximum(item_code, 0)], 0.0).astype(np.float32)
 
     def rank_all(self, histories: Sequence[Sequence[str]], method: str) -> np.ndarray:

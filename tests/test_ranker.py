@@ -83,11 +83,13 @@ def test_batch_features_equal_one_pair_path(world):
     qs = [q for q in w.queries(train) if q.seeker_id in collab.history][:15]
     pools = pool_features(qs, w.side, w.index, collab, cfg, 40)
     rows = {r["posting_id"]: r for r in postings.iter_rows(named=True)}
-    assert pools.X.shape[0] > 300 and (pools.X[:, FEATURES.index("coapply_knn")] > 0).any()
+    assert pools.X.shape[0] > 300
+    for name in ("coapply_knn", "seen_before", "clicked_before", "history_occupation_share"):
+        assert (pools.X[:, FEATURES.index(name)] > 0).any(), name
     for t in range(0, pools.X.shape[0], 7):
         q = qs[pools.row[t]]
         pid = str(w.side.ids[pools.pos[t]])
-        ref = one_pair_features(q, rows[pid], w.side.vectors[pools.pos[t]], collab, cfg)
+        ref = one_pair_features(q, rows[pid], w.side.vectors[pools.pos[t]], collab, cfg, rows)
         np.testing.assert_allclose(pools.X[t, 1:], ref[1:], rtol=1e-4, atol=1e-4,
                                    equal_nan=True, err_msg=f"{q.seeker_id} {pid}")
 
