@@ -11,7 +11,6 @@ which would resolve against the top-level ``jobrec`` package; they are rewritten
 from __future__ import annotations
 
 import argparse
-import filecmp
 import re
 import shutil
 import sys
@@ -84,6 +83,23 @@ def generate(out_dir: Path, proto_root: Path = PROTO_ROOT) -> list[Path]:
     return sorted(p for p in out_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 
 
+# The tools stamp their own version into the code; a newer grpcio-tools on another machine must
+# not make unchanged protos look stale (CI installs whatever release is current).
+_VERSION_STAMPS = (
+    re.compile(r"^GRPC_GENERATED_VERSION = '[^']*'$", re.MULTILINE),
+    re.compile(r"^# Protobuf Python Version: .*$", re.MULTILINE),
+    re.compile(r"(ValidateProtobufRuntimeVersion\(\s*_runtime_version\.Domain\.PUBLIC,)"
+               r"\s*\d+,\s*\d+,\s*\d+,\s*'[^']*',"),
+)
+
+
+def _normalised(path: Path) -> str:
+    text = path.read_text(encoding="utf-8")
+    for pat in _VERSION_STAMPS:
+        text = pat.sub(lambda m: m.group(1) if m.groups() else "<version>", text)
+    return text
+
+
 def _tree(root: Path) -> dict[str, Path]:
     return {
         str(p.relative_to(root)): p
@@ -103,7 +119,7 @@ def check(out_dir: Path = GENERATED_DIR, proto_root: Path = PROTO_ROOT) -> list[
         problems += [
             f"stale: {n}"
             for n in sorted(set(fresh) & set(current))
-            if not filecmp.cmp(fresh[n], current[n], shallow=False)
+            if _normalised(fresh[n]) != _normalised(current[n])
         ]
     return problems
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -84,6 +85,23 @@ def test_codegen_check_detects_stale_and_missing_files(tmp_path):
     problems = codegen.check(copy)
     assert "stale: jobrec/v1/recommendation_pb2.py" in problems
     assert "missing: jobrec/v1/recommendation_pb2_grpc.py" in problems
+
+
+def test_codegen_check_ignores_the_tools_version_stamp(tmp_path):
+    # CI installs the current grpcio-tools: a newer stamp on unchanged protos is not stale
+    copy = tmp_path / "generated"
+    shutil.copytree(codegen.GENERATED_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    grpc_py = copy / "jobrec" / "v1" / "courses_pb2_grpc.py"
+    text = grpc_py.read_text()
+    stamped = re.sub(r"GRPC_GENERATED_VERSION = '[^']*'", "GRPC_GENERATED_VERSION = '9.99.0'", text)
+    assert stamped != text
+    grpc_py.write_text(stamped)
+    pb2 = copy / "jobrec" / "v1" / "courses_pb2.py"
+    text = pb2.read_text()
+    stamped = re.sub(r"Protobuf Python Version: \S+", "Protobuf Python Version: 99.0.0", text)
+    assert stamped != text
+    pb2.write_text(stamped)
+    assert codegen.check(copy) == []
 
 
 def test_generated_imports_resolve_inside_server_generated():
