@@ -101,15 +101,22 @@ class Stages:
 class FileProgress:
     """A transient progress bar fed by the lines workers append to progress files.
 
-    Ray Train workers run in other processes; rank 0 appends one line per finished epoch to
+    Ray Train workers run in other processes; rank 0 appends its progress lines to
     ``<phase_dir>/progress.log`` (``training.ray_train``), which this tails from the driver.
+    ``count`` turns all lines read so far into ``(done, total)``
+    (``training.progress.epoch_progress``): the total may change as the workers say what
+    they actually run, and ends equal to what was done.
     """
 
-    def __init__(self, files: Callable[[], list[Path]], total: int, desc: str, enabled=True):
+    def __init__(self, files: Callable[[], list[Path]],
+                 count: Callable[[list[str]], tuple[int, int]], desc: str, unit: str = "epoch",
+                 enabled: bool = True):
         from tqdm import tqdm
 
         self._files = files
-        self._bar = tqdm(total=total, desc=desc, unit="epoch", leave=False, disable=not enabled)
+        self._count = count
+        self.n, self.total = count([])  # what the bar shows (kept here: a disabled tqdm counts nothing)
+        self._bar = tqdm(total=self.total, desc=desc, unit=unit, leave=False, disable=not enabled)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="jobrec-progress")
         self.last = ""
@@ -121,9 +128,13 @@ class FileProgress:
                 lines += [x for x in f.read_text(encoding="utf-8").splitlines() if x.strip()]
             except OSError:
                 continue
-        done = sum(1 for x in lines if " epoch " in x)
-        if done > self._bar.n:
-            self._bar.update(done - self._bar.n)
+        done, total = self._count(lines)
+        if total != self.total:
+            self.total = self._bar.total = total
+            self._bar.refresh()
+        if done > self.n:
+            self._bar.update(done - self.n)
+            self.n = done
         if lines and lines[-1] != self.last:
             self.last = lines[-1]
             self._bar.set_postfix_str(self.last[:60], refresh=True)

@@ -23,6 +23,7 @@ import torch
 
 from core.errors import ModelError
 from training.model import WBertForKeco
+from training.progress import epoch_done_line, finished_line, plan_line
 
 log = logging.getLogger(__name__)
 
@@ -370,6 +371,8 @@ def run_phase(
         if state.get("stopped"):
             start_epoch = spec.epochs
 
+    if ctx.rank == 0:
+        say(plan_line(spec.kind, spec.epochs, steps_per_epoch, total_steps))
     gen = torch.Generator().manual_seed(spec.seed * 1000 + ctx.rank + 17 * start_epoch)
     for epoch in range(start_epoch, spec.epochs):
         if step >= total_steps:
@@ -431,12 +434,11 @@ def run_phase(
         stopped = bad > spec.patience
         history.append(metrics)
         if ctx.rank == 0:
-            say(
-                f"[{spec.kind}] epoch {epoch + 1}/{spec.epochs} done in {metrics['epoch_seconds']:.0f}s: "
-                + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("val_", "train_")))
+            say(epoch_done_line(
+                spec.kind, epoch, spec.epochs, metrics["epoch_seconds"],
+                ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("val_", "train_")))
                 + (" (best)" if improved else "")
-                + (" -> early stop" if stopped else "")
-            )
+                + (" -> early stop" if stopped else "")))
         with tempfile.TemporaryDirectory() as tmp:
             ckpt_dir = None
             if ctx.rank == 0:
@@ -463,4 +465,5 @@ def run_phase(
             _save_hf(model, spec, phase_dir / "best")
         (phase_dir / HISTORY).write_text(json.dumps(history, indent=1))
         (phase_dir / DONE).write_text("ok\n")
+        say(finished_line(spec.kind, len(history), step))
     return history

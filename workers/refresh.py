@@ -63,6 +63,20 @@ def _reencode_carried(df, vectors: np.ndarray, ids: list[str], fresh: dict, mode
     vectors[rows] = np.asarray(enc.encode(texts), dtype=np.float32)
 
 
+def _provenance(info: dict | None, embeddings_out: str | Path) -> dict | None:
+    """What the vector file records of its encoder: `jobrec serve --embeddings` finds this
+    refresh's lexical model through it (relative path first: the two may move together)."""
+    if info is None:  # vectors given, not encoded: nothing to point at
+        return None
+    import os
+
+    lex = Path(info["lexical_dir"]).resolve()
+    return {"model_id": info["model_id"], "hybrid_weight": info["hybrid_weight"],
+            "weight_source": info["weight_source"],
+            "lexical_dir": os.path.relpath(lex, Path(embeddings_out).resolve().parent),
+            "lexical_dir_abs": str(lex)}
+
+
 def _lexical_objects(lexical_dir: Path) -> dict[str, bytes]:
     from encoding.hybrid import HYBRID_JSON
     from encoding.lexical import LEXICAL_JSON, LEXICAL_NPZ
@@ -142,7 +156,7 @@ def run_refresh(
         log.info("refresh: encoder %s", info)
     stage("encode", t0)
     if embeddings_out is not None:
-        write_vectors(embeddings_out, ids, vectors)
+        write_vectors(embeddings_out, ids, vectors, _provenance(info, embeddings_out))
 
     serving = store.manifest() if store is not None else None
     carried, last = 0, {}
