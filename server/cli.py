@@ -11,7 +11,9 @@ from core.cli_args import add_store_args, iso_date
 
 def register(subparsers) -> None:
     """Add the ``serve`` sub-command (defaults from :class:`server.app.ServerConfig`)."""
+    from core.ranker import RankerConfig
     from server.app import ServerConfig
+    from workers.refresh import WEIGHT_LABEL
 
     d = ServerConfig()
     p = subparsers.add_parser(
@@ -33,6 +35,12 @@ def register(subparsers) -> None:
                         "jobrec.v1.MatchingService (RecommendJobs, RecommendCandidates)")
     p.add_argument("--interactions", type=Path, default=None,
                    help="seeker interactions (applied/hidden postings are not recommended again)")
+    p.add_argument("--ranker", type=Path, default=None,
+                   help="learned ranker directory (jobrec train-ranker --out, needs --seekers): "
+                        "orders the jobs of RecommendJobs; a newly promoted version is served "
+                        "without a restart. Default: the formula")
+    p.add_argument("--ranker-pool", type=int, default=RankerConfig.pool,
+                   help="rule-passing candidates per seeker the ranker orders")
     p.add_argument("--port", type=int, default=d.port, help="gRPC port (0 = any free port)")
     p.add_argument("--host", default=d.host, help="address to bind (0.0.0.0 in a pod)")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: local)")
@@ -79,8 +87,14 @@ def register(subparsers) -> None:
     )  # fmt: skip
     p.add_argument(
         "--lexical", type=Path, default=None,
-        help="fitted lexical model saved by `jobrec refresh` (RECS.lexical next to its --out); "
-        "default: fit one on --postings",
+        help="the lexical model and hybrid weight of a `jobrec refresh` (RECS.lexical next to "
+        "its --out, or that --out itself); default: the store generation's, the one "
+        "--embeddings records, else chosen on --postings by the refresh's rule",
+    )  # fmt: skip
+    p.add_argument(
+        "--weight-label", default=WEIGHT_LABEL,
+        help="with neither: the column the hybrid weight is chosen on, as `jobrec refresh "
+        "--weight-label` (default %(default)s; 'none': the model's weight)",
     )  # fmt: skip
     p.add_argument("--log-format", choices=("json", "text"), default="json")
     p.set_defaults(func=run_serve)
@@ -93,81 +107,13 @@ def run_serve(args: argparse.Namespace) -> int:
     import signal
 
     from server import logs
-    from server.app import JobrecServer, ServerConfig
-    from server.auth import load_api_keys, load_key_scopes
-    from server.runtime import (
-        build_backend,
-        load_encoder,
-        load_matching,
-        load_postings,
-        load_vectors,
-        open_store,
-        settle_for_serving,
-    )
-    from workers.sharding import parse_resources
+    from server.runtime import settle_for_serving
 
     logs.configure(
         args.log_format, logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
     )
     log = logging.getLogger("jobrec.server")
-    try:  # ServerConfig validates (e.g. --tls-cert and --tls-key go together)
-        config = ServerConfig(
-            host=args.host,
-            port=args.port,
-            max_in_flight=args.max_in_flight,
-            max_receive_message_bytes=args.max_message_bytes,
-            api_keys=load_api_keys(args.api_keys_file),
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
-            metrics_port=args.metrics_port,
-            metrics_host=args.metrics_host,
-        )
-        shard_resources = parse_resources(args.shard_resource)
-    except ValueError as exc:
-        raise SystemExit(f"jobrec serve: {exc}") from exc
-    store = open_store(args.store, args.store_endpoint)
-    postings = vectors = None
-    if store is None or store.manifest() is None:  # else the shards load from the store
-        if args.postings is None:
-            raise SystemExit("jobrec serve: give --postings (or a --store with a generation)")
-        postings = load_postings(args.postings)
-        log.info("postings loaded", extra={"postings": postings.height, "path": str(args.postings)})
-    # the lexical half: --lexical (what the refresh fitted), the store generation's, or
-    # fitted on the postings
-    with tempfile.TemporaryDirectory() as tmp:
-        lexical = args.lexical
-        if lexical is None and store is not None and store.manifest() is not None:
-            from workers.generation import lexical_from_store
-
-            lexical = lexical_from_store(store, store.manifest().generation, tmp)
-        encoder = load_encoder(args.model, lexical=lexical, postings=postings)
-    if postings is not None:
-        vectors = load_vectors(postings, encoder, args.embeddings, args.embedding_cache)
-    backend, rules = build_backend(
-        postings, vectors, shards=args.shards, ref_date=args.ref_date,
-        ray_address=args.ray_address, store=store, ray_namespace=args.ray_namespace,
-        # with a store and a namespace every `jobrec serve` shares the same named shards
-        shared=store is not None and args.ray_namespace is not None,
-        shard_resources=shard_resources,
-    )  # fmt: skip
-    course_rules = None
-    if args.courses is not None:
-        from server.runtime import load_courses_into
-
-        course_rules = load_courses_into(backend, args.courses, postings, encoder,
-                                         ref_date=args.ref_date)
-        log.info("courses loaded", extra={"courses": backend.courses_loaded})
-    matching, scopes = None, None
-    if args.seekers is not None:
-        if postings is None:
-            raise SystemExit("jobrec serve: --seekers needs --postings (the matching index is "
-                             "built in the frontend from the posting table)")
-        matching = load_matching(args.seekers, args.interactions, postings, vectors, encoder,
-                                 shards=args.shards, ref_date=args.ref_date)
-        scopes = load_key_scopes(args.api_keys_file)
-        log.info("seekers loaded", extra={"seekers": len(matching.seekers)})
-    server = JobrecServer(backend, encoder, rules, config, course_rules=course_rules,
-                          matching=matching, key_scopes=scopes)
+    server, backend, config = build_server(args)
     settle_for_serving()
 
     async def main() -> None:
@@ -187,3 +133,104 @@ def run_serve(args: argparse.Namespace) -> int:
     finally:
         backend.shutdown()
     return 0
+
+
+def build_server(args: argparse.Namespace):
+    """Everything `jobrec serve` does before it listens: ``(server, backend, config)``, the
+    server not started yet (tests start it in-process)."""
+    import logging
+
+    from server.app import JobrecServer, ServerConfig
+    from server.auth import load_api_keys, load_key_scopes
+    from server.runtime import (
+        build_backend,
+        load_matching,
+        load_postings,
+        load_vectors,
+        open_store,
+        serving_encoding,
+    )
+    from workers.sharding import parse_resources
+
+    log = logging.getLogger("jobrec.server")
+    try:  # ServerConfig validates (e.g. --tls-cert and --tls-key go together)
+        config = ServerConfig(
+            host=args.host,
+            port=args.port,
+            max_in_flight=args.max_in_flight,
+            max_receive_message_bytes=args.max_message_bytes,
+            api_keys=load_api_keys(args.api_keys_file),
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host,
+        )
+        shard_resources = parse_resources(args.shard_resource)
+    except ValueError as exc:
+        raise SystemExit(f"jobrec serve: {exc}") from exc
+    label = None if args.weight_label.lower() == "none" else args.weight_label
+    store = open_store(args.store, args.store_endpoint)
+    postings = None
+    if store is None or store.manifest() is None:  # else the shards load from the store
+        if args.postings is None:
+            raise SystemExit("jobrec serve: give --postings (or a --store with a generation)")
+        postings = load_postings(args.postings, keep=(label,) if label else ())
+        log.info("postings loaded", extra={"postings": postings.height, "path": str(args.postings)})
+    # the refresh's lexical half and weight: --lexical, the store generation's, the one
+    # --embeddings records, or chosen on the postings by the refresh's rule
+    with tempfile.TemporaryDirectory() as tmp:
+        store_lexical = None
+        if args.lexical is None and store is not None and store.manifest() is not None:
+            from workers.generation import lexical_from_store
+
+            store_lexical = lexical_from_store(store, store.manifest().generation, tmp)
+        chosen = serving_encoding(
+            args.model, postings, lexical=args.lexical, store_lexical=store_lexical,
+            embeddings=args.embeddings, cache_path=args.embedding_cache, weight_label=label,
+        )  # fmt: skip
+    encoder, vectors = chosen.encoder, chosen.vectors
+    log.info("encoder: %s", chosen.source, extra={"hybrid_weight": encoder.weight})
+    if chosen.warning:
+        log.warning(chosen.warning)
+    backend, rules = build_backend(
+        postings, vectors, shards=args.shards, ref_date=args.ref_date,
+        ray_address=args.ray_address, store=store, ray_namespace=args.ray_namespace,
+        # with a store and a namespace every `jobrec serve` shares the same named shards
+        shared=store is not None and args.ray_namespace is not None,
+        shard_resources=shard_resources,
+    )  # fmt: skip
+    course_rules = None
+    if args.courses is not None:
+        from server.runtime import load_courses_into
+
+        course_rules = load_courses_into(backend, args.courses, postings, encoder,
+                                         ref_date=args.ref_date)
+        log.info("courses loaded", extra={"courses": backend.courses_loaded})
+    matching, scopes = None, None
+    if args.ranker is not None and args.seekers is None:
+        raise SystemExit("jobrec serve: --ranker orders RecommendJobs: give --seekers too")
+    if args.seekers is not None:
+        match_postings, match_vectors = postings, vectors
+        if match_postings is None:  # the shards load from the store; matching needs the table
+            if args.postings is None:
+                raise SystemExit("jobrec serve: --seekers needs --postings (the matching index "
+                                 "is built in the frontend from the posting table)")
+            match_postings = load_postings(args.postings)
+            match_vectors = load_vectors(match_postings, encoder, args.embeddings,
+                                         args.embedding_cache)
+        ranker = None
+        if args.ranker is not None:
+            from workers.ranker_store import RankerSlot
+
+            ranker = RankerSlot(args.ranker)  # refuses another feature version, clearly
+            log.info("ranker loaded", extra={"ranker": str(args.ranker),
+                                             "version": ranker.version})
+        matching = load_matching(args.seekers, args.interactions, match_postings, match_vectors,
+                                 encoder,
+                                 shards=args.shards, ref_date=args.ref_date, ranker=ranker,
+                                 ranker_pool=args.ranker_pool)
+        scopes = load_key_scopes(args.api_keys_file)
+        log.info("seekers loaded", extra={"seekers": len(matching.seekers)})
+    server = JobrecServer(backend, encoder, rules, config, course_rules=course_rules,
+                          matching=matching, key_scopes=scopes)
+    return server, backend, config

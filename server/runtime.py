@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,23 +16,27 @@ import polars as pl
 
 from core.errors import InvalidInputError, ModelError
 from workers.generation import open_store
+from workers.refresh import WEIGHT_LABEL
 
 __all__ = [
+    "ServingEncoding",
     "build_backend",
     "load_encoder",
     "load_postings",
     "load_vectors",
     "open_store",
+    "serving_encoding",
 ]
 
 log = logging.getLogger("jobrec.server")
 
 
-def load_postings(path: str | Path) -> pl.DataFrame:
-    """A canonical posting table (parquet, CSV or JSON lines), read as the refresh reads it."""
+def load_postings(path: str | Path, keep: tuple[str, ...] = ()) -> pl.DataFrame:
+    """A canonical posting table (parquet, CSV or JSON lines), read as the refresh reads it
+    (``keep``: extra columns kept when the file has them, e.g. the weight label)."""
     from core.postings_io import read_postings
 
-    return read_postings(path)
+    return read_postings(path, keep=keep)
 
 
 def load_encoder(
@@ -69,6 +74,14 @@ def load_vectors(
     Vectors from ``embeddings`` are reused for the postings they cover; the rest are encoded
     (through the embedding cache at ``cache_path`` when given).
     """
+    return _vectors(postings, encoder, embeddings, cache_path)[0]
+
+
+def _vectors(postings: pl.DataFrame, encoder: Any, embeddings: str | Path | None,
+             cache_path: str | Path | None, computed: np.ndarray | None = None,
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`load_vectors` and the mask of the rows taken from ``embeddings``; ``computed``
+    (the encoder's vectors of every posting, when already known) fills the others."""
     n = postings.height
     out = np.zeros((n, encoder.dim), dtype=np.float32)
     todo = np.ones(n, dtype=bool)
@@ -86,7 +99,7 @@ def load_vectors(
                 raise InvalidInputError(
                     f"{vecs.shape[0]} vectors for {n} postings", field="embeddings"
                 )
-            return vecs
+            return vecs, np.ones(n, dtype=bool)
         pos = {pid: i for i, pid in enumerate(ids)}
         for i, pid in enumerate(postings["posting_id"].to_list()):
             j = pos.get(pid)
@@ -98,8 +111,115 @@ def load_vectors(
             extra={"reused": int((~todo).sum()), "to_encode": int(todo.sum())},
         )
     if todo.any():
-        out[todo] = encode_postings(postings.filter(pl.Series(todo)), encoder, cache_path)
-    return out
+        if computed is not None:
+            out[todo] = computed[todo]
+        else:
+            out[todo] = encode_postings(postings.filter(pl.Series(todo)), encoder, cache_path)
+    return out, ~todo
+
+
+@dataclass(frozen=True)
+class ServingEncoding:
+    """The encoder a server uses, the vectors it serves and why (:func:`serving_encoding`).
+
+    ``warning`` is one line when the served answers cannot be those of the refresh that
+    made ``--embeddings`` (another model, lexical half or weight)."""
+
+    encoder: Any
+    vectors: np.ndarray | None  # one row per posting (None: the shards load from a store)
+    source: str
+    warning: str | None = None
+
+
+def _refresh_lexical(lexical, store_lexical, embeddings, provenance) -> tuple[Path | None, str]:
+    """The lexical directory of the refresh to match, and where it was found (or why not)."""
+    from encoding.lexical import LEXICAL_JSON
+    from encoding.vectors import lexical_dir_for
+
+    if lexical is not None:
+        lexical = Path(lexical)
+        # the refresh's --out names its lexical model (RECS.lexical beside it)
+        d = lexical_dir_for(lexical) if lexical.suffix == ".parquet" else lexical
+        return d, f"lexical model {d} (--lexical)"
+    if store_lexical is not None:
+        return Path(store_lexical), "lexical model of the store's generation"
+    if provenance and provenance.get("lexical_dir"):
+        for d in (Path(embeddings).parent / provenance["lexical_dir"],
+                  Path(provenance.get("lexical_dir_abs") or provenance["lexical_dir"])):
+            if (d / LEXICAL_JSON).is_file():
+                return d, f"the refresh's lexical model {d} (recorded in {embeddings})"
+        return None, f"the lexical model recorded in {embeddings} is missing"
+    return None, ""
+
+
+def _check_rows(covered: np.ndarray, limit: int) -> np.ndarray:
+    """Up to ``limit`` covered rows spread evenly over the table (deterministic)."""
+    rows = np.flatnonzero(covered)
+    if len(rows) <= limit:
+        return rows
+    return rows[np.unique(np.linspace(0, len(rows) - 1, limit).round().astype(int))]
+
+
+def serving_encoding(
+    model_dir: str | Path,
+    postings: pl.DataFrame | None = None,
+    *,
+    lexical: str | Path | None = None,
+    store_lexical: str | Path | None = None,
+    embeddings: str | Path | None = None,
+    cache_path: str | Path | None = None,
+    weight_label: str | None = WEIGHT_LABEL,
+    check_rows: int = 64,
+) -> ServingEncoding:
+    """The hybrid encoder and vectors that serve what the refresh wrote.
+
+    The lexical half and weight are the refresh's: ``lexical`` (its directory, or the
+    refresh's ``--out``), ``store_lexical`` (the store generation's), or the directory that
+    ``embeddings`` records (``jobrec refresh --embeddings-out``). Without any, they are chosen
+    on ``postings`` by the refresh's own rule (:func:`encoding.vectors.fit_hybrid`, the weight
+    on ``weight_label``), which gives the refresh's encoder for the same postings and model.
+    Vectors from ``embeddings`` are served as they are; up to ``check_rows`` of them are
+    encoded again to check that they are this encoder's (else ``warning`` says so).
+    """
+    from encoding.cache import encode_postings as encode_rows
+    from encoding.hybrid import HybridEncoder
+    from encoding.vectors import fit_hybrid, read_provenance
+
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelError(f"model directory {model_dir} does not exist (train one: jobrec train)")
+    provenance = read_provenance(embeddings) if embeddings is not None else None
+    found, source = _refresh_lexical(lexical, store_lexical, embeddings, provenance)
+    fitted = None
+    if found is not None:
+        encoder = HybridEncoder.load(model_dir, found)
+    elif postings is None:
+        raise ModelError("the encoder needs a lexical model (--lexical) or the postings to fit one")
+    else:
+        label = weight_label if weight_label and weight_label in postings.columns else None
+        fitted = fit_hybrid(postings, model_dir, cache_path, weight_label=label)
+        encoder = fitted.encoder
+        source = "; ".join(x for x in (source, (
+            f"lexical half fitted on the {postings.height} postings, weight {encoder.weight} "
+            f"({fitted.source}): the refresh's rule")) if x)
+    if postings is None:
+        return ServingEncoding(encoder, None, source)
+    vectors, covered = _vectors(postings, encoder, embeddings, cache_path,
+                                None if fitted is None else fitted.vectors)
+    warning = None
+    if covered.any():
+        rows = np.flatnonzero(covered) if fitted is not None else _check_rows(covered, check_rows)
+        own = (fitted.vectors[rows] if fitted is not None
+               else encode_rows(postings[rows.tolist()], encoder))
+        recorded = (provenance or {}).get("model_id")
+        if not np.allclose(vectors[rows], own, atol=1e-4) or recorded not in (None, encoder.model_id):
+            warning = (
+                f"the vectors in {embeddings} were made by another encoder than this one "
+                f"({source}): they are served as they are, but inline postings and the "
+                "postings they lack are encoded otherwise than by the refresh that wrote them "
+                "(serve with that refresh's --model and --lexical RECS.lexical to match it)"
+            )
+    return ServingEncoding(encoder, vectors, source, warning)
 
 
 def encode_postings(postings: pl.DataFrame, encoder: Any, cache_path: str | Path | None = None):
@@ -184,10 +304,11 @@ def load_courses_into(
 def load_matching(
     seekers_path: str | Path, interactions_path: str | Path | None, postings: pl.DataFrame,
     posting_vectors: np.ndarray, encoder: Any, *, shards: int | None = None,
-    ref_date: dt.date | None = None,
+    ref_date: dt.date | None = None, ranker: Any = None, ranker_pool: int | None = None,
 ):
     """The two-sided matching service over ``postings`` (their serving vectors) and the
-    seekers of a canonical seeker table, encoded by the same encoder."""
+    seekers of a canonical seeker table, encoded by the same encoder; ``ranker`` (a
+    ``Ranker`` or ``RankerSlot``) orders RecommendJobs, else the formula does."""
     from core.matching import MatchConfig
     from core.seekers import seeker_text, validate_interactions, validate_seekers
     from workers.match_service import MatchService
@@ -208,7 +329,9 @@ def load_matching(
         encoder.encode([seeker_text(r) for r in seekers.iter_rows(named=True)]), dtype=np.float32
     )
     return MatchService(postings, posting_vectors, seekers, vecs, encoder, interactions=inter,
-                        num_shards=shards or 2, config=MatchConfig(ref_date=ref_date))
+                        num_shards=shards or 2, config=MatchConfig(ref_date=ref_date),
+                        ranker=ranker, **({} if ranker_pool is None else
+                                          {"ranker_pool": ranker_pool}))
 
 
 def settle_for_serving() -> None:

@@ -99,7 +99,7 @@ BROKEN = {
 @pytest.mark.parametrize("case", sorted(BROKEN))
 def test_validation_rejects_broken_manifests(case):
     kind, breaks, expect = BROKEN[case]
-    doc = _one(kind, "jobrec-serve" if kind == "Deployment" else None)
+    doc = _one(kind, {"Deployment": "jobrec-serve", "RayCronJob": "jobrec-refresh"}.get(kind))
     breaks(doc)
     errors = validation_errors(doc)
     assert errors, f"{case}: accepted"
@@ -199,7 +199,7 @@ def _entrypoint(spec: dict, monkeypatch):
 
 def test_refresh_and_training_run_on_the_shared_raycluster(monkeypatch):
     cluster = _one("RayCluster")["metadata"]["name"]
-    cron = _one("RayCronJob")
+    cron = _one("RayCronJob", "jobrec-refresh")
     assert len(cron["spec"]["schedule"].split()) == 5
     job = cron["spec"]["jobTemplate"]
     assert job["clusterSelector"] == {"ray.io/cluster": cluster}
@@ -215,6 +215,21 @@ def test_refresh_and_training_run_on_the_shared_raycluster(monkeypatch):
     targs = _entrypoint(train, monkeypatch)
     assert targs.command == "train" and targs.gpu
     assert str(targs.out) == str(serve.model)  # the frontend loads what training writes
+
+
+def test_ranker_retraining_runs_daily_and_writes_what_the_frontends_load(monkeypatch):
+    cron = _one("RayCronJob", "jobrec-train-ranker")
+    assert len(cron["spec"]["schedule"].split()) == 5
+    job = cron["spec"]["jobTemplate"]
+    assert job["clusterSelector"] == {"ray.io/cluster": _one("RayCluster")["metadata"]["name"]}
+    args = _entrypoint(job, monkeypatch)
+    assert args.command == "train-ranker"
+    serve = _parse(
+        _container(_one("Deployment", "jobrec-serve")["spec"]["template"]["spec"])["args"],
+        monkeypatch,
+    )
+    assert str(args.model) == str(serve.model)
+    assert str(args.out) == str(serve.ranker)  # frontends hot-swap what the job promotes
 
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)

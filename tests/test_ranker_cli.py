@@ -143,3 +143,85 @@ def test_gate_keeps_a_worse_version_aside_and_slot_swaps_a_better(files, trained
     (root / "versions" / "broken").mkdir()
     (root / "CURRENT").write_text("broken\n")
     assert not slot.refresh() and slot.current() is after
+
+
+def test_serve_with_ranker_answers_the_batch_and_takes_a_first_version_live(
+        files, trained, ray_local, tmp_path):
+    """`jobrec serve --seekers --ranker R` over gRPC == `jobrec match --ranker R`; started on
+    a ranker directory no training has written yet, it serves the formula and switches to the
+    first promoted version without a restart."""
+    import time
+
+    import grpc
+
+    from jobrec.cli import build_parser
+    from server.app import BackgroundServer
+    from server.cli import build_server
+    from server.generated.jobrec.v1 import matching_pb2 as mpb
+    from server.generated.jobrec.v1 import matching_pb2_grpc as mpb_grpc
+
+    d, postings, seekers, inter = files
+    out = tmp_path / "ranked.parquet"
+    assert main(["match", *_args(d, "--interactions", str(d / "interactions.parquet"),
+                                 "--ranker", str(trained), "--k", "20", "--ref-date",
+                                 REF.isoformat(), "--out", str(out))]) == 0
+    frame = pl.read_parquet(out)
+    formula = tmp_path / "formula.parquet"
+    assert main(["match", *_args(d, "--interactions", str(d / "interactions.parquet"),
+                                 "--k", "20", "--ref-date", REF.isoformat(),
+                                 "--out", str(formula))]) == 0
+    plain = pl.read_parquet(formula)
+    sids = frame["seeker_id"].unique().sort().head(15).to_list()
+
+    def serve(ranker_dir):
+        args = build_parser().parse_args(
+            ["serve", "--port", "0", "--shards", "1", "--ref-date", REF.isoformat(),
+             # `jobrec match` encodes with the model's hybrid weight (encode_sides), serve by
+             # default with the refresh's label-chosen one: the same weight on both sides here
+             "--weight-label", "none",
+             "--interactions", str(d / "interactions.parquet"), "--ranker", str(ranker_dir),
+             *_args(d)])
+        server, backend, _ = build_server(args)
+        bg = BackgroundServer(server)
+        channel = grpc.insecure_channel(f"127.0.0.1:{bg.start()}")
+        return bg, backend, channel, mpb_grpc.MatchingServiceStub(channel)
+
+    def lists(stub):
+        return {s: [m.posting_id for m in stub.RecommendJobs(
+            mpb.RecommendJobsRequest(seeker_id=s, k=20), timeout=30).matches] for s in sids}
+
+    def want(f):
+        return {s: f.filter(pl.col("seeker_id") == s).sort("rank")["posting_id"].to_list()
+                for s in sids}
+
+    bg, backend, channel, stub = serve(trained)
+    try:
+        assert lists(stub) == want(frame)
+        led = stub.RecommendJobs(mpb.RecommendJobsRequest(seeker_id=sids[0], k=20), timeout=30)
+        assert all(m.reason_text for m in led.matches)
+    finally:
+        channel.close(), bg.stop(), backend.shutdown()
+
+    empty = tmp_path / "fresh"  # a new deployment: the daily training has not run yet
+    bg, backend, channel, stub = serve(empty)
+    try:
+        assert lists(stub) == want(plain) != want(frame)
+        name = current_version(trained)
+        shutil.copytree(trained / "versions" / name, empty / "versions" / name)
+        (empty / "CURRENT").write_text(name + "\n")
+        time.sleep(5.5)  # RankerSlot re-reads CURRENT at most every 5 s
+        assert lists(stub) == want(frame)
+    finally:
+        channel.close(), bg.stop(), backend.shutdown()
+
+
+def test_serve_ranker_needs_seekers(files, trained):
+    from jobrec.cli import build_parser
+    from server.cli import build_server
+
+    d, *_ = files
+    args = build_parser().parse_args(["serve", "--port", "0", "--postings",
+                                      str(d / "postings.parquet"), "--model", str(d / "model"),
+                                      "--ranker", str(trained)])
+    with pytest.raises(SystemExit, match="--seekers"):
+        build_server(args)

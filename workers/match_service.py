@@ -98,21 +98,21 @@ class MatchService:
             raise InvalidInputError("give a seeker_id or a profile", field="seeker")
         sid = row["seeker_id"]
         q = SeekerQuery.from_row(row, vec, self.excluded.get(sid, frozenset()), self.history.get(sid))
-        if self.ranker is not None:
-            return sort_view(self._ranked(q, cfg), sort, frame_lookup=self.postings)
+        ranker = self.ranker.current() if hasattr(self.ranker, "current") else self.ranker
+        if ranker is not None:
+            return sort_view(self._ranked(q, cfg, ranker), sort, frame_lookup=self.postings)
         holders = [s for s in range(len(self.shards.indexes)) if self.shards.holds(s, q.areas)]
         company = lambda pid: self.postings[pid]["company"]  # noqa: E731
         got = recommend_fanout(self.shards, [holders], [q], cfg, company)[0]
         return sort_view(got, sort, frame_lookup=self.postings)
 
-    def _ranked(self, q: SeekerQuery, cfg: MatchConfig) -> list[Match]:
+    def _ranked(self, q: SeekerQuery, cfg: MatchConfig, ranker) -> list[Match]:
         """The learned order of ``q``'s rule-passing pool: the batch's own function, so
         ``RecommendJobs`` == ``jobrec match --ranker``."""
         import json
 
         from workers.rank_job import ranked_frame
 
-        ranker = self.ranker.current() if hasattr(self.ranker, "current") else self.ranker
         f = ranked_frame([q], self._rank_index, self._collab, ranker, cfg, self.ranker_pool)
         return [Match(pid, float(sc), json.loads(r)) for pid, sc, r in
                 f.select("posting_id", "score", "reasons").iter_rows()]

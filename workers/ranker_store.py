@@ -97,6 +97,11 @@ def publish(root: Path, ranker: Ranker, incumbent_metrics: dict | None,
     return decision
 
 
+def _awaiting_first_version(root: Path) -> bool:
+    """A ranker directory that no training has written to yet (missing or empty)."""
+    return not root.exists() or (root.is_dir() and not any(root.iterdir()))
+
+
 class RankerSlot:
     """The serving ranker of a ranker directory, swapped to a newly promoted version without
     a restart (:meth:`current` checks ``CURRENT`` at most every ``check_s`` seconds)."""
@@ -105,8 +110,14 @@ class RankerSlot:
         self.root = Path(root)
         self.check_s = check_s
         self._lock = threading.Lock()
-        self._ranker = load_ranker(self.root)
+        self._ranker: Ranker | None = None
         self._name = current_version(self.root)
+        if _awaiting_first_version(self.root):
+            # a new deployment: the frontends start before the first daily training
+            log.warning("ranker directory %s has no version yet: the formula orders jobs until "
+                        "jobrec train-ranker promotes one", self.root)
+        else:
+            self._ranker = load_ranker(self.root)
         self._checked = time.monotonic()
 
     @property
@@ -114,8 +125,8 @@ class RankerSlot:
         """The version serving now (None: a plain ranker directory)."""
         return self._name
 
-    def current(self) -> Ranker:
-        """The ranker to use for this request."""
+    def current(self) -> Ranker | None:
+        """The ranker to use for this request (None: none promoted yet, the formula orders)."""
         if time.monotonic() - self._checked >= self.check_s:
             self.refresh()
         return self._ranker
