@@ -77,8 +77,11 @@ class MatchConfig:
         return date_to_days(self.ref_date or date.today())
 
 
-def occ_relation(a: str, b: str) -> str:
-    """How KECO codes ``a`` and ``b`` relate: same_code, same_mid (3 digits), same_major (2)."""
+def occ_relation(a: str, b: str | None) -> str:
+    """How KECO codes ``a`` and ``b`` relate: same_code, same_mid (3 digits), same_major (2);
+    an unclassified posting (``b`` None) relates to nothing."""
+    if b is None:
+        return "other"
     if a == b:
         return "same_code"
     if a[:3] == b[:3]:
@@ -88,7 +91,7 @@ def occ_relation(a: str, b: str) -> str:
     return "other"
 
 
-def best_relation(desired: Sequence[str], code: str) -> str:
+def best_relation(desired: Sequence[str], code: str | None) -> str:
     """The closest relation of ``code`` to any desired occupation."""
     rels = [occ_relation(d, code) for d in desired]
     return min(rels, key=OCC_RELATIONS.index) if rels else "other"
@@ -135,9 +138,11 @@ class AreaCodes:
         return s, g
 
 
-def _occ_ints(codes: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    c = np.array([int(x) for x in codes], dtype=np.int64)
-    return c, c // 1000, c // 10000
+def _occ_ints(codes: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # an unclassified posting (null code, accept_unclassified maps) matches no occupation level
+    c = np.array([-1 if x is None else int(x) for x in codes], dtype=np.int64)
+    known = c >= 0
+    return c, np.where(known, c // 1000, -1), np.where(known, c // 10000, -1)
 
 
 @dataclass

@@ -127,7 +127,8 @@ def pool_features(qs: Sequence[SeekerQuery], side: PostingSide, index, collab: C
         x[:, FEATURES.index("clicked_before")] = clicked[keep]
         hpos = np.fromiter((at[h] for h in histories[i] if h in at), np.int64)
         x[:, FEATURES.index("history_occupation_share")] = \
-            (side.occ[idx][:, None] == side.occ[hpos][None, :]).mean(axis=1) if hpos.size else 0.0
+            ((side.occ[idx][:, None] == side.occ[hpos][None, :])
+             & (side.occ[idx][:, None] >= 0)).mean(axis=1) if hpos.size else 0.0
         x[:, FEATURES.index("coapply_knn")] = knn
         x[:, FEATURES.index("ease")] = ease
         x[:, FEATURES.index("popularity")] = collab.popularity(codes)
@@ -233,7 +234,8 @@ def one_pair_features(q: SeekerQuery, posting: Mapping, vector: np.ndarray,
         if pid == posting["posting_id"]:
             shown, clicked = float(n), float(k)
     occs = [rows[h]["occupation_code"] for h in hist if rows is not None and h in rows]
-    share = sum(o == posting["occupation_code"] for o in occs) / len(occs) if occs else 0.0
+    share = sum(o is not None and o == posting["occupation_code"] for o in occs) / len(occs) \
+        if occs else 0.0
     return np.array([np.nan, sim, hs, rel, dist, wr, q.education - posting["min_education_level"],
                      q.career_years - need, ref - reg, left, knn[0], ease[0], pop, act,
                      math.log1p(shown), clicked, share], dtype=np.float32)

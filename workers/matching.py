@@ -311,7 +311,8 @@ class SeekerIndex:
             return []
         sims = sims_all[m]
         rel = occ_relation_codes(self.occ_codes[cand],
-                                 np.array([int(posting["occupation_code"])]))[:, 0]
+                                 np.array([-1 if posting["occupation_code"] is None
+                                           else int(posting["occupation_code"])]))[:, 0]
         bonus = np.array([*cfg.w_occupation, 0.0])[rel]
         dist = d[m]
         scores = cfg.w_similarity * sims.astype(np.float64) + bonus \

@@ -1,5 +1,6 @@
-"""``jobrec ingest``: read postings (Worknet XML, CSV, Parquet, the Work24 API) or training
-courses (``--kind courses``: HRD-Net XML, CSV, Parquet, the HRD-Net API)."""
+"""``jobrec ingest``: read postings (Worknet XML, CSV, Parquet, the Work24 API), job seekers,
+interaction logs (``--kind interactions``) or training courses (``--kind courses``: HRD-Net
+XML, CSV, Parquet, the HRD-Net API)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ FORMAT_CHOICES = ("worknet-xml", "csv", "parquet", "work24-api", "hrd-xml", "hrd
 KIND_FORMATS = {
     "postings": ("worknet-xml", "csv", "parquet", "work24-api"),
     "seekers": ("csv", "parquet"),
+    "interactions": ("csv", "parquet"),
     "courses": ("hrd-xml", "csv", "parquet", "hrd-api"),
 }
 API_FORMATS = ("work24-api", "hrd-api")
@@ -32,8 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--kind", choices=tuple(KIND_FORMATS), default="postings",
-                   help="what the sources hold (default postings; seekers: csv or parquet; "
-                        "courses: HRD-Net XML/API, csv or parquet)")
+                   help="what the sources hold (default postings; seekers and interactions: "
+                        "csv or parquet; courses: HRD-Net XML/API, csv or parquet)")
     p.add_argument("sources", nargs="*", type=Path, metavar="SOURCE",
                    help="files, or directories of *.xml / *.csv / *.parquet files")
     p.add_argument("--format", required=True, choices=FORMAT_CHOICES, dest="fmt")
@@ -43,6 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--column-map", type=Path, default=None,
                    help="JSON column map laid over the default CSV/Parquet mapping: {header: field}, "
                         "or {columns, keep, defaults, accept_unclassified} (core/ingest/maps/)")
+    p.add_argument("--seekers", type=Path, default=None,
+                   help="interactions: canonical seekers (Parquet); rows naming other seekers "
+                        "are rejected as unknown_seeker")
+    p.add_argument("--postings", type=Path, default=None,
+                   help="interactions: canonical postings (Parquet); rows naming other postings "
+                        "are rejected as unknown_posting")
     p.add_argument("--ref-date", default=None,
                    help="YYYY-MM-DD: the date two-digit years are read against (default today)")
     p.add_argument("--api-key", default=None,
@@ -91,8 +99,13 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidInputError(f"--ref-date {args.ref_date!r} is not YYYY-MM-DD",
                                     field="ref_date") from None
     rejects = args.rejects or args.out.with_name(args.out.stem + ".rejects.parquet")
+    if (args.seekers or args.postings) and args.kind != "interactions":
+        raise InvalidInputError("--seekers/--postings check the ids of --kind interactions only",
+                                field="kind")
     if args.kind == "seekers":
         return _run_seekers(args, ref_date, rejects)
+    if args.kind == "interactions":
+        return _run_interactions(args, rejects)
     if args.kind == "courses":
         result = _ingest_courses(args, ref_date)
         what = "courses"
@@ -111,23 +124,54 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_seekers(args: argparse.Namespace, ref_date, rejects: Path) -> int:
+def _json_map(path: Path | None) -> dict | None:
     import json
 
     from core.errors import InvalidInputError
+
+    if path is None:
+        return None
+    try:
+        column_map = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InvalidInputError(f"{path}: unreadable column map: {exc}",
+                                field="column_map") from None
+    if not isinstance(column_map, dict):
+        raise InvalidInputError(f"{path}: column map must be a JSON object", field="column_map")
+    return column_map
+
+
+def _run_interactions(args: argparse.Namespace, rejects: Path) -> int:
+    import polars as pl
+
+    from core.errors import InvalidInputError
+    from core.ingest.interactions import ingest_interactions
+
+    refs = {}
+    for name in ("seekers", "postings"):
+        path = getattr(args, name)
+        if path is not None:
+            try:
+                refs[name] = pl.read_parquet(path, columns=[name[:-1] + "_id"])
+            except Exception as exc:  # polars raises several types for missing/corrupt files
+                raise InvalidInputError(f"--{name} {path}: cannot read {name[:-1]}_id: {exc}",
+                                        field=name) from None
+    result = ingest_interactions(args.sources, args.fmt, column_map=_json_map(args.column_map),
+                                 **refs)
+    result.write(args.out, rejects)
+    print(format_counts(result.counts))
+    if not result.counts["timed"]:
+        print("the log has no times: `at` is null; train-ranker validates by seeker only",
+              file=sys.stderr)
+    print(f"interactions -> {args.out}\nrejects      -> {rejects}", file=sys.stderr)
+    return 0
+
+
+def _run_seekers(args: argparse.Namespace, ref_date, rejects: Path) -> int:
     from core.ingest.seekers import ingest_seekers
 
-    column_map = None
-    if args.column_map is not None:
-        try:
-            column_map = json.loads(args.column_map.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InvalidInputError(f"{args.column_map}: unreadable column map: {exc}",
-                                    field="column_map") from None
-        if not isinstance(column_map, dict):
-            raise InvalidInputError(f"{args.column_map}: column map must be a JSON object",
-                                    field="column_map")
-    result = ingest_seekers(args.sources, args.fmt, column_map=column_map, ref_date=ref_date)
+    result = ingest_seekers(args.sources, args.fmt, column_map=_json_map(args.column_map),
+                            ref_date=ref_date)
     result.write(args.out, rejects)
     print(format_counts(result.counts))
     print(f"seekers -> {args.out}\nrejects -> {rejects}", file=sys.stderr)

@@ -16,19 +16,22 @@ sources that lack fields the canonical schema needs or carry columns it has no p
 
 Keys starting with ``_`` are comments. ``keep`` columns follow the canonical columns in the output, under their own header,
 as text; ``defaults`` are the map author's declared assumptions about the whole source.
+``joins``, ``values`` and ``compose`` read records spread over several files and turn codes
+into text (:mod:`core.ingest.tables`).
 """
 
 from __future__ import annotations
 
 import json
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.errors import InvalidInputError
+from core.ingest.headers import _key, map_headers  # noqa: F401 - re-exported
 from core.ingest.normalise import FIELDS
+from core.ingest.tables import TABLE_KEYS, TableSpec, table_spec
 
 KOREAN_HEADERS: dict[str, str] = {
     "구인인증번호": "posting_id",
@@ -136,6 +139,7 @@ class ColumnMap:
     keep: tuple[str, ...] = ()
     defaults: dict[str, Any] = field(default_factory=dict)
     accept_unclassified: bool = False
+    table: TableSpec = field(default_factory=TableSpec)
 
     def __post_init__(self) -> None:
         from core.schema import POSTING_SCHEMA
@@ -146,10 +150,6 @@ class ColumnMap:
         unknown = [k for k in self.defaults if k not in FIELDS]
         if unknown:
             raise ValueError(f"default for unknown field {unknown[0]!r}")
-
-
-def _key(header: str) -> str:
-    return "".join(unicodedata.normalize("NFC", header).lstrip("\ufeff").split())
 
 
 def load_column_map(spec: Mapping[str, Any] | Path | str | None) -> dict[str, str | None]:
@@ -181,11 +181,11 @@ def load_map(spec: Mapping[str, Any] | Path | str | ColumnMap | None) -> ColumnM
     if isinstance(spec.get("columns"), Mapping):
         options, spec = spec, spec["columns"]
         extra = {k for k in options if not k.startswith("_")} - {
-            "columns", "keep", "defaults", "accept_unclassified"}
+            "columns", "keep", "defaults", "accept_unclassified", *TABLE_KEYS}
         if extra:
             raise InvalidInputError(
                 f"column map has unknown key {sorted(extra)[0]!r}; expected columns, keep, "
-                "defaults, accept_unclassified", field="column_map",
+                "defaults, accept_unclassified, joins, values, compose", field="column_map",
             )
     for header, target in spec.items():
         if target not in (None, "") and target not in FIELDS:
@@ -208,33 +208,6 @@ def load_map(spec: Mapping[str, Any] | Path | str | ColumnMap | None) -> ColumnM
     for header in keep:
         out[_key(header)] = KEEP_PREFIX + header
     try:
-        return ColumnMap(out, tuple(keep), dict(defaults), accept)
+        return ColumnMap(out, tuple(keep), dict(defaults), accept, table_spec(options))
     except ValueError as exc:
         raise InvalidInputError(f"column map: {exc}", field="column_map") from None
-
-
-def map_headers(
-    headers: list[str],
-    mapping: dict[str, str | None],
-    source: str,
-    id_fields: tuple[str, ...] = ("posting_id",),
-) -> dict[int, str]:
-    """Column position -> field for ``headers``; the first column mapped to a field wins.
-
-    Some column must map to one of ``id_fields``.
-    """
-    out: dict[int, str] = {}
-    taken: set[str] = set()
-    for i, header in enumerate(headers):
-        target = mapping.get(_key(header))
-        if target and target not in taken:
-            out[i] = target
-            taken.add(target)
-    if not taken.intersection(id_fields):
-        raise InvalidInputError(
-            f"{source}: no column maps to {' or '.join(id_fields)} "
-            f"(headers: {', '.join(headers)}); "
-            "pass --column-map FILE.json",
-            field="column_map",
-        )
-    return out

@@ -31,7 +31,7 @@ from core.courses import (
     validate_courses,
 )
 from core.errors import InvalidInputError, JobrecError
-from core.ingest.columns import _key
+from core.ingest.headers import _key
 from core.ingest.hrd_xml import LIST_MAP, hrd_fields, item_course_id, read_hrd_xml
 from core.ingest.normalise import Reject, _blank, _coord_ok, _full_sido, _text
 from core.ingest.records import SourceRecord

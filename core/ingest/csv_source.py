@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from core.errors import InvalidInputError, MalformedSourceError
-from core.ingest.columns import map_headers
+from core.ingest.headers import map_headers
 from core.ingest.records import SourceRecord
 
 csv.field_size_limit(16 * 1024 * 1024)  # long posting texts

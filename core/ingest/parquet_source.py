@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from core.errors import InvalidInputError, MalformedSourceError
-from core.ingest.columns import map_headers
+from core.ingest.headers import map_headers
 from core.ingest.records import SourceRecord
 
 

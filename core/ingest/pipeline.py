@@ -343,6 +343,11 @@ def _ingest(
             from core.ingest.csv_source import read_csv as reader
         else:
             from core.ingest.parquet_source import read_parquet as reader
+        if not spec.table.empty:
+            from core.ingest.tables import read_table
+
+            def reader(path, mapping):
+                return read_table(path, mapping, spec.table)
         for path in files:
             for rec in reader(path, mapping):
                 ing.add(rec)

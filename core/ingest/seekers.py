@@ -21,8 +21,9 @@ from typing import Any
 import polars as pl
 
 from core.errors import InvalidInputError, JobrecError
-from core.ingest.columns import _key
+from core.ingest.headers import _key
 from core.ingest.records import SourceRecord
+from core.ingest.tables import TABLE_KEYS, TableSpec, read_table, table_spec
 from core.ingest.worknet_xml import expand_sources
 from core.parsing import (
     OccupationResolver,
@@ -377,8 +378,30 @@ def _scrub_raw(raw: Any) -> str:
     return json.dumps(clean(raw), ensure_ascii=False, default=str)
 
 
+def seeker_map_options(spec: Mapping[str, Any]) -> tuple[Mapping[str, Any], dict[str, Any],
+                                                          TableSpec]:
+    """A seeker column map's header mapping, defaults and multi-file options.
+
+    The flat form is ``{header: field}``; the object form is ``{columns, defaults, joins,
+    values, compose}`` (keys starting with ``_`` are comments).
+    """
+    if not isinstance(spec.get("columns"), Mapping):
+        return spec, {}, TableSpec()
+    extra = {k for k in spec if not k.startswith("_")} - {"columns", "defaults", *TABLE_KEYS}
+    if extra:
+        raise InvalidInputError(f"seeker column map has unknown key {sorted(extra)[0]!r}; "
+                                "expected columns, defaults, joins, values, compose",
+                                field="column_map")
+    defaults = spec.get("defaults", {})
+    if not isinstance(defaults, Mapping) or any(k not in SEEKER_FIELDS for k in defaults):
+        raise InvalidInputError(
+            f"seeker column map 'defaults' must be an object of seeker fields ({', '.join(SEEKER_FIELDS)})",
+            field="column_map")
+    return spec["columns"], dict(defaults), table_spec(spec)
+
+
 def ingest_seekers(sources: Iterable[Path | str], fmt: str, *,
-                   column_map: Mapping[str, str | None] | None = None,
+                   column_map: Mapping[str, Any] | None = None,
                    ref_date: dt.date | None = None) -> SeekerIngestResult:
     """Read seeker ``sources`` (``csv`` or ``parquet``) into a :class:`SeekerIngestResult`."""
     if fmt not in ("csv", "parquet"):
@@ -387,12 +410,16 @@ def ingest_seekers(sources: Iterable[Path | str], fmt: str, *,
     if not files:
         raise InvalidInputError("no input sources given", field="source")
     mapping: dict[str, str | None] = {_key(k): v for k, v in SEEKER_COLUMN_MAP.items()}
-    for header, fld in (column_map or {}).items():
+    flat, defaults, table = seeker_map_options(column_map or {})
+    for header, fld in flat.items():
         if fld not in (None, "") and fld not in SEEKER_FIELDS:
             raise InvalidInputError(f"column map sends {header!r} to unknown seeker field {fld!r}",
                                     field="column_map")
         mapping[_key(str(header))] = fld or None
-    if fmt == "csv":
+    if not table.empty:
+        def reader(path, mapping, id_fields):
+            return read_table(path, mapping, table, id_fields=id_fields)
+    elif fmt == "csv":
         from core.ingest.csv_source import read_csv as reader
     else:
         from core.ingest.parquet_source import read_parquet as reader
@@ -413,6 +440,8 @@ def ingest_seekers(sources: Iterable[Path | str], fmt: str, *,
                 reject(rec, None, *rec.reject)
                 continue
             f = rec.fields or {}
+            if defaults:
+                f = {**defaults, **{k: v for k, v in f.items() if not _blank(v)}}
             sid = "" if _blank(f.get("seeker_id")) else str(f["seeker_id"]).strip()
             if not sid:
                 reject(rec, None, "missing_id", "the record has no seeker id")
