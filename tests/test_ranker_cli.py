@@ -175,10 +175,8 @@ def test_serve_with_ranker_answers_the_batch_and_takes_a_first_version_live(
 
     def serve(ranker_dir):
         args = build_parser().parse_args(
+            # no encoder flags: serve and `jobrec match` both encode by the refresh's rule
             ["serve", "--port", "0", "--shards", "1", "--ref-date", REF.isoformat(),
-             # `jobrec match` encodes with the model's hybrid weight (encode_sides), serve by
-             # default with the refresh's label-chosen one: the same weight on both sides here
-             "--weight-label", "none",
              "--interactions", str(d / "interactions.parquet"), "--ranker", str(ranker_dir),
              *_args(d)])
         server, backend, _ = build_server(args)

@@ -71,19 +71,20 @@ def read_inputs(args: argparse.Namespace):
 
 
 def encode_sides(model: Path, seekers, postings):
-    """Posting and seeker vectors in one space: the lexical half fitted on the postings
-    being matched, as the refresh does (train-ranker and match see the same vectors)."""
+    """Posting and seeker vectors in one space, by the refresh's rule on the postings being
+    matched (:func:`encoding.vectors.fit_hybrid`: lexical half fitted on them, weight chosen on
+    their occupation labels): ``jobrec serve`` with the same model and postings encodes the
+    same, so batch and online lists agree, and train-ranker sees the same vectors."""
     import numpy as np
 
     from core.seekers import seeker_text
-    from encoding.cache import encode_postings
-    from encoding.hybrid import HybridEncoder
-    from encoding.text import posting_text
+    from encoding.vectors import fit_hybrid
+    from workers.refresh import WEIGHT_LABEL
 
-    enc = HybridEncoder.fit(model, [posting_text(r) for r in postings.iter_rows(named=True)])
-    pv = encode_postings(postings, enc)
-    sv = enc.encode([seeker_text(r) for r in seekers.iter_rows(named=True)]).astype(np.float32)
-    return sv, pv
+    label = WEIGHT_LABEL if WEIGHT_LABEL in postings.columns else None
+    fitted = fit_hybrid(postings, model, None, weight_label=label)
+    sv = fitted.encoder.encode([seeker_text(r) for r in seekers.iter_rows(named=True)])
+    return sv.astype(np.float32), np.asarray(fitted.vectors, np.float32)
 
 
 def run(args: argparse.Namespace) -> int:
