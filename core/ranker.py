@@ -3,14 +3,14 @@
 Candidates are exactly the postings the rule kernel lets through (:func:`core.matching.jobs_mask`:
 region, commute, education, career, expiry, applied/hidden); the pool per seeker is the top
 ``pool`` of them by the formula (:func:`core.matching.job_scores`) united with the top ``pool``
-by co-application score, so postings people like this seeker applied to are reached even when
-their text is far. The ranker only orders the pool; the company cap is applied after
+by each collaborative score (item-kNN, EASE, user-kNN, times shown), so postings people like
+this seeker applied to are reached even when their text is far. The ranker only orders the pool; the company cap is applied after
 (:func:`core.rules.select_top_k`), so the learned order never breaks a rule.
 
 Features (:data:`FEATURES`, version :data:`FEATURE_VERSION`) come from what the project has
 (formula, hybrid cosine of the résumé, of the history, occupation relation, distance, wage,
 education and career margins, posting age and deadline) and what the log adds (item-kNN,
-EASE, popularity, seeker activity; :mod:`core.collab`). A saved ranker is a directory with
+EASE, user-kNN, popularity, seeker activity, seen/clicked before; :mod:`core.collab`). A saved ranker is a directory with
 ``model.txt`` (LightGBM), ``manifest.json`` (feature list and version, data fingerprint,
 config) and ``metrics.json``; a ranker of another feature version is refused on load.
 """
@@ -32,15 +32,16 @@ from core.match_block import occ_relation_codes
 from core.matching import MatchConfig, PostingSide, SeekerQuery, cosine, job_scores, jobs_mask
 from core.rules import haversine_km, select_top_k
 
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 FEATURES: tuple[str, ...] = (
     "formula", "similarity", "history_similarity", "occupation_relation", "distance_km",
     "wage_ratio", "education_margin", "career_margin", "posting_age_days", "days_to_deadline",
     "coapply_knn", "ease", "popularity", "seeker_activity", "seen_before", "clicked_before",
-    "history_occupation_share",
+    "history_occupation_share", "user_knn",
 )
 RANKER_REASONS = {  # feature -> what a person reads when it drove the rank
-    "coapply_knn": "비슷한 구직자들이 지원한 공고",
+    "coapply_knn": "함께 지원되는 공고",
+    "user_knn": "비슷한 구직자들이 지원한 공고",
     "ease": "지원 이력으로 본 추천 공고",
     "history_similarity": "지원·관심 공고와 비슷한 공고",
     "popularity": "지원이 많은 공고",
@@ -114,14 +115,16 @@ def pool_features(qs: Sequence[SeekerQuery], side: PostingSide, index, collab: C
             continue
         f = job_scores(q, side, idx, cfg)
         codes = codes_all[idx]
-        # the seeker's kNN row once (zero off its neighbours); EASE only for the pool
-        row = collab.knn_row(histories[i]) if histories[i] else None
-        knn = np.zeros(idx.size, np.float32) if row is None else \
-            np.where(codes >= 0, row[np.maximum(codes, 0)], 0.0).astype(np.float32)
+        # the seeker's collaborative rows once, dense over the log's postings
+        knn, ease, users = (
+            np.where(codes >= 0, r[np.maximum(codes, 0)], 0.0).astype(np.float32)
+            if histories[i] else np.zeros(idx.size, np.float32)
+            for r in (collab.knn_row(histories[i]), collab.ease_row(histories[i]),
+                      collab.user_knn_row(q.seeker_id, histories[i])))
         seen_n, clicked = _seen_of(collab, q.seeker_id, at, idx)
-        keep = _pool_of(f, knn, side.ids[idx], pool, seen_n)
-        idx, f, knn, codes = idx[keep], f[keep], knn[keep], codes[keep]
-        _, ease = collab.pair_scores([histories[i]], np.zeros(idx.size, np.int64), codes)
+        keep = _pool_of(f, (knn, ease, users, seen_n), side.ids[idx], pool)
+        idx, f, codes = idx[keep], f[keep], codes[keep]
+        knn, ease, users = knn[keep], ease[keep], users[keep]
         x = _content_features(q, side, idx, f, ref)
         x[:, FEATURES.index("seen_before")] = np.log1p(seen_n[keep])
         x[:, FEATURES.index("clicked_before")] = clicked[keep]
@@ -133,6 +136,7 @@ def pool_features(qs: Sequence[SeekerQuery], side: PostingSide, index, collab: C
         x[:, FEATURES.index("ease")] = ease
         x[:, FEATURES.index("popularity")] = collab.popularity(codes)
         x[:, FEATURES.index("seeker_activity")] = activity[i]
+        x[:, FEATURES.index("user_knn")] = users
         rows.append(np.full(idx.size, i, np.int64))
         poss.append(idx)
         feats.append(x)
@@ -159,12 +163,12 @@ def _seen_of(collab: CollabModel, seeker_id: str, at: Mapping[str, int], idx: np
     return n, k
 
 
-def _pool_of(formula: np.ndarray, knn: np.ndarray, ids: np.ndarray, pool: int,
-             seen: np.ndarray) -> np.ndarray:
-    """Positions of the top ``pool`` by formula united with the top ``pool`` by item-kNN
-    (knn > 0) and the top ``pool`` of what the seeker was shown; ties by posting id, sorted."""
+def _pool_of(formula: np.ndarray, signals: Sequence[np.ndarray], ids: np.ndarray,
+             pool: int) -> np.ndarray:
+    """Positions of the top ``pool`` by formula united with the top ``pool`` (> 0) of each
+    collaborative signal (item-kNN, EASE, user-kNN, times shown); ties by posting id, sorted."""
     order = np.lexsort((ids.astype(str), -formula))[:pool]
-    for signal in (knn, seen):
+    for signal in signals:
         hit = np.flatnonzero(signal > 0)
         if hit.size:
             o = np.lexsort((ids[hit].astype(str), -signal[hit]))[:pool]
@@ -236,9 +240,12 @@ def one_pair_features(q: SeekerQuery, posting: Mapping, vector: np.ndarray,
     occs = [rows[h]["occupation_code"] for h in hist if rows is not None and h in rows]
     share = sum(o is not None and o == posting["occupation_code"] for o in occs) / len(occs) \
         if occs else 0.0
+    users = 0.0
+    if hist and code[0] >= 0:
+        users = float(collab.user_knn_row(q.seeker_id, hist)[code[0]])
     return np.array([np.nan, sim, hs, rel, dist, wr, q.education - posting["min_education_level"],
                      q.career_years - need, ref - reg, left, knn[0], ease[0], pop, act,
-                     math.log1p(shown), clicked, share], dtype=np.float32)
+                     math.log1p(shown), clicked, share, users], dtype=np.float32)
 
 
 class Ranker:
@@ -460,9 +467,11 @@ def train_ranker(windows: Sequence[Window], side: PostingSide, index,
     X = np.vstack([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
     sizes = np.concatenate([p[2] for p in parts])
-    h = np.array([int(hashlib.md5(f"{rcfg.seed}:{s}".encode()).hexdigest()[:8], 16) / 2**32
-                  for s in who])
-    val = h < rcfg.valid_share
+    def held_aside(sid: str) -> bool:
+        return int(hashlib.md5(f"{rcfg.seed}:{sid}".encode()).hexdigest()[:8], 16) / 2**32 \
+            < rcfg.valid_share
+
+    val = np.array([held_aside(s) for s in who])
     if val.all() or not val.any():
         val = np.zeros(len(who), bool)
         val[: max(1, len(who) // 5)] = True
@@ -489,9 +498,11 @@ def train_ranker(windows: Sequence[Window], side: PostingSide, index,
                "valid_ndcg@120_curve": [round(v, 5) for v in hist["valid"]["ndcg@120"]],
                "valid_ndcg@10_curve": [round(v, 5) for v in hist["valid"]["ndcg@10"]]}
     # hit-rates of the newest window's validation seekers over their whole pools (targets
-    # outside the pool count as misses), the formula on the same pools beside it
+    # outside the pool count as misses: every validation seeker with a target, not only those
+    # whose pool holds it), the formula on the same pools beside it
     pools, w = newest
-    va_seekers = {s for s, v in zip(who, val, strict=True) if v} & set(w.targets)
+    va_seekers = {s for s in w.targets if held_aside(s)} if val.any() and not val.all() \
+        else {s for s, v in zip(who, val, strict=True) if v} & set(w.targets)
     metrics["valid_seekers"] = len(va_seekers)
     models = [("ranker", ranker), ("formula", None), ("untrained", "untrained")]
     if incumbent is not None:

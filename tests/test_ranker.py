@@ -84,7 +84,8 @@ def test_batch_features_equal_one_pair_path(world):
     pools = pool_features(qs, w.side, w.index, collab, cfg, 40)
     rows = {r["posting_id"]: r for r in postings.iter_rows(named=True)}
     assert pools.X.shape[0] > 300
-    for name in ("coapply_knn", "seen_before", "clicked_before", "history_occupation_share"):
+    for name in ("coapply_knn", "user_knn", "ease", "seen_before", "clicked_before",
+                 "history_occupation_share"):
         assert (pools.X[:, FEATURES.index(name)] > 0).any(), name
     for t in range(0, pools.X.shape[0], 7):
         q = qs[pools.row[t]]
@@ -104,7 +105,8 @@ def test_cold_start_new_posting_and_new_seeker_are_ranked(world):
     pools = pool_features(cold_seekers, w.side, w.index, collab, cfg, 300)
     lists = rank_pools(ranker, pools, w.side, cfg.k, cfg.max_per_company)
     assert lists and all(len(v) for v in lists.values())
-    assert np.all(pools.X[:, FEATURES.index("coapply_knn")] == 0)
+    for name in ("coapply_knn", "user_knn", "ease"):
+        assert np.all(pools.X[:, FEATURES.index(name)] == 0), name
     never = ~np.isin(w.side.ids[pools.pos], collab.items)
     assert never.any()  # postings nobody interacted with are in the pools and get scores
     assert np.isfinite(ranker.score(pools.X[never])).all()
@@ -164,3 +166,27 @@ def test_split_without_times_holds_one_application_out():
         set(feat.filter(pl.col("seeker_id") == "a")["posting_id"]))
     with pytest.raises(ValueError):
         RankerConfig(pool=0)
+
+
+def test_user_knn_and_ease_rows_against_plain_python():
+    """user-kNN: sum over the other seekers of cosine(liked sets) x their likes; EASE row: the
+    sum of B's rows of the history; both recomputed here with sets and loops."""
+    log = pl.DataFrame({
+        "seeker_id": ["a", "a", "b", "b", "b", "c", "c", "d"],
+        "posting_id": ["p1", "p2", "p1", "p2", "p3", "p3", "p4", "p1"],
+        "event": ["applied"] * 8,
+        "at": [dt.datetime(2026, 11, 1)] * 8,
+    })
+    collab = CollabModel(log)
+    liked = {s: set(g["posting_id"]) for (s,), g in log.group_by("seeker_id")}
+    for me, hist in (("a", ["p1", "p2"]), ("new", ["p3"]), ("d", ["p1"])):
+        got = collab.user_knn_row(me, hist)
+        for j, p in enumerate(collab.items.tolist()):
+            want = sum(len(set(hist) & s) / math.sqrt(len(hist) * len(s)) for o, s in liked.items()
+                       if o != me and p in s)
+            assert got[j] == pytest.approx(want, abs=1e-6), (me, p)
+        e = collab.ease_row(hist)
+        b = collab.ease_b
+        for j in range(len(collab.items)):
+            want = sum(b[collab.ease_pos[collab.code[h]], collab.ease_pos[j]] for h in hist)
+            assert e[j] == pytest.approx(want, abs=1e-6)
