@@ -176,15 +176,23 @@ class CollabModel:
         """Dense user-kNN scores of every known posting for one seeker: the sum over the other
         seekers of cosine(their liked set, ``history``) times their liked row (the seeker's
         own row in the log is left out, so its own applications do not vote)."""
-        h = self.history_matrix([history])
-        if h.nnz == 0:
-            return np.zeros(len(self.items), np.float32)
-        sims = np.asarray((self._x @ h.T).todense(), dtype=np.float32).ravel()
-        sims /= self._user_norm * np.float32(np.sqrt(h.nnz))
+        c = self.codes(list(history))
+        c = np.unique(c[c >= 0])
+        out = np.zeros(len(self.items), np.float32)
+        if c.size == 0:
+            return out
+        # only the seekers who share a liked posting have a similarity: gather them through
+        # the posting -> seeker rows, so the cost is local to the history, not the whole log
+        rows = self._xt[c]
+        users, shared = np.unique(rows.indices, return_counts=True)
+        sims = shared.astype(np.float32) / (self._user_norm[users] * np.float32(np.sqrt(c.size)))
         me = self._srow.get(seeker_id)
         if me is not None:
-            sims[me] = 0.0
-        return np.asarray(self._xt @ sims, dtype=np.float32).ravel()
+            sims[users == me] = 0.0
+        sub = self._x[users]
+        w = np.repeat(sims, np.diff(sub.indptr))
+        np.add.at(out, sub.indices, w)
+        return out
 
     def ease_row(self, history: Sequence[str]) -> np.ndarray:
         """Dense EASE scores of every known posting for one history (0 outside EASE's items)."""
