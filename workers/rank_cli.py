@@ -1,6 +1,6 @@
 """``jobrec train-ranker``: fit the learned ranker on the interaction log, gate and publish it.
 
-The daily retraining is this command (k8s/ranker-cronjob.yaml runs it): a new version is
+The daily retraining is this command (k8s/ranker-raycronjob.yaml runs it): a new version is
 written under ``--out`` and serves (``CURRENT``) only if its validation hit@120 is not below
 the serving version's on the same validation seekers; frontends started with
 ``jobrec serve --ranker OUT`` switch to it without a restart.
