@@ -28,7 +28,7 @@ import polars as pl
 
 from core.collab import CollabConfig, CollabModel
 from core.errors import InvalidInputError
-from core.match_block import occ_relation_codes
+from core.match_block import occ_relation_codes, sort_ranks
 from core.matching import MatchConfig, PostingSide, SeekerQuery, cosine, job_scores, jobs_mask
 from core.rules import haversine_km, select_top_k
 
@@ -95,37 +95,47 @@ class Pools:
     formula: np.ndarray
 
 
+_BLOCK = 256  # seekers per collaborative block: (256, items) float32 rows, three of them
+
+
 def pool_features(qs: Sequence[SeekerQuery], side: PostingSide, index, collab: CollabModel,
                   cfg: MatchConfig, pool: int) -> Pools:
     """Rule-passing pools and their features for seekers ``qs`` (``index``: a
     :class:`workers.matching.JobIndex`-like object with ``candidates(areas)`` and ``areas``
     over the same rows as ``side``)."""
     ref = cfg.ref_days()
+    # ties go to the smaller posting id: its rank among the index's ids (cached by JobIndex)
+    rank = getattr(index, "id_rank", None)
+    rank = sort_ranks(side.ids) if rank is None else rank
     codes_all = collab.codes(side.ids.tolist())
     at = {p: j for j, p in enumerate(side.ids.tolist())}
     rows, poss, feats, forms = [], [], [], []
     histories = [collab.history.get(q.seeker_id, ()) for q in qs]
     activity = collab.seeker_activity([q.seeker_id for q in qs])
+    block: tuple[int, tuple[np.ndarray, ...]] = (-1, ())
     for i, q in enumerate(qs):
+        if i // _BLOCK != block[0]:  # the collaborative rows of the next block of seekers
+            a = i // _BLOCK * _BLOCK
+            block = (i // _BLOCK, collab.rows_block([s.seeker_id for s in qs[a:a + _BLOCK]],
+                                                    histories[a:a + _BLOCK]))
         idx = index.candidates(q.areas)
         if idx.size == 0:
             continue
         idx = idx[jobs_mask(q, side, index.areas, idx, cfg)]
         if idx.size == 0:
             continue
-        f = job_scores(q, side, idx, cfg)
+        sims = cosine(q.vector[None, :], side.vectors[idx])[0]
+        f = job_scores(q, side, idx, cfg, sims=sims)
         codes = codes_all[idx]
         # the seeker's collaborative rows once, dense over the log's postings
         knn, ease, users = (
-            np.where(codes >= 0, r[np.maximum(codes, 0)], 0.0).astype(np.float32)
-            if histories[i] else np.zeros(idx.size, np.float32)
-            for r in (collab.knn_row(histories[i]), collab.ease_row(histories[i]),
-                      collab.user_knn_row(q.seeker_id, histories[i])))
+            np.where(codes >= 0, r[i % _BLOCK][np.maximum(codes, 0)], 0.0).astype(np.float32)
+            if histories[i] else np.zeros(idx.size, np.float32) for r in block[1])
         seen_n, clicked = _seen_of(collab, q.seeker_id, at, idx)
-        keep = _pool_of(f, (knn, ease, users, seen_n), side.ids[idx], pool)
+        keep = _pool_of(f, (knn, ease, users, seen_n), rank[idx], pool)
         idx, f, codes = idx[keep], f[keep], codes[keep]
         knn, ease, users = knn[keep], ease[keep], users[keep]
-        x = _content_features(q, side, idx, f, ref)
+        x = _content_features(q, side, idx, f, ref, sims[keep])
         x[:, FEATURES.index("seen_before")] = np.log1p(seen_n[keep])
         x[:, FEATURES.index("clicked_before")] = clicked[keep]
         hpos = np.fromiter((at[h] for h in histories[i] if h in at), np.int64)
@@ -163,24 +173,25 @@ def _seen_of(collab: CollabModel, seeker_id: str, at: Mapping[str, int], idx: np
     return n, k
 
 
-def _pool_of(formula: np.ndarray, signals: Sequence[np.ndarray], ids: np.ndarray,
+def _pool_of(formula: np.ndarray, signals: Sequence[np.ndarray], rank: np.ndarray,
              pool: int) -> np.ndarray:
     """Positions of the top ``pool`` by formula united with the top ``pool`` (> 0) of each
-    collaborative signal (item-kNN, EASE, user-kNN, times shown); ties by posting id, sorted."""
-    order = np.lexsort((ids.astype(str), -formula))[:pool]
+    collaborative signal (item-kNN, EASE, user-kNN, times shown); ties by posting id
+    (``rank``: the ids' sort ranks), sorted."""
+    keep = np.zeros(formula.size, dtype=bool)
+    keep[np.lexsort((rank, -formula))[:pool]] = True
     for signal in signals:
         hit = np.flatnonzero(signal > 0)
         if hit.size:
-            o = np.lexsort((ids[hit].astype(str), -signal[hit]))[:pool]
-            order = np.union1d(order, hit[o])
-    return np.sort(order)
+            keep[hit[np.lexsort((rank[hit], -signal[hit]))[:pool]]] = True
+    return np.flatnonzero(keep)
 
 
 def _content_features(q: SeekerQuery, side: PostingSide, idx: np.ndarray, formula: np.ndarray,
-                      ref: int) -> np.ndarray:
+                      ref: int, sims: np.ndarray) -> np.ndarray:
     x = np.full((idx.size, len(FEATURES)), np.nan, dtype=np.float32)
     x[:, 0] = formula
-    x[:, 1] = cosine(q.vector[None, :], side.vectors[idx])[0]
+    x[:, 1] = sims
     if q.history_vector is not None:
         x[:, 2] = cosine(q.history_vector[None, :], side.vectors[idx])[0]
     occ = np.full((1, 3), -1, np.int64)
@@ -254,6 +265,7 @@ class Ranker:
     def __init__(self, booster, manifest: dict) -> None:
         self.booster = booster
         self.manifest = manifest
+        self._attribution: list | None = None
 
     def score(self, X: np.ndarray) -> np.ndarray:
         """Ranker scores of feature rows (float64)."""
@@ -298,18 +310,79 @@ class Ranker:
 
     def driver_codes(self, X: np.ndarray) -> np.ndarray:
         """Per row, the index into :data:`DRIVER_TEXTS` of the learned signal that lifted it
-        most: the feature with the largest positive contribution (LightGBM's SHAP values)
-        among :data:`RANKER_REASONS`; -1 where none lifted it."""
+        most: the feature of :data:`RANKER_REASONS` with the largest positive path
+        attribution (Saabas: along each tree's path, the change of the tree's value at every
+        split on the feature); -1 where none lifted it."""
         if X.shape[0] == 0:
             return np.empty(0, np.int64)
-        contrib = np.asarray(self.booster.predict(X, pred_contrib=True, num_threads=1))
-        c = contrib[:, [FEATURES.index(n) for n in RANKER_REASONS]]
+        c = self.attributions(X)
         best = np.argmax(c, axis=1)
         return np.where(c[np.arange(c.shape[0]), best] > 0, best, -1).astype(np.int64)
+
+    def attributions(self, X: np.ndarray) -> np.ndarray:
+        """(rows, len(RANKER_REASONS)) path attributions of the reason features, each one a
+        prediction of a copy of the model whose leaves hold that feature's attribution (so
+        LightGBM's own predictor does the walk: far cheaper than its TreeSHAP)."""
+        if self._attribution is None:
+            self._attribution = attribution_boosters(self.booster,
+                                                     [FEATURES.index(n) for n in RANKER_REASONS])
+        if X.shape[0] == 0:
+            return np.empty((0, len(RANKER_REASONS)))
+        return np.column_stack([b.predict(X, num_threads=1) for b in self._attribution])
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_attribution": None}  # rebuilt where it is used
 
     def drivers(self, X: np.ndarray) -> list[str | None]:
         """:meth:`driver_codes` as the Korean texts (None: no learned signal lifted it)."""
         return [DRIVER_TEXTS[c] if c >= 0 else None for c in self.driver_codes(X).tolist()]
+
+
+def leaf_attributions(booster, features: Sequence[int]) -> list[np.ndarray]:
+    """Per tree, a (leaves, len(features)) table: for each leaf the sum, over the splits on
+    its path that test each feature, of the child's value minus the node's (Saabas); the
+    root's value plus the sum over every feature of a leaf's row is the leaf's value."""
+    col = {f: j for j, f in enumerate(features)}
+    tables = []
+    for tree in booster.dump_model()["tree_info"]:
+        t = np.zeros((tree["num_leaves"], len(features)))
+        stack = [(tree["tree_structure"], np.zeros(len(features)))]
+        while stack:
+            node, acc = stack.pop()
+            if "split_feature" not in node:
+                t[node.get("leaf_index", 0)] = acc
+                continue
+            j = col.get(node["split_feature"])
+            for child in (node["left_child"], node["right_child"]):
+                v = child["internal_value"] if "split_feature" in child else child["leaf_value"]
+                a = acc.copy()
+                if j is not None:
+                    a[j] += v - node["internal_value"]
+                stack.append((child, a))
+        tables.append(t)
+    return tables
+
+
+def attribution_boosters(booster, features: Sequence[int]) -> list:
+    """One copy of ``booster`` per feature whose leaf values are that feature's
+    :func:`leaf_attributions`: its prediction is the feature's attribution of a row."""
+    import lightgbm as lgb
+
+    tables = leaf_attributions(booster, features)
+    # tree_sizes gives each tree's byte length for a parallel parse: stale once the leaves are
+    # rewritten, and without it LightGBM reads the trees in turn
+    lines = [line for line in booster.model_to_string().split("\n")
+             if not line.startswith("tree_sizes=")]
+    at = [i for i, line in enumerate(lines) if line.startswith("leaf_value=")]
+    if len(at) != len(tables):
+        raise InvalidInputError(f"model has {len(at)} trees' leaves, its dump {len(tables)}",
+                                field="ranker")
+    out = []
+    for j in range(len(features)):
+        for i, t in zip(at, tables, strict=True):
+            lines[i] = "leaf_value=" + " ".join(repr(float(v)) for v in t[:, j])
+        out.append(lgb.Booster(model_str="\n".join(lines)))
+    return out
 
 
 def rank_lists(ranker: Ranker | None | str, pools: Pools, side: PostingSide, k: int,

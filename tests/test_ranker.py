@@ -17,8 +17,10 @@ from core.errors import InvalidInputError
 from core.matching import MatchConfig, pair_passes
 from core.ranker import (
     FEATURES,
+    RANKER_REASONS,
     Ranker,
     RankerConfig,
+    leaf_attributions,
     list_metrics,
     one_pair_features,
     pool_features,
@@ -190,3 +192,37 @@ def test_user_knn_and_ease_rows_against_plain_python():
         for j in range(len(collab.items)):
             want = sum(b[collab.ease_pos[collab.code[h]], collab.ease_pos[j]] for h in hist)
             assert e[j] == pytest.approx(want, abs=1e-6)
+    # the block form the batch uses gives the same rows
+    who = [("a", ["p1", "p2"]), ("new", ["p3"]), ("d", ["p1"]), ("e", [])]
+    knn, ease, users = collab.rows_block([w for w, _ in who], [h for _, h in who])
+    for i, (me, hist) in enumerate(who):
+        np.testing.assert_allclose(knn[i], collab.knn_row(hist), atol=1e-6)
+        np.testing.assert_allclose(ease[i], collab.ease_row(hist), atol=1e-6)
+        np.testing.assert_allclose(users[i], collab.user_knn_row(me, hist), atol=1e-6)
+    empty = CollabModel(log.head(0))
+    assert [r.shape for r in empty.rows_block(["a"], [["p1"]])] == [(1, 0)] * 3
+
+
+def test_path_attributions_add_up_to_the_prediction(world):
+    """Saabas tables checked against LightGBM's own leaf assignment: the root values plus
+    every feature's attribution along a row's leaves is the row's score, and the boosters
+    that hold one feature's attribution predict exactly the table's sums."""
+    w, _, _, train, ranker, _, held = world
+    collab = CollabModel(train)
+    qs = [q for q in w.queries(train) if q.seeker_id in collab.history][:20]
+    X = pool_features(qs, w.side, w.index, collab, MatchConfig(ref_date=held), 60).X
+    tables = leaf_attributions(ranker.booster, list(range(len(FEATURES))))
+    leaves = ranker.booster.predict(X, pred_leaf=True).reshape(X.shape[0], -1)
+    assert leaves.shape[1] == len(tables) >= 1
+    per_row = sum(t[leaves[:, i]] for i, t in enumerate(tables))  # (rows, features)
+    roots = sum(tr["tree_structure"].get("internal_value", tr["tree_structure"].get(
+        "leaf_value", 0.0)) for tr in ranker.booster.dump_model()["tree_info"])
+    np.testing.assert_allclose(roots + per_row.sum(axis=1), ranker.score(X), atol=1e-6)
+    reasons = [FEATURES.index(n) for n in RANKER_REASONS]
+    np.testing.assert_allclose(ranker.attributions(X), per_row[:, reasons], atol=1e-9)
+    codes = ranker.driver_codes(X)
+    best = per_row[:, reasons].max(axis=1)
+    assert np.array_equal(codes >= 0, best > 0)
+    lifted = codes >= 0
+    assert lifted.any()
+    np.testing.assert_allclose(per_row[:, reasons][lifted, codes[lifted]], best[lifted])

@@ -86,6 +86,11 @@ class JobIndex:
     def __len__(self) -> int:
         return self._frame.height
 
+    @property
+    def id_rank(self) -> np.ndarray:
+        """Each row's rank among the posting ids (ties go to the smaller id)."""
+        return self._idrank
+
     def upsert(self, postings: pl.DataFrame, vectors: np.ndarray) -> None:
         """Add or replace postings (by id); the next query sees them."""
         keep = ~self._frame["posting_id"].is_in(postings["posting_id"].implode()).to_numpy()
