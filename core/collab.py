@@ -7,6 +7,11 @@
   signal: hit@120 0.390 vs item-kNN 0.377 and EASE 0.380);
 - EASE (Steck 2019): a closed-form item-item model over the ``ease_max_items`` most liked
   postings (a dense inverse, so it is bounded);
+- walk: the probability that a 4-step random walk on the seeker–posting graph, started on
+  the seeker's liked postings, ends on a posting (posting -> seeker -> posting -> seeker ->
+  posting, each step uniform over the edges): it reaches postings two co-applications away,
+  where item-kNN, user-kNN and EASE are 0 (on the KMU validation seekers 72% of the held-out
+  postings get a walk score, hit@120 0.391 vs 0.310-0.319 for the others);
 - popularity: how often a posting was liked, and how active a seeker is.
 
 Postings never seen in the log (registered a minute ago) score 0 on every signal: the
@@ -69,6 +74,9 @@ class CollabModel:
         self._xt = x.T.tocsr()
         self._user_norm = np.sqrt(np.maximum(np.diff(x.indptr), 1)).astype(np.float32)
         counts = np.asarray(x.sum(axis=0)).ravel()
+        # one step of the walk: uniform over a node's edges
+        self._inv_user = (1.0 / np.maximum(np.diff(x.indptr), 1)).astype(np.float32)
+        self._inv_item = (1.0 / np.maximum(counts, 1.0)).astype(np.float32)
         self.pop = np.log1p(counts).astype(np.float32)
         co = (x.T @ x).tocsr().astype(np.float32)
         co.setdiag(0.0)
@@ -204,11 +212,32 @@ class CollabModel:
             out[np.flatnonzero(self.ease_pos >= 0)] = self.ease_b[e].sum(axis=0)
         return out
 
+    def walk_rows(self, x: sp.csr_matrix) -> np.ndarray:
+        """(G, items) probability that a 4-step walk started uniformly on the liked postings
+        of each row of ``x`` (:meth:`history_matrix`) ends on each posting; products with the
+        liked matrix only, so no dense item x item matrix is built."""
+        g, n = x.shape
+        if x.nnz == 0 or n == 0:
+            return np.zeros((g, n), np.float32)
+        start = np.maximum(np.diff(x.indptr), 1).astype(np.float32)
+        v = sp.diags(1.0 / start) @ x  # (G, items), each row sums to 1
+        for _ in range(2):
+            u = (v @ sp.diags(self._inv_item)) @ self._xt  # postings -> seekers
+            v = (u @ sp.diags(self._inv_user)) @ self._x  # seekers -> postings
+            v = sp.csr_matrix(v) if sp.issparse(v) else v
+        out = v.toarray() if sp.issparse(v) else np.asarray(v)
+        return out.astype(np.float32).reshape(g, n)
+
+    def walk_row(self, history: Sequence[str]) -> np.ndarray:
+        """Dense walk scores of every known posting for one history (:meth:`walk_rows`)."""
+        return self.walk_rows(self.history_matrix([history]))[0]
+
     def rows_block(self, seeker_ids: Sequence[str], histories: Sequence[Sequence[str]]
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(G, items) dense item-kNN, EASE and user-kNN rows of G seekers in three sparse
-        products, the block form of :meth:`knn_row`, :meth:`ease_row` and
-        :meth:`user_knn_row` (the batch pays one product per block, not three per seeker)."""
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(G, items) dense item-kNN, EASE, user-kNN and walk rows of G seekers in a few
+        sparse products, the block form of :meth:`knn_row`, :meth:`ease_row`,
+        :meth:`user_knn_row` and :meth:`walk_row` (the batch pays one product per block, not
+        one per seeker)."""
         g, n = len(histories), len(self.items)
         x = self.history_matrix(histories)
         knn = np.asarray((x @ self.knn).todense(), dtype=np.float32).reshape(g, n)
@@ -225,7 +254,7 @@ class CollabModel:
         me = np.array([self._srow.get(s, -1) for s in seeker_ids], np.int64)
         shared.data[shared.indices == me[rows]] = 0.0  # a seeker's own likes do not vote
         users = np.asarray((shared @ self._x).todense(), dtype=np.float32).reshape(g, n)
-        return knn, ease, users
+        return knn, ease, users, self.walk_rows(x)
 
     def seeker_activity(self, seeker_ids: Sequence[str]) -> np.ndarray:
         """log(1 + number of liked postings) per seeker."""
@@ -239,9 +268,11 @@ class CollabModel:
         return np.where(item_code >= 0, self.pop[np.maximum(item_code, 0)], 0.0).astype(np.float32)
 
     def rank_all(self, histories: Sequence[Sequence[str]], method: str) -> np.ndarray:
-        """(G, items) dense scores of every known posting by ``method`` (knn, ease, popularity):
-        the collaborative baselines."""
+        """(G, items) dense scores of every known posting by ``method`` (knn, ease, walk,
+        popularity): the collaborative baselines."""
         x = self.history_matrix(histories)
+        if method == "walk":
+            return self.walk_rows(x)
         if method == "knn":
             return np.asarray((x @ self.knn).todense(), dtype=np.float32)
         if method == "ease":
@@ -251,4 +282,4 @@ class CollabModel:
             return out
         if method == "popularity":
             return np.broadcast_to(self.pop, (len(histories), len(self.items))).copy()
-        raise ValueError(f"method must be knn, ease or popularity, got {method!r}")
+        raise ValueError(f"method must be knn, ease, walk or popularity, got {method!r}")

@@ -86,7 +86,7 @@ def test_batch_features_equal_one_pair_path(world):
     pools = pool_features(qs, w.side, w.index, collab, cfg, 40)
     rows = {r["posting_id"]: r for r in postings.iter_rows(named=True)}
     assert pools.X.shape[0] > 300
-    for name in ("coapply_knn", "user_knn", "ease", "seen_before", "clicked_before",
+    for name in ("coapply_knn", "user_knn", "ease", "walk", "seen_before", "clicked_before",
                  "history_occupation_share"):
         assert (pools.X[:, FEATURES.index(name)] > 0).any(), name
     for t in range(0, pools.X.shape[0], 7):
@@ -107,7 +107,7 @@ def test_cold_start_new_posting_and_new_seeker_are_ranked(world):
     pools = pool_features(cold_seekers, w.side, w.index, collab, cfg, 300)
     lists = rank_pools(ranker, pools, w.side, cfg.k, cfg.max_per_company)
     assert lists and all(len(v) for v in lists.values())
-    for name in ("coapply_knn", "user_knn", "ease"):
+    for name in ("coapply_knn", "user_knn", "ease", "walk"):
         assert np.all(pools.X[:, FEATURES.index(name)] == 0), name
     never = ~np.isin(w.side.ids[pools.pos], collab.items)
     assert never.any()  # postings nobody interacted with are in the pools and get scores
@@ -194,13 +194,51 @@ def test_user_knn_and_ease_rows_against_plain_python():
             assert e[j] == pytest.approx(want, abs=1e-6)
     # the block form the batch uses gives the same rows
     who = [("a", ["p1", "p2"]), ("new", ["p3"]), ("d", ["p1"]), ("e", [])]
-    knn, ease, users = collab.rows_block([w for w, _ in who], [h for _, h in who])
+    knn, ease, users, walk = collab.rows_block([w for w, _ in who], [h for _, h in who])
     for i, (me, hist) in enumerate(who):
         np.testing.assert_allclose(knn[i], collab.knn_row(hist), atol=1e-6)
         np.testing.assert_allclose(ease[i], collab.ease_row(hist), atol=1e-6)
         np.testing.assert_allclose(users[i], collab.user_knn_row(me, hist), atol=1e-6)
+        np.testing.assert_allclose(walk[i], collab.walk_row(hist), atol=1e-6)
     empty = CollabModel(log.head(0))
-    assert [r.shape for r in empty.rows_block(["a"], [["p1"]])] == [(1, 0)] * 3
+    assert [r.shape for r in empty.rows_block(["a"], [["p1"]])] == [(1, 0)] * 4
+
+
+def test_walk_row_against_plain_python():
+    """The 4-step walk (posting -> seeker -> posting -> seeker -> posting, uniform over each
+    node's edges) recomputed with dictionaries of probabilities."""
+    log = pl.DataFrame({
+        "seeker_id": ["a", "a", "b", "b", "b", "c", "c", "d", "e"],
+        "posting_id": ["p1", "p2", "p1", "p2", "p3", "p3", "p4", "p1", "p5"],
+        "event": ["applied"] * 9,
+        "at": [dt.datetime(2026, 11, 1)] * 9,
+    })
+    collab = CollabModel(log)
+    likes: dict[str, set[str]] = {}
+    likers: dict[str, set[str]] = {}
+    for s, p in zip(log["seeker_id"], log["posting_id"], strict=True):
+        likes.setdefault(s, set()).add(p)
+        likers.setdefault(p, set()).add(s)
+    for hist in (["p1"], ["p2", "p3"], ["p4"], ["p5"], ["p1", "unknown"], []):
+        known = [h for h in hist if h in likers]
+        dist = {h: 1.0 / len(known) for h in known}
+        for _ in range(2):
+            users: dict[str, float] = {}
+            for p, m in dist.items():
+                for u in likers[p]:
+                    users[u] = users.get(u, 0.0) + m / len(likers[p])
+            dist = {}
+            for u, m in users.items():
+                for p in likes[u]:
+                    dist[p] = dist.get(p, 0.0) + m / len(likes[u])
+        got = collab.walk_row(hist)
+        for j, p in enumerate(collab.items.tolist()):
+            assert got[j] == pytest.approx(dist.get(p, 0.0), abs=1e-6), (hist, p)
+        if known:
+            assert got.sum() == pytest.approx(1.0, abs=1e-5)  # a walk ends somewhere
+    # p4 is three hops from p1 (p1-b-p3-c-p4): the walk reaches it, item-kNN does not
+    j = collab.code["p4"]
+    assert collab.walk_row(["p1"])[j] > 0 and collab.knn_row(["p1"])[j] == 0
 
 
 def test_path_attributions_add_up_to_the_prediction(world):
