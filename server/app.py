@@ -28,8 +28,10 @@ from grpc_reflection.v1alpha import reflection
 from core.course_rules import CourseRuleConfig
 from core.errors import InvalidInputError
 from core.rules import RuleConfig
+from encoding.text import posting_text
 from server import convert
 from server.auth import ApiKeyInterceptor
+from server.deadline import within_deadline
 from server.errors import rpc_method
 from server.generated.jobrec.v1 import recommendation_pb2 as pb
 from server.generated.jobrec.v1 import recommendation_pb2_grpc as pb_grpc
@@ -103,27 +105,6 @@ class ServerConfig:
             raise ValueError("health_interval_s and grace_s must be >= 0")
         if not isinstance(self.api_keys, frozenset):
             object.__setattr__(self, "api_keys", frozenset(self.api_keys))
-
-
-def _posting_text(row: Mapping[str, Any]) -> str:
-    from encoding.text import posting_text
-
-    return posting_text(row)
-
-
-async def _within_deadline(context: grpc.aio.ServicerContext, aw: Awaitable):
-    """Await ``aw`` but give up (TimeoutError → DEADLINE_EXCEEDED) at the caller's deadline."""
-    remaining = context.time_remaining()
-    if remaining is None:
-        return await aw
-    if remaining <= 0:
-        if asyncio.iscoroutine(aw):
-            aw.close()
-        raise TimeoutError("deadline exceeded")
-    # asyncio.timeout cancels this task at the deadline; unlike wait_for it does not wrap
-    # ``aw`` in a task of its own (measurably cheaper per request)
-    async with asyncio.timeout(remaining):
-        return await aw
 
 
 class EncodeBatcher:
@@ -203,7 +184,7 @@ async def _retrying(context, config: ServerConfig, make: Callable[[], Awaitable]
     delay = config.backend_backoff_s
     for attempt in range(config.backend_retries + 1):
         try:
-            return await _within_deadline(context, make())
+            return await within_deadline(context, make())
         except Exception as exc:  # noqa: BLE001  (only UNAVAILABLE is retried)
             if attempt == config.backend_retries or not _unavailable(exc):
                 raise
@@ -253,7 +234,7 @@ class RecommendationServicer(pb_grpc.RecommendationServiceServicer):
             )
         if self._batcher is None:
             self._batcher = EncodeBatcher(self.encoder, self.executor)
-        return await self._batcher.encode([_posting_text(r) for r in rows])
+        return await self._batcher.encode([posting_text(r) for r in rows])
 
     def _inline_row(self, posting: pb.Posting) -> dict[str, Any]:
         row = convert.posting_to_dict(posting, prefix="posting", inline=True, today=self._today())
@@ -289,7 +270,7 @@ class RecommendationServicer(pb_grpc.RecommendationServiceServicer):
             row = await loop.run_in_executor(None, self._inline_row, request.posting)
             pid = row["posting_id"]
 
-            vec = await _within_deadline(context, self.encode([row]))
+            vec = await within_deadline(context, self.encode([row]))
             recs = await _retrying(
                 context, self.config,
                 lambda: self.backend.asimilar_to(row, vec[0], k=k, rules=rules),
@@ -313,7 +294,7 @@ class RecommendationServicer(pb_grpc.RecommendationServiceServicer):
             return pb.UpsertSummary(inserted=0, updated=0, received=0)
         df = convert.validated_frame(rows, prefix="postings")
 
-        vectors = await _within_deadline(context, self.encode(rows))
+        vectors = await within_deadline(context, self.encode(rows))
         # once writing starts it finishes even if the deadline passes meanwhile: a write
         # cancelled half-way would leave the shards disagreeing about these postings
         result = await _retrying(
@@ -494,7 +475,7 @@ class JobrecServer:
         up the model's kernels (over a second), which would otherwise land on the first
         inline request. A failure is logged; inline requests will report it."""
         loop = asyncio.get_running_loop()
-        text = _posting_text({"title": "웜업 공고", "description": "서버 시작 시 인코더 준비"})
+        text = posting_text({"title": "웜업 공고", "description": "서버 시작 시 인코더 준비"})
         try:
             await loop.run_in_executor(self._executor, self.encoder.encode, [text])
         except Exception as exc:  # noqa: BLE001

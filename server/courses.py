@@ -21,8 +21,9 @@ import grpc
 
 from core.course_rank import CourseRankConfig, resolve_anchors, seeker_query, stored_seeker_fields
 from core.errors import InvalidInputError, NotFoundError
+from encoding.text import posting_text
 from server import convert
-from server.app import _posting_text, _within_deadline
+from server.deadline import within_deadline
 from server.errors import rpc_method
 from server.generated.jobrec.v1 import courses_pb2 as cpb
 from server.generated.jobrec.v1 import courses_pb2_grpc as cpb_grpc
@@ -85,14 +86,14 @@ class CourseServicer(cpb_grpc.CourseServiceServicer):
             pid = row["posting_id"]
 
             async def inline():
-                vec = await self._encode([_posting_text(row)])
+                vec = await self._encode([posting_text(row)])
                 return await self.backend.acourses_for_item(row, vec[0], k=k, rules=rules,
                                                             held=held)
 
             aw = inline()
         else:
             raise InvalidInputError("set either posting_id or posting", field="query")
-        recs, gap = await _within_deadline(context, aw)
+        recs, gap = await within_deadline(context, aw)
         return convert.courses_response(recs, query_id=pid, gap=gap, rules=rules,
                                         today=self._today())
 
@@ -127,7 +128,7 @@ class CourseServicer(cpb_grpc.CourseServiceServicer):
             vec = (await self._encode([f["resume_text"]]))[0]
         q = seeker_query(anchors, f["desired_occupation_codes"], f["certificates"],
                          self.backend.certificate_demand, self.rank, vec)
-        recs = await _within_deadline(context, self.backend.acourses_for_query(q, k=k, rules=rules))
+        recs = await within_deadline(context, self.backend.acourses_for_query(q, k=k, rules=rules))
         return convert.courses_response(recs, query_id=request.seeker_id if which == "seeker_id" else "",
                                         gap=q.gap.values(), rules=rules,
                                         today=self._today())

@@ -5,10 +5,8 @@ from __future__ import annotations
 import ray
 
 from workers.matching import JobIndex
-from workers.rank_job import ranked_frame
 
 JobIndexActor = ray.remote(JobIndex)
-ranked_frame_task = ray.remote(ranked_frame)
 
 
 class RayShards:

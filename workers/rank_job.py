@@ -97,8 +97,9 @@ class RankWorld:
             return ranked_frame(qs, self.index, collab, ranker, cfg, pool)
         import ray
 
-        from workers.match_actors import ranked_frame_task
-
+        # the task is made here, at launch: match_actors (imported by match_job) stays free
+        # of this module
+        ranked_frame_task = ray.remote(ranked_frame)
         refs = [ray.put(x) for x in (self.index, collab, ranker)]
         step = -(-len(qs) // tasks)
         parts = [ranked_frame_task.remote(qs[a:a + step], *refs, cfg, pool)

@@ -20,15 +20,10 @@ import polars as pl
 
 from core.errors import InvalidInputError
 from core.rules import RuleConfig
-from workers.sharding import ShardingConfig
+from workers.sharding import ShardingConfig, shard_names
 from workers.store import ShardStore
 
 log = logging.getLogger(__name__)
-
-
-def shard_names(generation: str, num_shards: int) -> list[str]:
-    """Ray actor names of a generation's shards."""
-    return [f"jobrec-{generation}-shard-{s}" for s in range(num_shards)]
 
 
 def _snapshot_dir(store: ShardStore, generation: str) -> Path | None:

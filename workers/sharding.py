@@ -227,3 +227,8 @@ def partition(plan: ShardPlan, lat: np.ndarray, lng: np.ndarray) -> tuple[np.nda
         idx = np.flatnonzero(member[:, s])
         parts.append((idx, owner[idx] == s))
     return owner, parts
+
+
+def shard_names(generation: str, num_shards: int) -> list[str]:
+    """Ray actor names of a generation's shards."""
+    return [f"jobrec-{generation}-shard-{s}" for s in range(num_shards)]

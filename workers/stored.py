@@ -23,7 +23,7 @@ import pyarrow as pa
 from core.errors import InvalidInputError, NotFoundError
 from core.schema import conform, validate_postings
 from workers.generation import rows_table
-from workers.sharding import partition
+from workers.sharding import partition, shard_names
 from workers.store import ShardStore
 
 log = logging.getLogger(__name__)
@@ -277,7 +277,6 @@ class StoredBackend:
             old.backend.shutdown()
             return
         from workers.actors import kill_named
-        from workers.serving import shard_names
 
         kill_named(shard_names(old.generation, old.num_shards))
 
