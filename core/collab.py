@@ -49,7 +49,8 @@ class CollabConfig:
 
 
 class CollabModel:
-    """Item-kNN, EASE and popularity over the liked (seeker, posting) pairs of a log."""
+    """Item-kNN, user-kNN, EASE, the walk and popularity over the liked (seeker, posting)
+    pairs of a log."""
 
     def __init__(self, interactions: pl.DataFrame | None, cfg: CollabConfig | None = None) -> None:
         self.cfg = cfg or CollabConfig()
