@@ -203,24 +203,21 @@ def tie_anchor(log: pl.DataFrame, held: dict[str, set[str]], universe: list[str]
     rank counted optimistically (1 + postings scoring strictly more) and in expectation over
     a random order of ties: recall@5 and hit@120 both ways."""
     collab = CollabModel(log)
-    n_all = len(set(universe))
+    never = len(set(universe)) - len(collab.items)  # postings nobody liked: they score 0
     opt5 = opt120 = exp5 = exp120 = zero = 0.0
     seekers = [s for s in held if s in collab.history]
     for a in range(0, len(seekers), 256):
         chunk = seekers[a:a + 256]
         dense = collab.rank_all([collab.history[s] for s in chunk], "knn")
         for i, s in enumerate(chunk):
-            row = dense[i].copy()
-            mine = collab.codes(collab.history[s])
-            row[mine[mine >= 0]] = -np.inf  # applied before: not a candidate
-            n = n_all - len(collab.history[s])  # candidates, never-liked postings score 0
+            row = dense[i]
+            row[collab.codes(collab.history[s])] = -np.inf  # applied before: not a candidate
             for p in held[s]:
                 c = collab.code.get(p, -1)
                 t = float(row[c]) if c >= 0 else 0.0
                 above = int((row > t).sum())
                 # postings with the same score, the target included (unseen ones score 0)
-                ties = int((row == t).sum()) + (n - len(collab.items) + (mine >= 0).sum()
-                                                 if t == 0 else 0)
+                ties = int((row == t).sum()) + (never if t == 0 else 0)
                 zero += t == 0
                 opt5 += above < 5
                 opt120 += above < 120

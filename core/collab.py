@@ -222,12 +222,10 @@ class CollabModel:
             return np.zeros((g, n), np.float32)
         start = np.maximum(np.diff(x.indptr), 1).astype(np.float32)
         v = sp.diags(1.0 / start) @ x  # (G, items), each row sums to 1
-        for _ in range(2):
+        for _ in range(2):  # sparse x sparse products: v stays sparse
             u = (v @ sp.diags(self._inv_item)) @ self._xt  # postings -> seekers
             v = (u @ sp.diags(self._inv_user)) @ self._x  # seekers -> postings
-            v = sp.csr_matrix(v) if sp.issparse(v) else v
-        out = v.toarray() if sp.issparse(v) else np.asarray(v)
-        return out.astype(np.float32).reshape(g, n)
+        return v.toarray().astype(np.float32).reshape(g, n)
 
     def walk_row(self, history: Sequence[str]) -> np.ndarray:
         """Dense walk scores of every known posting for one history (:meth:`walk_rows`)."""
