@@ -5,7 +5,8 @@ The matching service (:class:`workers.match_service.MatchService`, 2 geo shards,
 fan-out merge, all hard rules, k=120, reasons) is served by the real servicer behind the API
 key interceptor on a port-0 server in this process; the load comes from separate processes
 (``bench/serve.py``'s open-loop generator). The same requests are also timed as plain calls
-(no gRPC) to show what the transport adds. Prints one JSON object.
+(no gRPC) to show what the transport adds. ``--ranker DIR`` orders ``RecommendJobs`` with a
+saved learned ranker, as ``jobrec serve --ranker`` does. Prints one JSON object.
 
 ``--data DIR`` reuses ``postings.parquet``, ``seekers.parquet`` and ``interactions.parquet``
 there (``jobrec generate --seekers`` writes them), else generates them and saves them there.
@@ -124,6 +125,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--only", choices=("jobs", "candidates"), default=None)
+    ap.add_argument("--ranker", type=Path, default=None,
+                    help="a saved ranker (jobrec train-ranker / bench/ranking_speed.py "
+                         "--save-ranker) ordering RecommendJobs, as `jobrec serve --ranker`")
     ap.add_argument("--switch-interval-ms", type=float, default=0.0,
                     help="the interpreter's GIL switch interval (0: leave Python's 5 ms)")
     args = ap.parse_args(argv)
@@ -135,8 +139,14 @@ def main(argv=None) -> int:
     out: dict = {"config": {k: str(v) for k, v in vars(args).items()}}
     postings, seekers, inter, pv, sv, enc = encoded_world(args, out)
     t0 = time.perf_counter()
+    ranker = None
+    if args.ranker is not None:
+        from core.ranker import Ranker
+
+        ranker = Ranker.load(args.ranker)
     service = MatchService(postings, pv, seekers, sv, enc, interactions=inter,
-                           num_shards=args.shards, config=MatchConfig(ref_date=DEFAULT_REF_DATE))
+                           num_shards=args.shards, config=MatchConfig(ref_date=DEFAULT_REF_DATE),
+                           ranker=ranker)
     out["service_build_s"] = round(time.perf_counter() - t0, 1)
     settle_for_serving()  # as `jobrec serve` does once loaded
     if args.switch_interval_ms:

@@ -35,6 +35,8 @@ def main(argv=None) -> int:
     ap.add_argument("--calls", type=int, default=300, help="online plain calls timed")
     ap.add_argument("--data", type=Path, default=None, help="reuse / save the generated tables")
     ap.add_argument("--skip-batch", action="store_true")
+    ap.add_argument("--save-ranker", type=Path, default=None,
+                    help="write the trained ranker there (for bench/matching_serve.py --ranker)")
     args = ap.parse_args(argv)
     import ray
 
@@ -54,6 +56,8 @@ def main(argv=None) -> int:
                     "best_iteration": m["best_iteration"], "valid_ranker": m["ranker"],
                     "valid_formula": m["formula"]}
     print(f"bench: trained in {out['train']['seconds']} s", file=sys.stderr)
+    if args.save_ranker is not None:
+        out["train"]["saved"] = str(ranker.save(args.save_ranker))
     if not args.skip_batch:
         init_ray(num_cpus=2)
         try:

@@ -55,6 +55,7 @@ RANKER_REASONS = {  # feature -> what a person reads when it drove the rank
     "history_occupation_share": "지원·관심 이력과 같은 직종",
 }
 DRIVER_TEXTS: tuple[str, ...] = tuple(RANKER_REASONS.values())
+FRESH_GRID: tuple[int, ...] = (0, 4, 8, 12, 18, 24)  # at most a fifth of a 120-list
 
 
 @dataclass(frozen=True)
@@ -74,15 +75,24 @@ class RankerConfig:
     # vs 0.3916
     early_stopping: int = 100
     valid_share: float = 0.2
-    windows: int = 5  # training days (a log with times): each day's applications a target set
+    windows: int = 5  # training days (a log with times) or random hold-outs (without)
+    # places of a k-list kept for postings nobody applied to yet (None: the smallest of
+    # FRESH_GRID whose validation cold-posting hit@120 is not below the formula's)
+    fresh_slots: int | None = None
+    # training seekers per window, sampled down to this (the validation ones are all kept):
+    # bounds the time of a national log; the generated 20k corpus and KMU stay below it
+    train_seekers: int = 6000
     seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("pool", "negatives", "rounds", "num_leaves", "min_data_in_leaf",
-                     "early_stopping", "windows"):
+                     "early_stopping", "windows", "train_seekers"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        f = self.fresh_slots
+        if f is not None and (isinstance(f, bool) or not isinstance(f, int) or f < 0):
+            raise ValueError(f"fresh_slots must be None or an int >= 0, got {f!r}")
         if not 0 < self.learning_rate <= 1:
             raise ValueError(f"learning_rate must be in (0, 1], got {self.learning_rate!r}")
         if not 0 < self.valid_share < 1:
@@ -275,6 +285,11 @@ class Ranker:
         self.manifest = manifest
         self._attribution: list | None = None
 
+    @property
+    def fresh_slots(self) -> int:
+        """Places of a list kept for postings nobody applied to yet (chosen at training)."""
+        return int(self.manifest.get("config", {}).get("fresh_slots", 0))
+
     def score(self, X: np.ndarray) -> np.ndarray:
         """Ranker scores of feature rows (float64)."""
         if X.shape[0] == 0:
@@ -394,34 +409,73 @@ def attribution_boosters(booster, features: Sequence[int]) -> list:
 
 
 def rank_lists(ranker: Ranker | None | str, pools: Pools, side: PostingSide, k: int,
-               max_per_company: int) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+               max_per_company: int, fresh: int | None = None
+               ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per seeker the top-``k`` of its pool under the company cap as (positions, scores,
     rows of ``pools``), by the ranker (the formula when ``ranker`` is None; ``"untrained"``:
     one constant score, so the order is the posting ids': what a ranker knows before any
-    training). Ties go to the smaller posting id, as everywhere."""
+    training). Ties go to the smaller posting id, as everywhere. With a ranker, the best
+    ``fresh`` (default: the ranker's ``fresh_slots``) places of a list go to the best
+    postings nobody applied to yet, even where known ones score more."""
     if isinstance(ranker, str):
         if ranker != "untrained":
             raise ValueError(f"ranker must be a Ranker, None or 'untrained', got {ranker!r}")
         s = np.zeros(pools.row.size)
     else:
         s = pools.formula if ranker is None else ranker.score(pools.X)
+    if fresh is None:
+        fresh = ranker.fresh_slots if isinstance(ranker, Ranker) else 0
+    cold = pools.X[:, FEATURES.index("popularity")] == 0
     out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     cut = np.flatnonzero(np.diff(pools.row)) + 1
     for part in np.split(np.arange(pools.row.size), cut):
         if part.size == 0:
             continue
         pos = pools.pos[part]
-        t = np.asarray(select_top_k(s[part], side.ids[pos], side.company[pos], k,
-                                    max_per_company), dtype=np.int64)
-        out[pools.seeker_ids[pools.row[part[0]]]] = (pos[t], s[part][t], part[t])
+        ids, comp, sc = side.ids[pos], side.company[pos], s[part]
+        t = np.asarray(select_top_k(sc, ids, comp, k, max_per_company), dtype=np.int64)
+        if fresh and cold[part[t]].sum() < min(fresh, int(cold[part].sum())):
+            t = _with_fresh(sc, ids, comp, cold[part], k, max_per_company, fresh)
+        out[pools.seeker_ids[pools.row[part[0]]]] = (pos[t], sc[t], part[t])
     return out
 
 
+def _with_fresh(sc: np.ndarray, ids: np.ndarray, comp: np.ndarray, cold: np.ndarray,
+                k: int, cap: int, fresh: int) -> np.ndarray:
+    """The top-``k`` (``cold``: a mask of the never-applied-to rows) redone so that postings with applications hold at most ``k -
+    fresh`` places: one pass in score order (then id) under the company cap, the known
+    postings stopping at their quota; places still free are filled by the rest in order."""
+    order = sorted(np.flatnonzero(np.isfinite(sc)).tolist(), key=lambda j: (-float(sc[j]), ids[j]))
+    quota = k - min(fresh, k)
+    picked, per, known, left = [], {}, 0, []
+    for j in order:
+        if len(picked) == k:
+            break
+        c = comp[j]
+        if cap and per.get(c, 0) >= cap:
+            continue
+        if not cold[j] and known >= quota:
+            left.append(j)
+            continue
+        known += not cold[j]
+        per[c] = per.get(c, 0) + 1
+        picked.append(j)
+    for j in left:  # too few fresh ones under the cap: known ones take their places
+        if len(picked) == k:
+            break
+        if not (cap and per.get(comp[j], 0) >= cap):
+            per[comp[j]] = per.get(comp[j], 0) + 1
+            picked.append(j)
+    return np.array(sorted(picked, key=lambda j: (-float(sc[j]), ids[j])), dtype=np.int64)
+
+
 def rank_pools(ranker: Ranker | None | str, pools: Pools, side: PostingSide, k: int,
-               max_per_company: int) -> dict[str, list[tuple[int, float]]]:
+               max_per_company: int, fresh: int | None = None
+               ) -> dict[str, list[tuple[int, float]]]:
     """:func:`rank_lists` as (position, score) pairs per seeker."""
     return {sid: list(zip(p.tolist(), sc.tolist(), strict=True))
-            for sid, (p, sc, _) in rank_lists(ranker, pools, side, k, max_per_company).items()}
+            for sid, (p, sc, _) in rank_lists(ranker, pools, side, k, max_per_company,
+                                              fresh).items()}
 
 
 def fingerprint(*frames: pl.DataFrame) -> str:
@@ -437,8 +491,8 @@ def split_targets(interactions: pl.DataFrame, seed: int, event: str = "applied",
                   windows: int = 1) -> list[tuple[pl.DataFrame, dict[str, set[str]], str]]:
     """Training windows (feature log, targets, how), newest first: with times, the
     applications of each of the last ``windows`` days are the targets and the events before
-    that day the features; without, one random application per seeker with at least two is
-    held out (``seed``), one window."""
+    that day the features; without, ``windows`` draws of one random application per seeker
+    with at least two held out (``seed``)."""
     import datetime as dt
 
     app = interactions.filter(pl.col("event") == event)
@@ -453,15 +507,19 @@ def split_targets(interactions: pl.DataFrame, seed: int, event: str = "applied",
             out.append((feat, _target_sets(tgt),
                         f"time: applications on {day} are targets, earlier events features"))
         return out
-    rng = np.random.default_rng(seed)
     g = app.select("seeker_id", "posting_id").unique().sort("seeker_id", "posting_id") \
         .with_columns(pl.len().over("seeker_id").alias("_n")).filter(pl.col("_n") >= 2)
-    g = g.with_columns(pl.Series("_r", rng.random(g.height)))
-    tgt = g.sort("seeker_id", "_r").group_by("seeker_id", maintain_order=True).first() \
-        .select("seeker_id", "posting_id")
-    feat = interactions.join(tgt, on=["seeker_id", "posting_id"], how="anti")
-    return [(feat, _target_sets(tgt),
-             "no times: one random application per seeker (>= 2) held out as the target")]
+    for w in range(windows):
+        # each window holds out another random application: more groups to learn from
+        rng = np.random.default_rng([seed, w])
+        gw = g.with_columns(pl.Series("_r", rng.random(g.height)))
+        tgt = gw.sort("seeker_id", "_r").group_by("seeker_id", maintain_order=True).first() \
+            .select("seeker_id", "posting_id")
+        feat = interactions.join(tgt, on=["seeker_id", "posting_id"], how="anti")
+        out.append((feat, _target_sets(tgt),
+                    f"no times: one random application per seeker (>= 2) held out as the "
+                    f"target (draw {w + 1} of {windows})"))
+    return out
 
 
 def _target_sets(tgt: pl.DataFrame) -> dict[str, set[str]]:
@@ -527,14 +585,25 @@ def train_ranker(windows: Sequence[Window], side: PostingSide, index,
 
     rcfg = rcfg or RankerConfig()
     rng = np.random.default_rng(rcfg.seed)
-    parts, who = [], []
+
+    def held_aside(sid: str) -> bool:
+        return int(hashlib.md5(f"{rcfg.seed}:{sid}".encode()).hexdigest()[:8], 16) / 2**32 \
+            < rcfg.valid_share
+
+    parts, who, sampled = [], [], []
     newest = None
     for wi, w in enumerate(windows):
         collab = CollabModel(w.feature_log, collab_cfg)
         qs = [q for q in w.queries if q.seeker_id in w.targets]
+        fit = [i for i, q in enumerate(qs) if not held_aside(q.seeker_id)]
+        if len(fit) > rcfg.train_seekers:
+            drop = set(np.asarray(fit)[rng.choice(len(fit), len(fit) - rcfg.train_seekers,
+                                                  replace=False)].tolist())
+            qs = [q for i, q in enumerate(qs) if i not in drop]
+        sampled.append(min(len(fit), rcfg.train_seekers))
         pools = pool_features(qs, side, index, collab, w.cfg, rcfg.pool)
         if wi == 0:
-            newest = (pools, w)
+            newest = (pools, w, set(collab.items.tolist()))
         try:
             rows, y, sizes, ids = _groups(pools, side, w.targets, rcfg.negatives, rng)
         except InvalidInputError:
@@ -548,10 +617,6 @@ def train_ranker(windows: Sequence[Window], side: PostingSide, index,
     X = np.vstack([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
     sizes = np.concatenate([p[2] for p in parts])
-    def held_aside(sid: str) -> bool:
-        return int(hashlib.md5(f"{rcfg.seed}:{sid}".encode()).hexdigest()[:8], 16) / 2**32 \
-            < rcfg.valid_share
-
     val = np.array([held_aside(s) for s in who])
     if val.all() or not val.any():
         val = np.zeros(len(who), bool)
@@ -573,7 +638,8 @@ def train_ranker(windows: Sequence[Window], side: PostingSide, index,
                                                       first_metric_only=True),
                                    lgb.record_evaluation(hist)])
     ranker = Ranker(booster, {})
-    metrics = {"windows": len(windows), "valid_groups": int(val.sum()),
+    metrics = {"windows": len(windows), "train_seekers_per_window": sampled,
+               "valid_groups": int(val.sum()),
                "train_groups": int((~val).sum()), "train_rows": int(tr_rows.sum()),
                "best_iteration": booster.best_iteration,
                "valid_ndcg@120_curve": [round(v, 5) for v in hist["valid"]["ndcg@120"]],
@@ -581,10 +647,13 @@ def train_ranker(windows: Sequence[Window], side: PostingSide, index,
     # hit-rates of the newest window's validation seekers over their whole pools (targets
     # outside the pool count as misses: every validation seeker with a target, not only those
     # whose pool holds it), the formula on the same pools beside it
-    pools, w = newest
+    pools, w, known = newest
     va_seekers = {s for s in w.targets if held_aside(s)} if val.any() and not val.all() \
         else {s for s, v in zip(who, val, strict=True) if v} & set(w.targets)
     metrics["valid_seekers"] = len(va_seekers)
+    fresh, metrics["fresh_slots"] = _choose_fresh(ranker, pools, side, w, va_seekers, known,
+                                                  rcfg.fresh_slots)
+    ranker.manifest = {"config": {**asdict(rcfg), "fresh_slots": fresh}}
     models = [("ranker", ranker), ("formula", None), ("untrained", "untrained")]
     if incumbent is not None:
         models.append(("incumbent", incumbent))
@@ -593,20 +662,48 @@ def train_ranker(windows: Sequence[Window], side: PostingSide, index,
     metrics["valid_not_worse_than_formula"] = \
         metrics["ranker"]["hit@120"] >= metrics["formula"]["hit@120"]
     manifest = {"feature_version": FEATURE_VERSION, "features": list(FEATURES),
-                "config": asdict(rcfg), "collab": asdict(collab_cfg or CollabConfig()),
+                "config": {**asdict(rcfg), "fresh_slots": fresh},
+                "collab": asdict(collab_cfg or CollabConfig()),
                 "metrics": metrics, **(extra_manifest or {})}
     ranker.manifest = manifest
     return ranker, metrics
 
 
+def _choose_fresh(ranker: Ranker, pools: Pools, side: PostingSide, w: Window,
+                  seekers: set[str], known: set[str], fixed: int | None) -> tuple[int, dict]:
+    """The places kept for never-applied-to postings: ``fixed``, or the smallest of
+    :data:`FRESH_GRID` whose hit@120 on the validation targets nobody had applied to is not
+    below the formula's there (the largest when none is); every choice's validation figures."""
+    cold = {s: {p for p in w.targets[s] if p not in known} for s in seekers}
+    cold = {s: v for s, v in cold.items() if v}
+    grid = FRESH_GRID if fixed is None else (fixed,)
+    rows = {"cold_targets": len(cold)}
+    if cold:
+        rows["formula_cold_hit@120"] = valid_metrics(None, pools, side, cold, set(cold),
+                                                     w.cfg)["hit@120"]
+    for f in grid:
+        rows[str(f)] = {"hit@120": valid_metrics(ranker, pools, side, w.targets, seekers, w.cfg,
+                                                 f)["hit@120"],
+                        "cold_hit@120": valid_metrics(ranker, pools, side, cold, set(cold), w.cfg,
+                                                      f)["hit@120"] if cold else None}
+    if fixed is not None or not cold:
+        chosen = grid[0] if fixed is not None else 0
+    else:
+        ok = [f for f in grid if rows[str(f)]["cold_hit@120"] >= rows["formula_cold_hit@120"]]
+        chosen = ok[0] if ok else grid[-1]
+    rows["chosen"] = chosen
+    return chosen, rows
+
+
 def valid_metrics(ranker: Ranker | None | str, pools: Pools, side: PostingSide,
-                  targets: Mapping[str, set[str]], seekers: set[str], cfg: MatchConfig) -> dict:
+                  targets: Mapping[str, set[str]], seekers: set[str], cfg: MatchConfig,
+                  fresh: int | None = None) -> dict:
     """hit@10 / hit@120 / nDCG@10 of the seekers ``seekers`` over their whole pools."""
     keep = np.isin(np.array(pools.seeker_ids, dtype=object)[pools.row], list(seekers)) \
         if pools.row.size else np.zeros(0, bool)
     sub = Pools(pools.seeker_ids, pools.row[keep], pools.pos[keep], pools.X[keep],
                 pools.formula[keep])
-    lists = rank_pools(ranker, sub, side, 120, cfg.max_per_company)
+    lists = rank_pools(ranker, sub, side, 120, cfg.max_per_company, fresh)
     return list_metrics({s: [str(side.ids[p]) for p, _ in v] for s, v in lists.items()},
                         {s: targets[s] for s in seekers})
 

@@ -62,6 +62,20 @@ def test_training_lowers_validation_loss(world):
     assert m["ranker"]["seekers"] == m["valid_seekers"] > 0
 
 
+def test_training_seekers_sampled_down_validation_kept(world):
+    w, _, _, train, _, m, held = world
+    _, m2 = w.train(train, MatchConfig(ref_date=held),
+                    RankerConfig(rounds=5, early_stopping=5, min_data_in_leaf=20,
+                                 train_seekers=25))
+    assert max(m["train_seekers_per_window"]) > 25
+    assert max(m2["train_seekers_per_window"]) == 25 and m2["train_groups"] < m["train_groups"]
+    assert (m2["valid_seekers"], m2["valid_groups"]) == (m["valid_seekers"], m["valid_groups"])
+    with pytest.raises(ValueError, match="train_seekers"):
+        RankerConfig(train_seekers=0)
+    with pytest.raises(ValueError, match="fresh_slots"):
+        RankerConfig(fresh_slots=-1)
+
+
 def test_learned_order_never_breaks_a_rule(world):
     w, postings, seekers, train, ranker, _, held = world
     cfg = MatchConfig(ref_date=held)
@@ -114,6 +128,52 @@ def test_cold_start_new_posting_and_new_seeker_are_ranked(world):
     assert np.isfinite(ranker.score(pools.X[never])).all()
 
 
+def test_fresh_slots_hold_the_best_never_applied_postings(world):
+    """With ``fresh`` places, postings somebody applied to hold at most ``k - fresh`` places
+    of a list (taken in score order under the company cap), postings nobody applied to the
+    rest, known ones filling what they leave; recomputed here by sorting and counting."""
+    w, _, _, train, ranker, _, held = world
+    cfg = MatchConfig(ref_date=held)
+    collab = CollabModel(train)
+    pools = pool_features(w.queries(train)[:60], w.side, w.index, collab, cfg, 300)
+    s = ranker.score(pools.X)
+    cold = ~np.isin(w.side.ids[pools.pos], collab.items)
+    company = w.side.company[pools.pos]
+    k, cap, fresh = 10, cfg.max_per_company, 5  # pools of this world hold ~20-40
+
+    def fill(order, n, taken, allow=lambda r, got: True):
+        per: dict = {}
+        for r in taken:
+            per[company[r]] = per.get(company[r], 0) + 1
+        got = list(taken)
+        for r in order:
+            if len(got) < n and r not in got and per.get(company[r], 0) < cap \
+                    and allow(r, got):
+                got.append(r)
+                per[company[r]] = per.get(company[r], 0) + 1
+        return got
+
+    plain = rank_pools(ranker, pools, w.side, k, cap, 0)
+    lists = rank_pools(ranker, pools, w.side, k, cap, fresh)
+    changed = 0
+    for i, sid in enumerate(pools.seeker_ids):
+        rows = np.flatnonzero(pools.row == i)
+        if rows.size == 0:
+            continue
+        # the order every list uses: score desc, then posting id
+        order = sorted(rows.tolist(), key=lambda r: (-s[r], str(w.side.ids[pools.pos[r]])))
+        top = fill(order, k, [])
+        want = top
+        if sum(cold[r] for r in top) < min(fresh, int(cold[rows].sum())):
+            quota = fill(order, k, [], lambda r, got: cold[r] or
+                         sum(not cold[x] for x in got) < k - fresh)
+            want = sorted(fill(order, k, quota), key=order.index)
+            changed += sum(cold[r] for r in want) > sum(cold[r] for r in top)
+        assert [p for p, _ in lists[sid]] == [int(pools.pos[r]) for r in want], sid
+        assert [p for p, _ in plain[sid]] == [int(pools.pos[r]) for r in top], sid
+    assert changed > 0  # some list had fewer than ``fresh`` such postings without the places
+
+
 def test_round_trip_and_version_refusal(world, tmp_path):
     w, _, _, train, ranker, _, held = world
     ranker.save(tmp_path / "r")
@@ -121,7 +181,11 @@ def test_round_trip_and_version_refusal(world, tmp_path):
     pools = pool_features(w.queries(train)[:20], w.side, w.index, CollabModel(train),
                           MatchConfig(ref_date=held), 100)
     np.testing.assert_array_equal(back.score(pools.X), ranker.score(pools.X))
-    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["best_iteration"] >= 1
+    saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert saved["best_iteration"] >= 1
+    # the fresh places chosen on validation travel with the model
+    assert back.fresh_slots == ranker.fresh_slots == saved["fresh_slots"]["chosen"]
+    assert str(ranker.fresh_slots) in saved["fresh_slots"]
     man = json.loads((tmp_path / "r" / "manifest.json").read_text())
     man["feature_version"] = 0
     (tmp_path / "r" / "manifest.json").write_text(json.dumps(man))

@@ -42,7 +42,11 @@ def register(subparsers) -> None:
     p.add_argument("--pool", type=int, default=_R.pool, help="candidates per seeker ranked")
     p.add_argument("--rounds", type=int, default=_R.rounds, help="most boosting rounds")
     p.add_argument("--windows", type=int, default=_R.windows,
-                   help="days of a timed log whose applications are training targets")
+                   help="days of a timed log whose applications are training targets (a log "
+                        "without times: random hold-outs)")
+    p.add_argument("--fresh-slots", type=int, default=_R.fresh_slots,
+                   help="places of each list kept for postings nobody applied to yet "
+                        "(default: chosen on the validation seekers)")
     p.add_argument("--seed", type=int, default=_R.seed)
     p.set_defaults(func=run)
 
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = MatchConfig(max_per_company=args.max_per_company, ref_date=args.ref_date,
                           exclude_expired=not args.keep_expired)
         rcfg = RankerConfig(pool=args.pool, rounds=args.rounds, windows=args.windows,
-                            seed=args.seed)
+                            fresh_slots=args.fresh_slots, seed=args.seed)
     except ValueError as exc:
         raise InvalidInputError(str(exc), field="config") from None
     seekers, postings, inter = read_inputs(args)
