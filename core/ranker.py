@@ -653,7 +653,8 @@ def train_ranker(windows: Sequence[Window], side: PostingSide, index,
     metrics["valid_seekers"] = len(va_seekers)
     fresh, metrics["fresh_slots"] = _choose_fresh(ranker, pools, side, w, va_seekers, known,
                                                   rcfg.fresh_slots)
-    ranker.manifest = {"config": {**asdict(rcfg), "fresh_slots": fresh}}
+    config = {**asdict(rcfg), "fresh_slots": fresh}
+    ranker.manifest = {"config": config}  # the validation lists below use the chosen places
     models = [("ranker", ranker), ("formula", None), ("untrained", "untrained")]
     if incumbent is not None:
         models.append(("incumbent", incumbent))
@@ -662,8 +663,7 @@ def train_ranker(windows: Sequence[Window], side: PostingSide, index,
     metrics["valid_not_worse_than_formula"] = \
         metrics["ranker"]["hit@120"] >= metrics["formula"]["hit@120"]
     manifest = {"feature_version": FEATURE_VERSION, "features": list(FEATURES),
-                "config": {**asdict(rcfg), "fresh_slots": fresh},
-                "collab": asdict(collab_cfg or CollabConfig()),
+                "config": config, "collab": asdict(collab_cfg or CollabConfig()),
                 "metrics": metrics, **(extra_manifest or {})}
     ranker.manifest = manifest
     return ranker, metrics
