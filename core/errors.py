@@ -57,5 +57,9 @@ class OverloadedError(JobrecError):
     """More work is in flight than the configured bound allows."""
 
 
+class NotConfiguredError(JobrecError):
+    """The call needs a part the process was not started with (e.g. an interaction log)."""
+
+
 class ModelError(JobrecError):
     """A model directory is missing, incomplete or incompatible."""

@@ -35,6 +35,10 @@ def register(subparsers) -> None:
                         "jobrec.v1.MatchingService (RecommendJobs, RecommendCandidates)")
     p.add_argument("--interactions", type=Path, default=None,
                    help="seeker interactions (applied/hidden postings are not recommended again)")
+    p.add_argument("--interaction-log", type=Path, default=None,
+                   help="directory RecordInteractions writes to, durably (read back at start, "
+                        "on top of --interactions; usable as --interactions of jobrec "
+                        "train-ranker). Without it RecordInteractions is FAILED_PRECONDITION")
     p.add_argument("--ranker", type=Path, default=None,
                    help="learned ranker directory (jobrec train-ranker --out, needs --seekers): "
                         "orders the jobs of RecommendJobs; a newly promoted version is served "
@@ -228,7 +232,8 @@ def build_server(args: argparse.Namespace):
         matching = load_matching(args.seekers, args.interactions, match_postings, match_vectors,
                                  encoder,
                                  shards=args.shards, ref_date=args.ref_date, ranker=ranker,
-                                 ranker_pool=args.ranker_pool)
+                                 ranker_pool=args.ranker_pool,
+                                 interaction_log=args.interaction_log)
         scopes = load_key_scopes(args.api_keys_file)
         log.info("seekers loaded", extra={"seekers": len(matching.seekers)})
     server = JobrecServer(backend, encoder, rules, config, course_rules=course_rules,

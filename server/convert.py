@@ -238,6 +238,23 @@ def profile_from_pb(msg: mpb.SeekerProfile) -> dict[str, Any]:
     }
 
 
+def interactions_from_pb(msg: mpb.RecordInteractionsRequest) -> list[dict[str, Any]]:
+    """The rows of a ``RecordInteractionsRequest`` for
+    ``workers.match_service.MatchService.record_interactions`` (``at`` parsed here)."""
+    rows = []
+    for i, x in enumerate(msg.interactions):
+        at = None
+        if x.HasField("at"):
+            try:
+                at = dt.datetime.fromisoformat(x.at)
+            except ValueError:
+                raise InvalidInputError(f"{x.at!r} is not an ISO date-time",
+                                        field=f"interactions[{i}].at") from None
+        rows.append({"seeker_id": x.seeker_id, "posting_id": x.posting_id, "event": x.event,
+                     "at": at})
+    return rows
+
+
 def match_reasons_to_pb(r: Mapping[str, Any]) -> mpb.MatchReasons:
     """Machine-readable reasons (``core.matching.reasons_for``) as a message."""
     kw: dict[str, Any] = {

@@ -21,6 +21,7 @@ from core.errors import (
     JobrecError,
     MalformedSourceError,
     ModelError,
+    NotConfiguredError,
     NotFoundError,
     OverloadedError,
     PermissionDeniedError,
@@ -41,6 +42,7 @@ STATUS_TABLE: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (UpstreamApiError, grpc.StatusCode.UNAVAILABLE),
     (ModelError, grpc.StatusCode.FAILED_PRECONDITION),
+    (NotConfiguredError, grpc.StatusCode.FAILED_PRECONDITION),
     (TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),
 )
 

@@ -1,4 +1,5 @@
-"""gRPC ``jobrec.v1.MatchingService``: RecommendJobs and RecommendCandidates.
+"""gRPC ``jobrec.v1.MatchingService``: RecommendJobs, RecommendCandidates and
+RecordInteractions.
 
 A thin layer over :class:`workers.match_service.MatchService`: protobuf in and out through
 :mod:`server.convert`, errors mapped by :mod:`server.errors`. ``RecommendCandidates`` needs
@@ -23,6 +24,7 @@ from server.generated.jobrec.v1 import matching_pb2_grpc as mpb_grpc
 
 SERVICE_NAME = "jobrec.v1.MatchingService"
 CANDIDATES_SCOPE = "candidates"
+MAX_RECORD_INTERACTIONS = 10_000  # per RecordInteractions call
 
 
 _rpc = rpc_method(SERVICE_NAME)
@@ -74,6 +76,18 @@ class MatchingServicer(mpb_grpc.MatchingServiceServicer):
         idx = self.service.seeker_index
         return mpb.RecommendCandidatesResponse(
             candidates=[convert.candidate_to_pb(m, idx.profile(m.item_id)) for m in got])
+
+
+    @_rpc
+    async def RecordInteractions(self, request: mpb.RecordInteractionsRequest, context):
+        if len(request.interactions) > MAX_RECORD_INTERACTIONS:
+            raise InvalidInputError(f"at most {MAX_RECORD_INTERACTIONS} interactions per call",
+                                    field="interactions")
+        rows = convert.interactions_from_pb(request)
+        # once the write starts it finishes even if the caller goes away: an entry logged
+        # but not applied in memory would only show after a restart
+        n = await asyncio.shield(asyncio.to_thread(self.service.record_interactions, rows))
+        return mpb.RecordInteractionsResponse(recorded=n)
 
 
 def add_to_server(servicer: MatchingServicer, server: grpc.aio.Server) -> None:

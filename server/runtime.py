@@ -305,33 +305,37 @@ def load_matching(
     seekers_path: str | Path, interactions_path: str | Path | None, postings: pl.DataFrame,
     posting_vectors: np.ndarray, encoder: Any, *, shards: int | None = None,
     ref_date: dt.date | None = None, ranker: Any = None, ranker_pool: int | None = None,
+    interaction_log: str | Path | None = None,
 ):
     """The two-sided matching service over ``postings`` (their serving vectors) and the
     seekers of a canonical seeker table, encoded by the same encoder; ``ranker`` (a
-    ``Ranker`` or ``RankerSlot``) orders RecommendJobs, else the formula does."""
+    ``Ranker`` or ``RankerSlot``) orders RecommendJobs, else the formula does;
+    ``interaction_log``: the directory RecordInteractions writes to (read back at start)."""
     from core.matching import MatchConfig
     from core.seekers import seeker_text, validate_interactions, validate_seekers
+    from workers.interaction_log import InteractionLog, is_interaction_log, read_interactions
     from workers.match_service import MatchService
 
     paths = {"seekers": Path(seekers_path)}
     if interactions_path is not None:
         paths["interactions"] = Path(interactions_path)
     for field, path in paths.items():
-        if not path.is_file():
+        if not (path.is_file() or field == "interactions" and is_interaction_log(path)):
             raise InvalidInputError(f"{field} table {path} does not exist", field=field)
     seekers = pl.read_parquet(paths["seekers"])
     validate_seekers(seekers)
     inter = None
     if "interactions" in paths:
-        inter = pl.read_parquet(paths["interactions"])
+        inter = read_interactions(paths["interactions"])
         validate_interactions(inter)
     vecs = np.asarray(
         encoder.encode([seeker_text(r) for r in seekers.iter_rows(named=True)]), dtype=np.float32
     )
     return MatchService(postings, posting_vectors, seekers, vecs, encoder, interactions=inter,
                         num_shards=shards or 2, config=MatchConfig(ref_date=ref_date),
-                        ranker=ranker, **({} if ranker_pool is None else
-                                          {"ranker_pool": ranker_pool}))
+                        ranker=ranker, interaction_log=None if interaction_log is None else
+                        InteractionLog(interaction_log),
+                        **({} if ranker_pool is None else {"ranker_pool": ranker_pool}))
 
 
 def settle_for_serving() -> None:

@@ -48,6 +48,7 @@ def read_inputs(args: argparse.Namespace):
     from core.errors import InvalidInputError
     from core.postings_io import read_postings
     from core.seekers import validate_seekers
+    from workers.interaction_log import read_interactions
 
     try:
         seekers = pl.read_parquet(args.seekers)
@@ -58,7 +59,7 @@ def read_inputs(args: argparse.Namespace):
     inter = None
     if args.interactions:
         try:
-            inter = pl.read_parquet(args.interactions)
+            inter = read_interactions(args.interactions)
         except OSError as exc:
             raise InvalidInputError(f"{args.interactions}: cannot read: {exc}",
                                     field="interactions") from None

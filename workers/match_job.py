@@ -63,15 +63,25 @@ def history_vectors(interactions: pl.DataFrame | None, posting_ids: Sequence[str
     pos = {p: i for i, p in enumerate(posting_ids)}
     pos_df = pl.DataFrame({"posting_id": list(pos), "_i": list(pos.values())},
                           schema={"posting_id": pl.Utf8(), "_i": pl.Int64()})
+    # in posting-id order: the online path (MatchService) averages a recorded click in the
+    # same order, so its float32 mean is this one's to the bit
     liked = interactions.filter(pl.col("event").is_in(["clicked", "applied"])) \
-        .join(pos_df, on="posting_id").group_by("seeker_id").agg(pl.col("_i").unique())
+        .join(pos_df, on="posting_id").unique(["seeker_id", "posting_id"]) \
+        .sort("seeker_id", "posting_id").group_by("seeker_id", maintain_order=True) \
+        .agg(pl.col("_i"))
     out = {}
     for sid, idx in liked.iter_rows():
-        v = vectors[np.asarray(idx)].mean(axis=0)
-        n = float(np.linalg.norm(v))
-        if n > 0:
-            out[sid] = (v / n).astype(np.float32)
+        v = unit_mean(np.asarray(vectors)[np.asarray(idx)])
+        if v is not None:
+            out[sid] = v
     return out
+
+
+def unit_mean(rows: np.ndarray) -> np.ndarray | None:
+    """The normalised float32 mean of ``rows`` (None when it is zero)."""
+    v = np.asarray(rows, dtype=np.float32).mean(axis=0)
+    n = float(np.linalg.norm(v))
+    return (v / n).astype(np.float32) if n > 0 else None
 
 
 def seeker_queries(seekers: pl.DataFrame, vectors: np.ndarray,

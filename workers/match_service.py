@@ -9,21 +9,31 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import threading
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import polars as pl
 
-from core.errors import InvalidInputError, NotFoundError
+from core.errors import InvalidInputError, NotConfiguredError, NotFoundError
 from core.matching import Match, MatchConfig, SeekerQuery, sort_view
 from core.pii import scrub_resume
-from core.seekers import MAX_DESIRED_OCCUPATIONS, MAX_DESIRED_REGIONS, Area, seeker_text
+from core.seekers import (
+    EXCLUDING_EVENTS,
+    INTERACTION_EVENTS,
+    INTERACTION_SCHEMA,
+    MAX_DESIRED_OCCUPATIONS,
+    MAX_DESIRED_REGIONS,
+    Area,
+    seeker_text,
+)
 from workers.match_job import (
     LocalShards,
     excluded_by_seeker,
     history_vectors,
     recommend_fanout,
     shard_postings,
+    unit_mean,
 )
 from workers.matching import JobIndex, SeekerIndex
 
@@ -50,10 +60,19 @@ class MatchService:
     def __init__(self, postings: pl.DataFrame, posting_vectors: np.ndarray, seekers: pl.DataFrame,
                  seeker_vectors: np.ndarray, encoder, *, interactions: pl.DataFrame | None = None,
                  num_shards: int = 2, config: MatchConfig | None = None,
-                 ranker=None, ranker_pool: int = 300) -> None:
+                 ranker=None, ranker_pool: int = 300, interaction_log=None) -> None:
         """``ranker``: a :class:`core.ranker.Ranker` or a :class:`workers.ranker_slot.RankerSlot`
-        (hot-swapped versions); None: the formula orders the jobs."""
+        (hot-swapped versions); None: the formula orders the jobs. ``interaction_log``: an
+        :class:`~workers.interaction_log.InteractionLog` that :meth:`record_interactions`
+        writes to (its contents are read on top of ``interactions``); None: writes refused."""
         self.config = config or MatchConfig()
+        self.interaction_log = interaction_log
+        if interaction_log is not None:
+            recorded = interaction_log.read()
+            if recorded.height:
+                interactions = recorded if interactions is None else \
+                    pl.concat([interactions, recorded], how="vertical")
+        self.interactions = interactions
         self.encoder = encoder
         parts = shard_postings(postings, num_shards)
         self.shards = LocalShards([JobIndex(postings[p], posting_vectors[p]) for p in parts])
@@ -71,10 +90,17 @@ class MatchService:
         self.excluded = excluded_by_seeker(interactions)
         self.history = history_vectors(interactions, postings["posting_id"].to_list(),
                                        posting_vectors)
+        self._liked: dict[str, frozenset[str]] = {}
+        if interactions is not None and interactions.height:
+            g = interactions.filter(pl.col("event").is_in(["clicked", "applied"])) \
+                .group_by("seeker_id").agg(pl.col("posting_id").unique())
+            self._liked = {s: frozenset(p) for s, p in g.iter_rows()}
         gone: dict[str, set[str]] = {}
         for sid, pids in self.excluded.items():
             for p in pids:
                 gone.setdefault(p, set()).add(sid)
+        self._gone = gone
+        self._write_lock = threading.Lock()
         self.seeker_index = SeekerIndex(seekers, seeker_vectors, gone)
 
     def _cfg(self, k: int | None, ref_date: dt.date | None, wage_hard: bool) -> MatchConfig:
@@ -116,6 +142,61 @@ class MatchService:
         f = ranked_frame([q], self._rank_index, self._collab, ranker, cfg, self.ranker_pool)
         return [Match(pid, float(sc), json.loads(r)) for pid, sc, r in
                 f.select("posting_id", "score", "reasons").iter_rows()]
+
+    def record_interactions(self, rows: Sequence[Mapping]) -> int:
+        """Log interactions (``seeker_id``, ``posting_id``, ``event``, ``at`` or None = now)
+        durably, then apply them: an application or a hidden posting leaves that seeker's
+        next ``recommend_jobs`` (and the posting's candidates) at once, a click or an
+        application joins the seeker's history vector. All rows or none: an unknown event,
+        seeker or posting rejects the call, naming the row. Returns the rows recorded.
+
+        The collaborative features of a loaded ranker are fitted on the log at start-up:
+        they see these rows after the next restart or retraining, the exclusions at once."""
+        if self.interaction_log is None:
+            raise NotConfiguredError("this server records no interactions: start it with "
+                                     "--interaction-log DIR")
+        if not rows:
+            raise InvalidInputError("interactions must not be empty", field="interactions")
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        clean = []
+        for i, r in enumerate(rows):
+            at = f"interactions[{i}]"
+            if r.get("event") not in INTERACTION_EVENTS:
+                raise InvalidInputError(f"{at}.event must be one of "
+                                        f"{', '.join(INTERACTION_EVENTS)}, not {r.get('event')!r}",
+                                        field=f"{at}.event")
+            if r.get("seeker_id") not in self.seekers:
+                raise NotFoundError(f"{at}: seeker {r.get('seeker_id')!r} is not known")
+            if r.get("posting_id") not in self.postings:
+                raise NotFoundError(f"{at}: posting {r.get('posting_id')!r} is not known")
+            when = r.get("at") or now
+            if not isinstance(when, dt.datetime):
+                raise InvalidInputError(f"{at}.at must be a datetime", field=f"{at}.at")
+            if when.tzinfo is not None:  # the table keeps UTC without a zone
+                when = when.astimezone(dt.UTC).replace(tzinfo=None)
+            clean.append((r["seeker_id"], r["posting_id"], r["event"], when))
+        frame = pl.DataFrame(clean, schema=INTERACTION_SCHEMA, orient="row")
+        with self._write_lock:
+            self.interaction_log.append(frame)  # durable before anything changes in memory
+            self._apply(clean)
+        return len(clean)
+
+    def _apply(self, rows: Sequence[tuple]) -> None:
+        """The in-memory effect of logged rows. Readers run in other threads: every set a
+        reader may iterate is replaced, never mutated."""
+        touched: set[str] = set()
+        for sid, pid, event, _ in rows:
+            if event in EXCLUDING_EVENTS:
+                self.excluded[sid] = self.excluded.get(sid, frozenset()) | {pid}
+                self._gone[pid] = self._gone.get(pid, set()) | {sid}
+            if event in ("clicked", "applied"):
+                self._liked[sid] = self._liked.get(sid, frozenset()) | {pid}
+                touched.add(sid)
+        for sid in touched:
+            vecs = [self._pvec[p] for p in sorted(self._liked[sid]) if p in self._pvec]
+            v = unit_mean(np.asarray(vecs)) if vecs else None
+            if v is not None:
+                self.history[sid] = v
 
     def recommend_candidates(self, posting_id: str, *, k: int | None = None,
                              sort: str = "score") -> list[Match]:

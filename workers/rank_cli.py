@@ -31,7 +31,8 @@ def register(subparsers) -> None:
     p.add_argument("--seekers", required=True, type=Path, help="canonical seekers (Parquet)")
     p.add_argument("--postings", required=True, type=Path, help="canonical postings")
     p.add_argument("--interactions", required=True, type=Path,
-                   help="canonical interaction log (jobrec ingest --kind interactions)")
+                   help="canonical interaction log (jobrec ingest --kind interactions), or "
+                        "the --interaction-log directory of jobrec serve")
     p.add_argument("--model", required=True, type=Path, help="trained encoder directory")
     p.add_argument("--out", required=True, type=Path, help="ranker directory (versions, CURRENT)")
     p.add_argument("--ref-date", type=iso_date, default=None, metavar="YYYY-MM-DD",

@@ -5,7 +5,7 @@ import warnings
 
 from server.generated.jobrec.v1 import courses_pb2 as jobrec_dot_v1_dot_courses__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 

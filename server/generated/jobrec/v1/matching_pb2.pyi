@@ -147,3 +147,27 @@ class RecommendCandidatesResponse(_message.Message):
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     candidates: _containers.RepeatedCompositeFieldContainer[CandidateMatch]
     def __init__(self, candidates: _Optional[_Iterable[_Union[CandidateMatch, _Mapping]]] = ...) -> None: ...
+
+class Interaction(_message.Message):
+    __slots__ = ("seeker_id", "posting_id", "event", "at")
+    SEEKER_ID_FIELD_NUMBER: _ClassVar[int]
+    POSTING_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    seeker_id: str
+    posting_id: str
+    event: str
+    at: str
+    def __init__(self, seeker_id: _Optional[str] = ..., posting_id: _Optional[str] = ..., event: _Optional[str] = ..., at: _Optional[str] = ...) -> None: ...
+
+class RecordInteractionsRequest(_message.Message):
+    __slots__ = ("interactions",)
+    INTERACTIONS_FIELD_NUMBER: _ClassVar[int]
+    interactions: _containers.RepeatedCompositeFieldContainer[Interaction]
+    def __init__(self, interactions: _Optional[_Iterable[_Union[Interaction, _Mapping]]] = ...) -> None: ...
+
+class RecordInteractionsResponse(_message.Message):
+    __slots__ = ("recorded",)
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    recorded: int
+    def __init__(self, recorded: _Optional[int] = ...) -> None: ...

@@ -5,7 +5,7 @@ import warnings
 
 from server.generated.jobrec.v1 import matching_pb2 as jobrec_dot_v1_dot_matching__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -45,6 +45,11 @@ class MatchingServiceStub:
                 request_serializer=jobrec_dot_v1_dot_matching__pb2.RecommendCandidatesRequest.SerializeToString,
                 response_deserializer=jobrec_dot_v1_dot_matching__pb2.RecommendCandidatesResponse.FromString,
                 _registered_method=True)
+        self.RecordInteractions = channel.unary_unary(
+                '/jobrec.v1.MatchingService/RecordInteractions',
+                request_serializer=jobrec_dot_v1_dot_matching__pb2.RecordInteractionsRequest.SerializeToString,
+                response_deserializer=jobrec_dot_v1_dot_matching__pb2.RecordInteractionsResponse.FromString,
+                _registered_method=True)
 
 
 class MatchingServiceServicer:
@@ -66,6 +71,17 @@ class MatchingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordInteractions(self, request, context):
+        """Record what seekers did with postings (shown, clicked, applied, hidden). Acknowledged
+        only once the rows are durable in the server's interaction log; an application or a
+        hidden posting is excluded from that seeker's next RecommendJobs at once. All rows or
+        none: an unknown event is INVALID_ARGUMENT, an unknown seeker or posting NOT_FOUND; a
+        server started without an interaction log answers FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MatchingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -78,6 +94,11 @@ def add_MatchingServiceServicer_to_server(servicer, server):
                     servicer.RecommendCandidates,
                     request_deserializer=jobrec_dot_v1_dot_matching__pb2.RecommendCandidatesRequest.FromString,
                     response_serializer=jobrec_dot_v1_dot_matching__pb2.RecommendCandidatesResponse.SerializeToString,
+            ),
+            'RecordInteractions': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordInteractions,
+                    request_deserializer=jobrec_dot_v1_dot_matching__pb2.RecordInteractionsRequest.FromString,
+                    response_serializer=jobrec_dot_v1_dot_matching__pb2.RecordInteractionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,6 +156,33 @@ class MatchingService:
             '/jobrec.v1.MatchingService/RecommendCandidates',
             jobrec_dot_v1_dot_matching__pb2.RecommendCandidatesRequest.SerializeToString,
             jobrec_dot_v1_dot_matching__pb2.RecommendCandidatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordInteractions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobrec.v1.MatchingService/RecordInteractions',
+            jobrec_dot_v1_dot_matching__pb2.RecordInteractionsRequest.SerializeToString,
+            jobrec_dot_v1_dot_matching__pb2.RecordInteractionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
