@@ -62,7 +62,7 @@ async def _open_loop(
     metadata: tuple = (),
 ) -> dict:
     """Offer ``requests`` (serialised) at ``rate`` QPS to the method of ``kind`` (by_id and
-    inline: SimilarPostings; jobs, candidates: MatchingService), with call ``metadata``."""
+    inline: SimilarPostings; jobs, candidates, record: MatchingService), with call ``metadata``."""
     import grpc
 
     from server.generated.jobrec.v1 import matching_pb2 as mpb
@@ -72,6 +72,8 @@ async def _open_loop(
         "jobs": ("/jobrec.v1.MatchingService/RecommendJobs", mpb.RecommendJobsResponse),
         "candidates": ("/jobrec.v1.MatchingService/RecommendCandidates",
                        mpb.RecommendCandidatesResponse),
+        "record": ("/jobrec.v1.MatchingService/RecordInteractions",
+                   mpb.RecordInteractionsResponse),
     }.get(kind, ("/jobrec.v1.RecommendationService/SimilarPostings", pb.SimilarPostingsResponse))
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     call = channel.unary_unary(

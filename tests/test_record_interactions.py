@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -67,32 +66,40 @@ def _seeker_with_list(service, d, n=3):
 
 def test_log_appends_reads_back_and_compacts(tmp_path):
     t0 = dt.datetime(2026, 11, 1, 9)
-    log = InteractionLog(tmp_path / "log")
-    batches = [_frame([("s1", f"p{i}", "applied", t0 + dt.timedelta(minutes=i))]) for i in range(3)]
+    d = tmp_path / "log"
+    log = InteractionLog(d, segment_rows=2)
+    batches = [_frame([("s1", f"p{i}", "applied", t0 + dt.timedelta(minutes=i, microseconds=i))])
+               for i in range(3)]
     batches.append(_frame([("s2", "p9", "shown", t0), ("s2", "p9", "shown", t0)]))  # repeats kept
     for b in batches:
         log.append(b)
-    (tmp_path / "log" / "log" / "00000099.parquet.tmp").write_bytes(b"torn")  # a crashed write
+    assert len(list((d / "log").glob("*.jsonl"))) == 2  # rotated after two rows
+    log.close()
+    with open(sorted((d / "log").glob("*.jsonl"))[-1], "ab") as fh:
+        fh.write(b'[["s9", "p9", "appl')  # a write torn by a crash: never acknowledged
     want = pl.concat(batches)
-    assert is_interaction_log(tmp_path / "log")
-    assert InteractionLog(tmp_path / "log").read().equals(want)
-    again = InteractionLog(tmp_path / "log")
-    assert again.seq == 4
-    assert again.compact() == 4
-    assert again.read().equals(want) and not list((tmp_path / "log" / "log").glob("*.parquet"))
+    assert is_interaction_log(d) and not is_interaction_log(tmp_path)
+    again = InteractionLog(d)
+    assert again.read().equals(want)
     extra = _frame([("s3", "p1", "hidden", t0)])
-    assert InteractionLog(tmp_path / "log").append(extra) == 5  # numbering goes on after a base
-    assert read_interactions(tmp_path / "log").equals(pl.concat([want, extra]))
-    # a crash after the new base was written but before the folded entries were removed
-    crash = tmp_path / "crash"
-    shutil.copytree(tmp_path / "log", crash)
-    keep = crash / "log" / "00000005.parquet"
-    shutil.copy(keep, tmp_path / "e5")
-    InteractionLog(crash).compact()
-    shutil.copy(tmp_path / "e5", keep)
-    assert InteractionLog(crash).read().equals(pl.concat([want, extra]))  # no row twice
+    again.append(extra)  # after the torn line: a new segment, nothing glued to the torn bytes
+    assert read_interactions(d).equals(pl.concat([want, extra]))
+    keep = sorted((d / "log").glob("*.jsonl"))[-1]
+    saved = keep.read_bytes()
+    assert again.compact() == 3
+    assert again.read().equals(pl.concat([want, extra]))
+    assert not list((d / "log").glob("*.jsonl")) and len(list(d.glob("base-*.parquet"))) == 1
+    # a crash after the new base was written but before the folded segments were removed
+    keep.write_bytes(saved)
+    assert InteractionLog(d).read().equals(pl.concat([want, extra]))  # no row twice
+    more = _frame([("s4", "p2", "clicked", t0)])
+    log2 = InteractionLog(d)
+    log2.append(more)
+    assert log2.read().equals(pl.concat([want, extra, more]))
     with pytest.raises(InvalidInputError):
-        log.append(pl.DataFrame({"seeker_id": ["s"]}))
+        log2.append([("s", "p", "liked", t0)])
+    with pytest.raises(InvalidInputError):
+        log2.append(pl.DataFrame({"seeker_id": ["s"]}))
 
 
 def test_recorded_application_leaves_the_next_list(data, tmp_path):

@@ -1,29 +1,40 @@
 """The durable log of interactions recorded through the API (``RecordInteractions``).
 
-Layout under ``directory``: ``base-NNNNNNNN.parquet`` (the entries up to NNNNNNNN folded) and
-``log/NNNNNNNN.parquet``, one file per acknowledged write, in the canonical
-:data:`core.seekers.INTERACTION_SCHEMA`. An entry is written to a temporary name, flushed to
-disk (``fsync``) and renamed, and the directory is synced: once :meth:`append` returns, the
-write survives the process and the node's kernel (a crash leaves the whole entry or nothing).
+A write-ahead log: ``log/NNNNNNNN.jsonl`` segments hold one JSON line per acknowledged write
+(all its rows, so a write is all or nothing), appended and ``fsync``-ed before
+:meth:`InteractionLog.append` returns: the write survives the process and the node's kernel.
+A crash mid-write leaves a torn last line, which was never acknowledged; opening the log cuts
+it off before anything is appended after it. :meth:`InteractionLog.compact` folds the
+segments into ``base-NNNNNNNN.parquet`` (the canonical :data:`core.seekers.INTERACTION_SCHEMA`,
+holding every segment up to NNNNNNNN).
+
 The directory is itself an interaction table for ``jobrec train-ranker`` / ``jobrec match
---interactions DIR``, so what the service records is what the next ranker learns from.
+--interactions DIR`` (:func:`read_interactions`), so what the service records is what the
+next ranker learns from. One process writes a log directory at a time.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
 
-from core.seekers import INTERACTION_SCHEMA, validate_interactions
+from core.errors import InvalidInputError
+from core.seekers import INTERACTION_EVENTS, INTERACTION_SCHEMA, validate_interactions
+
+MARKER = "INTERACTION_LOG"  # names a directory as a log (what is_interaction_log looks for)
+SEGMENT_ROWS = 200_000  # a new segment after this many rows: bounded files, cheap compaction
 
 
 def is_interaction_log(path: str | Path) -> bool:
     """Whether ``path`` is a directory written by :class:`InteractionLog`."""
     p = Path(path)
-    return p.is_dir() and (any(p.glob("base-*.parquet")) or (p / "log").is_dir())
+    return (p / MARKER).is_file()
 
 
 def read_interactions(path: str | Path) -> pl.DataFrame:
@@ -31,79 +42,143 @@ def read_interactions(path: str | Path) -> pl.DataFrame:
     return InteractionLog(path).read() if is_interaction_log(path) else pl.read_parquet(path)
 
 
+Row = tuple[str, str, str, dt.datetime]
+
+
 class InteractionLog:
     """Append-only, durable interaction log in ``directory`` (safe across threads)."""
 
-    def __init__(self, directory: str | Path, *, fsync: bool = True) -> None:
+    def __init__(self, directory: str | Path, *, fsync: bool = True,
+                 segment_rows: int = SEGMENT_ROWS) -> None:
+        if segment_rows < 1:
+            raise ValueError(f"segment_rows must be >= 1, got {segment_rows}")
         self.dir = Path(directory)
-        self.fsync = fsync
+        self.fsync, self.segment_rows = fsync, segment_rows
         self._lock = threading.Lock()
-        logdir = self.dir / "log"
-        logdir.mkdir(parents=True, exist_ok=True)
-        base = self._base()
-        self.seq = max([_seq(e) for e in logdir.glob("*.parquet")] + [base[0]])
+        (self.dir / "log").mkdir(parents=True, exist_ok=True)
+        if not (self.dir / MARKER).exists():
+            (self.dir / MARKER).write_text("jobrec interaction log: base-*.parquet + log/*.jsonl\n")
+        segs = self._segments()
+        self.seq = max([_seq(s) for s in segs] + [self._base()[0]])
+        self._fd: int | None = None  # appending starts a new segment after the last one
+        self._rows = 0
+        if segs:
+            _cut_torn_tail(segs[-1])
 
-    def append(self, frame: pl.DataFrame) -> int:
-        """Log ``frame`` (canonical interactions); durable when this returns. The entry's
-        sequence number."""
-        validate_interactions(frame)
+    def append(self, rows: pl.DataFrame | Sequence[Row]) -> int:
+        """Log ``rows`` (a canonical frame, or ``(seeker_id, posting_id, event, at)``
+        tuples with a naive UTC ``at``) as one write; durable when this returns. The rows."""
+        if isinstance(rows, pl.DataFrame):
+            validate_interactions(rows)
+            rows = rows.rows()
+        for i, r in enumerate(rows):
+            if len(r) != 4 or r[2] not in INTERACTION_EVENTS or not isinstance(r[3], dt.datetime) \
+                    or not (isinstance(r[0], str) and isinstance(r[1], str)):
+                raise InvalidInputError(f"row {i} is not (seeker_id, posting_id, event, at)",
+                                        field="interactions")
+        if not rows:
+            return 0
+        line = (json.dumps([[s, p, e, a.isoformat(timespec="microseconds")] for s, p, e, a in rows],
+                           ensure_ascii=False) + "\n").encode()
         with self._lock:
-            self.seq += 1
-            self._write(self.dir / "log" / f"{self.seq:08d}.parquet", frame)
-            return self.seq
+            if self._fd is None or self._rows >= self.segment_rows:
+                self._open_next()
+            os.write(self._fd, line)
+            if self.fsync:
+                os.fsync(self._fd)
+            self._rows += len(rows)
+        return len(rows)
 
     def read(self) -> pl.DataFrame:
-        """Every logged interaction, base first, then the entries in write order."""
+        """Every logged interaction, base first, then the writes in order."""
         folded, base = self._base()
         parts = [pl.read_parquet(base)] if base is not None else []
-        parts += [pl.read_parquet(e) for e in self._entries() if _seq(e) > folded]
+        rows = [tuple(r) for s in self._segments() if _seq(s) > folded
+                for r in _read_segment(s)]
+        if rows:
+            f = pl.DataFrame(rows, schema={"seeker_id": pl.Utf8, "posting_id": pl.Utf8,
+                                           "event": pl.Utf8, "at": pl.Utf8}, orient="row")
+            parts.append(f.with_columns(pl.col("at").str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_unit="us")))
         if not parts:
             return pl.DataFrame(schema=INTERACTION_SCHEMA)
         return pl.concat(parts, how="vertical")
 
     def compact(self) -> int:
-        """Fold the entries into the base (readers see the same table); entries folded."""
+        """Fold the segments into the base (readers see the same table); segments folded."""
         with self._lock:
-            entries = self._entries()
-            if not entries:
+            segs = self._segments()
+            if not segs:
                 return 0
+            self._close()
             old = list(self.dir.glob("base-*.parquet"))
             table = self.read()
-            # the new base names the last entry it holds: a crash before the clean-up below
-            # leaves entries that read() skips, never a row twice
-            self._write(self.dir / f"base-{_seq(entries[-1]):08d}.parquet", table)
-            for e in entries + [b for b in old if _seq(b) < _seq(entries[-1])]:
-                e.unlink()
-            return len(entries)
+            # the new base names the last segment it holds: a crash before the clean-up below
+            # leaves segments that read() skips, never a row twice
+            last = _seq(segs[-1])
+            tmp = self.dir / f"base-{last:08d}.parquet.tmp"
+            table.write_parquet(tmp)
+            self._sync_file(tmp)
+            os.replace(tmp, self.dir / f"base-{last:08d}.parquet")
+            self._sync_dir(self.dir)
+            for p in segs + [b for b in old if _seq(b) < last]:
+                p.unlink()
+            return len(segs)
 
-    def __len__(self) -> int:
-        return self.read().height
+    def close(self) -> None:
+        """Close the open segment (appending again opens a new one)."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _open_next(self) -> None:
+        self._close()
+        self.seq += 1
+        path = self.dir / "log" / f"{self.seq:08d}.jsonl"
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._rows = 0
+        self._sync_dir(path.parent)  # the new segment's name is durable too
+
+    def _sync_file(self, path: Path) -> None:
+        if self.fsync:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _sync_dir(self, path: Path) -> None:
+        self._sync_file(path)
 
     def _base(self) -> tuple[int, Path | None]:
-        """(last entry folded, the newest base file or None)."""
+        """(last segment folded, the newest base file or None)."""
         bases = sorted(self.dir.glob("base-*.parquet"), key=_seq)
         return (_seq(bases[-1]), bases[-1]) if bases else (0, None)
 
-    def _entries(self) -> list[Path]:
-        return sorted((self.dir / "log").glob("*.parquet"))
-
-    def _write(self, path: Path, frame: pl.DataFrame) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        frame.write_parquet(tmp)
-        if self.fsync:
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        os.replace(tmp, path)  # the rename commits the entry
-        if self.fsync:
-            fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+    def _segments(self) -> list[Path]:
+        return sorted((self.dir / "log").glob("*.jsonl"), key=_seq)
 
 
 def _seq(path: Path) -> int:
     return int(path.name.split(".")[0].rsplit("-", 1)[-1])
+
+
+def _read_segment(path: Path) -> list[list]:
+    """The rows of a segment's complete lines (a torn last line was never acknowledged)."""
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    return [r for line in data[:end].splitlines() if line for r in json.loads(line)]
+
+
+def _cut_torn_tail(path: Path) -> None:
+    """Cut a torn last line off ``path``."""
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        with open(path, "r+b") as fh:
+            fh.truncate(end)
+            fh.flush()
+            os.fsync(fh.fileno())

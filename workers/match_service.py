@@ -21,7 +21,6 @@ from core.pii import scrub_resume
 from core.seekers import (
     EXCLUDING_EVENTS,
     INTERACTION_EVENTS,
-    INTERACTION_SCHEMA,
     MAX_DESIRED_OCCUPATIONS,
     MAX_DESIRED_REGIONS,
     Area,
@@ -175,9 +174,8 @@ class MatchService:
             if when.tzinfo is not None:  # the table keeps UTC without a zone
                 when = when.astimezone(dt.UTC).replace(tzinfo=None)
             clean.append((r["seeker_id"], r["posting_id"], r["event"], when))
-        frame = pl.DataFrame(clean, schema=INTERACTION_SCHEMA, orient="row")
         with self._write_lock:
-            self.interaction_log.append(frame)  # durable before anything changes in memory
+            self.interaction_log.append(clean)  # durable before anything changes in memory
             self._apply(clean)
         return len(clean)
 
