@@ -213,6 +213,9 @@ def build_server(args: argparse.Namespace):
     matching, scopes = None, None
     if args.ranker is not None and args.seekers is None:
         raise SystemExit("jobrec serve: --ranker orders RecommendJobs: give --seekers too")
+    if args.interaction_log is not None and args.seekers is None:
+        raise SystemExit("jobrec serve: --interaction-log is where RecordInteractions writes: "
+                         "give --seekers too")
     if args.seekers is not None:
         match_postings, match_vectors = postings, vectors
         if match_postings is None:  # the shards load from the store; matching needs the table
