@@ -247,7 +247,7 @@ def _engine_timing(postings, pvec, courses, cvec, demand, rules, k: int, shards:
     from core.rules import RuleConfig
     from workers.actors import init_ray, shutdown_ray
     from workers.backend import RecommendationBackend
-    from workers.sharding import ShardingConfig
+    from workers.engine.sharding import ShardingConfig
 
     rng = np.random.default_rng(0)
     note = "model vectors"

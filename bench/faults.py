@@ -187,7 +187,7 @@ def _exactness(store, backend, n: int, seed: int) -> dict:
     """Answers for ``n`` random ids vs the brute-force oracle over the store's postings."""
     from core.rules import RuleConfig
     from tests.test_retrieval_oracle import REF, oracle, unit_rows
-    from workers.generation import read_frame
+    from workers.store.generation import read_frame
 
     df, vec, _ = read_frame(store)
     rows, unit = df.to_dicts(), unit_rows(vec)
@@ -234,8 +234,8 @@ def run(args) -> int:
 
     from server.runtime import build_backend
     from tests.test_retrieval_oracle import REF, make_postings
-    from workers.generation import open_store
-    from workers.refresh import run_refresh, write_vectors
+    from workers.jobs.refresh import run_refresh, write_vectors
+    from workers.store.generation import open_store
 
     tmp = Path(tempfile.mkdtemp(prefix="jobrec-faults-"))
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})

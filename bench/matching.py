@@ -35,7 +35,7 @@ from core.rules import select_top_k  # noqa: E402
 from core.seekers import seeker_text  # noqa: E402
 from core.synth import DEFAULT_REF_DATE, generate_postings  # noqa: E402
 from core.synth.seekers import generate_interactions, generate_seekers  # noqa: E402
-from workers.match_job import (  # noqa: E402
+from workers.jobs.match import (  # noqa: E402
     LocalShards,
     excluded_by_seeker,
     recommend_fanout,
@@ -43,7 +43,7 @@ from workers.match_job import (  # noqa: E402
     run_match,
     shard_postings,
 )
-from workers.matching import JobIndex  # noqa: E402
+from workers.matching.index import JobIndex  # noqa: E402
 
 
 def ndcg(rel: list[bool], n_rel: int) -> float:
@@ -152,7 +152,7 @@ def main(argv=None) -> int:
         sv = enc.encode([seeker_text(r) for r in seekers.iter_rows(named=True)])
     else:
         from encoding.text import posting_text
-        from workers.match_service import LexicalEncoder
+        from workers.matching.service import LexicalEncoder
 
         enc = LexicalEncoder(512)
         pv = enc.encode([posting_text(r) for r in postings.iter_rows(named=True)])
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     n_open = int((postings["closes_on"].is_null() | (postings["closes_on"] >= held_day)).sum())
     excluded = excluded_by_seeker(train)
     base = rule_baseline(seekers, postings, cfg, excluded, args.k)
-    from workers.match_job import seeker_queries
+    from workers.jobs.match import seeker_queries
 
     act = seekers["active"].to_numpy()
     qs = seeker_queries(seekers.filter(pl.Series(act)), sv[act], excluded)

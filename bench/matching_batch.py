@@ -27,13 +27,13 @@ from bench.matching_serve import encoded_world  # noqa: E402
 from core.matching import MatchConfig, job_scores, jobs_mask  # noqa: E402
 from core.rules import select_top_k  # noqa: E402
 from core.synth import DEFAULT_REF_DATE  # noqa: E402
-from workers.match_job import (  # noqa: E402
+from workers.jobs.match import (  # noqa: E402
     excluded_by_seeker,
     history_vectors,
     region_violations,
     seeker_queries,
 )
-from workers.matching import JobIndex  # noqa: E402
+from workers.matching.index import JobIndex  # noqa: E402
 
 
 def gemm_rate(dim: int, rows: int = 512, cols: int = 4096, seconds: float = 2.0) -> float:

@@ -1,7 +1,7 @@
 """Online matching benchmark: gRPC ``RecommendJobs`` and ``RecommendCandidates`` p50/p99 at an
 offered rate (default 100 QPS, Poisson arrivals, open loop) on 100k postings x 100k seekers.
 
-The matching service (:class:`workers.match_service.MatchService`, 2 geo shards, exact
+The matching service (:class:`workers.matching.service.MatchService`, 2 geo shards, exact
 fan-out merge, all hard rules, k=120, reasons) is served by the real servicer behind the API
 key interceptor on a port-0 server in this process; the load comes from separate processes
 (``bench/serve.py``'s open-loop generator). The same requests are also timed as plain calls
@@ -58,7 +58,7 @@ def encoded_world(args, out: dict):
     """(postings, seekers, interactions, posting vectors, seeker vectors, encoder) of a bench
     run (``args.data / postings / seekers / days / seed``), with load and encode seconds in
     ``out``: hashed character n-gram vectors, the benches' deterministic text encoder."""
-    from workers.match_service import LexicalEncoder
+    from workers.matching.service import LexicalEncoder
 
     t0 = time.perf_counter()
     postings, seekers, inter = load_or_generate(args.data, args.postings, args.seekers,
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     from server.auth import load_key_scopes
     from server.generated.jobrec.v1 import matching_pb2 as mpb
     from server.runtime import settle_for_serving
-    from workers.match_service import MatchService
+    from workers.matching.service import MatchService
 
     out: dict = {"config": {k: str(v) for k, v in vars(args).items()}}
     postings, seekers, inter, pv, sv, enc = encoded_world(args, out)

@@ -41,8 +41,8 @@ from core.ranker import RankerConfig, list_metrics  # noqa: E402
 from core.rules import select_top_k  # noqa: E402
 from core.seekers import seeker_text  # noqa: E402
 from encoding.text import posting_text  # noqa: E402
-from workers.match_service import LexicalEncoder  # noqa: E402
-from workers.rank_job import RankWorld  # noqa: E402
+from workers.jobs.rank import RankWorld  # noqa: E402
+from workers.matching.service import LexicalEncoder  # noqa: E402
 
 K = 120
 

@@ -41,9 +41,9 @@ def main(argv=None) -> int:
     import ray
 
     from workers.actors import init_ray, shutdown_ray
-    from workers.match_job import run_match
-    from workers.match_service import MatchService
-    from workers.rank_job import RankWorld
+    from workers.jobs.match import run_match
+    from workers.jobs.rank import RankWorld
+    from workers.matching.service import MatchService
 
     out: dict = {"config": {k: str(v) for k, v in vars(args).items()}}
     postings, seekers, inter, pv, sv, enc = encoded_world(args, out)

@@ -1,6 +1,6 @@
 """RecordInteractions benchmark: write latency at an offered rate, and read-after-write.
 
-The matching service with an :class:`~workers.interaction_log.InteractionLog` is served by
+The matching service with an :class:`~workers.matching.interaction_log.InteractionLog` is served by
 the real servicer on a port-0 server in this process (as ``bench/matching_serve.py``):
 
 1. open loop: ``--qps`` RecordInteractions per second (one application each, Poisson
@@ -57,8 +57,8 @@ def main(argv=None) -> int:
     from server.generated.jobrec.v1 import matching_pb2 as mpb
     from server.generated.jobrec.v1 import matching_pb2_grpc as mpb_grpc
     from server.runtime import settle_for_serving
-    from workers.interaction_log import InteractionLog
-    from workers.match_service import MatchService
+    from workers.matching.interaction_log import InteractionLog
+    from workers.matching.service import MatchService
 
     out: dict = {"config": {k: str(v) for k, v in vars(args).items()}}
     postings, seekers, inter, pv, sv, enc = encoded_world(args, out)

@@ -60,7 +60,7 @@ def short_share(recs: pl.DataFrame, n: int, k: int) -> float:
 def run_ours(df, vec, *, shards, rules, k, threads, fine_res=7):
     """Build the backend, time recommend_all; returns (recs, figures)."""
     from workers.backend import RecommendationBackend
-    from workers.sharding import ShardingConfig
+    from workers.engine.sharding import ShardingConfig
 
     t0 = time.perf_counter()
     b = RecommendationBackend.build(
@@ -104,7 +104,7 @@ def run_ours(df, vec, *, shards, rules, k, threads, fine_res=7):
 def online_latency(df, vec, rules, n_queries=300, seed=0) -> dict:
     """Single-query latency through the Ray backend (2 shards)."""
     from workers.backend import RecommendationBackend
-    from workers.sharding import ShardingConfig
+    from workers.engine.sharding import ShardingConfig
 
     b = RecommendationBackend.build(df, vec, sharding=ShardingConfig(num_shards=2), rules=rules)
     try:
@@ -131,7 +131,7 @@ def scoring_methods(df, vec, rules, n_queries=200, seed=1) -> dict:
     """Exact scoring of one query's candidates: gather + BLAS vs FAISS with IDSelectorBatch."""
     import faiss
 
-    from workers.shard import Shard
+    from workers.engine.shard import Shard
 
     faiss.omp_set_num_threads(1)
     sh = Shard(0, dim=vec.shape[1], rules=rules)
@@ -143,7 +143,7 @@ def scoring_methods(df, vec, rules, n_queries=200, seed=1) -> dict:
     rng = np.random.default_rng(seed)
     t_blas = t_faiss = 0.0
     n_cand = []
-    from workers import geo
+    from workers.engine import geo
 
     for i in rng.integers(0, df.height, n_queries).tolist():
         q = postings.query_of_row(i)
@@ -169,7 +169,7 @@ def scoring_methods(df, vec, rules, n_queries=200, seed=1) -> dict:
 
 def old_vs_new(df, vec, k, ref: date, shards: int, threads: int) -> dict:
     """The old prototype and ours on the same 10k postings."""
-    from workers.baseline import OLD_RULES, OldPrototype
+    from workers.jobs.baseline import OLD_RULES, OldPrototype
 
     old_rules = RuleConfig(**{**OLD_RULES.__dict__, "ref_date": ref})
     t0 = time.perf_counter()
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         "data": f"core.synth.generate_postings(seed={args.seed}), ref_date={ref}",
         "generate_s": round(gen_s, 1),
     }
-    from workers import geo
+    from workers.engine import geo
 
     result["h3_ring_coverage"] = [
         {k: v for k, v in geo.measure_ring_need(res, r).items() if k != "need_histogram"}

@@ -117,7 +117,7 @@ _BLOCK = 256  # seekers per collaborative block: (256, items) float32 rows, four
 def pool_features(qs: Sequence[SeekerQuery], side: PostingSide, index, collab: CollabModel,
                   cfg: MatchConfig, pool: int) -> Pools:
     """Rule-passing pools and their features for seekers ``qs`` (``index``: a
-    :class:`workers.matching.JobIndex`-like object with ``candidates(areas)`` and ``areas``
+    :class:`workers.matching.index.JobIndex`-like object with ``candidates(areas)`` and ``areas``
     over the same rows as ``side``)."""
     ref = cfg.ref_days()
     # ties go to the smaller posting id: its rank among the index's ids (cached by JobIndex)

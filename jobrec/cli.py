@@ -20,9 +20,9 @@ _REGISTRARS: tuple[str, ...] = (
     "core.ingest.cli",  # ingest
     "training.cli",  # train
     "encoding.cli",  # evaluate
-    "workers.cli",  # refresh
-    "workers.match_cli",  # match
-    "workers.rank_cli",  # train-ranker
+    "workers.jobs.refresh_cli",  # refresh
+    "workers.jobs.match_cli",  # match
+    "workers.jobs.rank_cli",  # train-ranker
     "server.cli",  # serve
 )
 

@@ -201,7 +201,7 @@ def _pipeline(args: argparse.Namespace) -> int:
 
     steps.start(f"batch refresh of {postings.height} postings (k=10, {args.shards} shards)")
     from core.synth import generate_courses
-    from workers.refresh import run_refresh
+    from workers.jobs.refresh import run_refresh
 
     recs_path = args.workdir / "recs.parquet"
     emb_path = args.workdir / "embeddings.parquet"
@@ -328,7 +328,7 @@ def _show_matching(postings, encoder, ref: dt.date) -> None:
     from core.matching import MatchConfig
     from core.seekers import seeker_text
     from core.synth.seekers import generate_interactions, generate_seekers
-    from workers.match_service import MatchService
+    from workers.matching.service import MatchService
 
     t0 = time.perf_counter()
     seekers = generate_seekers(300, 1, postings=postings, ref_date=ref)

@@ -37,10 +37,10 @@ from server.generated.jobrec.v1 import recommendation_pb2 as pb
 from server.generated.jobrec.v1 import recommendation_pb2_grpc as pb_grpc
 from server.interceptors import DecodeGuard, InFlightLimiter
 from server.metrics import Metrics, MetricsInterceptor
-from workers.types import Backend, TextEncoder
+from workers.engine.types import Backend, TextEncoder
 
 if TYPE_CHECKING:  # the matching service is optional; its module loads only when used
-    from workers.match_service import MatchService
+    from workers.matching.service import MatchService
 
 log = logging.getLogger("jobrec.server")
 
@@ -354,7 +354,7 @@ class JobrecServer:
         self.rules = rules
         # a core.course_rules.CourseRuleConfig: also serve jobrec.v1.CourseService
         self.course_rules = course_rules
-        # a workers.match_service.MatchService: also serve jobrec.v1.MatchingService (the
+        # a workers.matching.service.MatchService: also serve jobrec.v1.MatchingService (the
         # key scopes decide who may see candidates)
         self.matching = matching
         self.key_scopes = key_scopes or {}
@@ -381,7 +381,7 @@ class JobrecServer:
 
         from encoding.hybrid import saved_weight
         from encoding.lexical import LexicalModel
-        from workers.generation import lexical_from_store
+        from workers.store.generation import lexical_from_store
 
         with tempfile.TemporaryDirectory() as tmp:
             d = lexical_from_store(self.backend.store, generation, tmp)

@@ -13,7 +13,7 @@ def register(subparsers) -> None:
     """Add the ``serve`` sub-command (defaults from :class:`server.app.ServerConfig`)."""
     from core.ranker import RankerConfig
     from server.app import ServerConfig
-    from workers.refresh import WEIGHT_LABEL
+    from workers.jobs.refresh import WEIGHT_LABEL
 
     d = ServerConfig()
     p = subparsers.add_parser(
@@ -154,7 +154,7 @@ def build_server(args: argparse.Namespace):
         open_store,
         serving_encoding,
     )
-    from workers.sharding import parse_resources
+    from workers.engine.sharding import parse_resources
 
     log = logging.getLogger("jobrec.server")
     try:  # ServerConfig validates (e.g. --tls-cert and --tls-key go together)
@@ -185,7 +185,7 @@ def build_server(args: argparse.Namespace):
     with tempfile.TemporaryDirectory() as tmp:
         store_lexical = None
         if args.lexical is None and store is not None and store.manifest() is not None:
-            from workers.generation import lexical_from_store
+            from workers.store.generation import lexical_from_store
 
             store_lexical = lexical_from_store(store, store.manifest().generation, tmp)
         chosen = serving_encoding(
@@ -227,7 +227,7 @@ def build_server(args: argparse.Namespace):
                                          args.embedding_cache)
         ranker = None
         if args.ranker is not None:
-            from workers.ranker_store import RankerSlot
+            from workers.matching.ranker_store import RankerSlot
 
             ranker = RankerSlot(args.ranker)  # refuses another feature version, clearly
             log.info("ranker loaded", extra={"ranker": str(args.ranker),

@@ -2,7 +2,7 @@
 
 Canonical values are the ones the rest of the code base uses: posting rows as dicts / polars
 frames with :data:`core.schema.POSTING_SCHEMA`, ``core.rules.RuleConfig`` and
-``workers.types.Recommendation``. Nothing outside ``server/`` sees a protobuf type.
+``workers.engine.types.Recommendation``. Nothing outside ``server/`` sees a protobuf type.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from core.schema import POSTING_SCHEMA, REQUIRED_COLUMNS, validate_postings
 from server.generated.jobrec.v1 import courses_pb2 as cpb
 from server.generated.jobrec.v1 import matching_pb2 as mpb
 from server.generated.jobrec.v1 import recommendation_pb2 as pb
-from workers.types import Recommendation
+from workers.engine.types import Recommendation
 
 _DATE_FIELDS = ("registered_on", "closes_on")
 _INT_FIELDS = (
@@ -189,7 +189,7 @@ def applied_rules(cfg: RuleConfig, *, today: dt.date | None = None) -> pb.Applie
 
 
 def recommendation_to_pb(rec: Recommendation, rank: int) -> pb.Recommendation:
-    """A ``workers.types.Recommendation`` as a message (``rank`` is 1-based)."""
+    """A ``workers.engine.types.Recommendation`` as a message (``rank`` is 1-based)."""
     return pb.Recommendation(
         posting_id=str(rec.posting_id),
         score=float(rec.score),
@@ -218,7 +218,7 @@ def similar_response(
 
 
 def profile_from_pb(msg: mpb.SeekerProfile) -> dict[str, Any]:
-    """An inline ``SeekerProfile`` as a plain dict for ``workers.match_service.check_profile``."""
+    """An inline ``SeekerProfile`` as a plain dict for ``workers.matching.service.check_profile``."""
     return {
         "seeker_id": msg.seeker_id,
         "desired_occupations": list(msg.desired_occupations),
@@ -240,7 +240,7 @@ def profile_from_pb(msg: mpb.SeekerProfile) -> dict[str, Any]:
 
 def interactions_from_pb(msg: mpb.RecordInteractionsRequest) -> list[dict[str, Any]]:
     """The rows of a ``RecordInteractionsRequest`` for
-    ``workers.match_service.MatchService.record_interactions`` (``at`` parsed here)."""
+    ``workers.matching.service.MatchService.record_interactions`` (``at`` parsed here)."""
     rows = []
     for i, x in enumerate(msg.interactions):
         at = None

@@ -1,7 +1,7 @@
 """gRPC ``jobrec.v1.MatchingService``: RecommendJobs, RecommendCandidates and
 RecordInteractions.
 
-A thin layer over :class:`workers.match_service.MatchService`: protobuf in and out through
+A thin layer over :class:`workers.matching.service.MatchService`: protobuf in and out through
 :mod:`server.convert`, errors mapped by :mod:`server.errors`. ``RecommendCandidates`` needs
 the caller's API key to carry the ``candidates`` scope (``KEY:candidates`` in the key
 list); without it, or with authentication off, the call is PERMISSION_DENIED.
@@ -37,7 +37,7 @@ def _k(k: int) -> int | None:
 
 
 class MatchingServicer(mpb_grpc.MatchingServiceServicer):
-    """Serves a :class:`~workers.match_service.MatchService` (calls run in a thread)."""
+    """Serves a :class:`~workers.matching.service.MatchService` (calls run in a thread)."""
 
     def __init__(self, service, key_scopes: dict[str, frozenset[str]] | None = None) -> None:
         self.service = service

@@ -15,8 +15,8 @@ import numpy as np
 import polars as pl
 
 from core.errors import InvalidInputError, ModelError
-from workers.generation import open_store
-from workers.refresh import WEIGHT_LABEL
+from workers.jobs.refresh import WEIGHT_LABEL
+from workers.store.generation import open_store
 
 __all__ = [
     "ServingEncoding",
@@ -251,18 +251,18 @@ def build_backend(
     With a ``store``: the shards serve the store's generation (base + log) and every write
     is logged there before it is acknowledged; an empty store is seeded with ``postings``.
     ``shared``: the shards are detached named actors in ``ray_namespace`` that every
-    frontend of that namespace serves (see :mod:`workers.serving`). ``shard_resources``:
+    frontend of that namespace serves (see :mod:`workers.store.serving`). ``shard_resources``:
     custom Ray resources every shard actor requires (placement on the nodes advertising them).
     """
     from core.rules import RuleConfig
     from workers.actors import init_ray
     from workers.backend import RecommendationBackend
-    from workers.sharding import ShardingConfig
+    from workers.engine.sharding import ShardingConfig
 
     init_ray(ray_address, namespace=ray_namespace)
     rules = RuleConfig(ref_date=ref_date)
     if store is not None:
-        from workers.serving import serve_store
+        from workers.store.serving import serve_store
 
         backend = serve_store(
             store, rules, shared=shared, postings=postings, vectors=vectors, shards=shards,
@@ -313,8 +313,12 @@ def load_matching(
     ``interaction_log``: the directory RecordInteractions writes to (read back at start)."""
     from core.matching import MatchConfig
     from core.seekers import seeker_text, validate_interactions, validate_seekers
-    from workers.interaction_log import InteractionLog, is_interaction_log, read_interactions
-    from workers.match_service import MatchService
+    from workers.matching.interaction_log import (
+        InteractionLog,
+        is_interaction_log,
+        read_interactions,
+    )
+    from workers.matching.service import MatchService
 
     paths = {"seekers": Path(seekers_path)}
     if interactions_path is not None:

@@ -44,7 +44,7 @@ def world():
 @pytest.fixture(scope="module")
 def backend(ray_local, world):
     from workers.backend import RecommendationBackend
-    from workers.sharding import ShardingConfig
+    from workers.engine.sharding import ShardingConfig
 
     postings, pvec, courses, cvec = world
     b = RecommendationBackend.build(postings, pvec, sharding=ShardingConfig(num_shards=2),
@@ -158,7 +158,7 @@ def test_courses_for_a_stored_seeker_by_id(backend, world):
     from core.course_rank import resolve_anchors, seeker_query
     from core.regions import nearest_sido
     from core.synth.seekers import generate_seekers
-    from workers.match_service import LexicalEncoder, MatchService
+    from workers.matching.service import LexicalEncoder, MatchService
 
     postings, pvec, courses, cvec = world
     seekers = generate_seekers(30, 43, postings=postings, ref_date=REF)
@@ -231,7 +231,7 @@ def test_error_codes(stub, world):
 
 def test_unavailable_without_courses(ray_local, world):
     from workers.backend import RecommendationBackend
-    from workers.sharding import ShardingConfig
+    from workers.engine.sharding import ShardingConfig
 
     postings, pvec, _, _ = world
     b = RecommendationBackend.build(postings.head(100), pvec[:100],

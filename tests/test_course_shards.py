@@ -16,9 +16,9 @@ from core.errors import InvalidInputError
 from core.rules import haversine_km
 from core.schema import CAPITAL_AREA_SIDO
 from core.synth import generate_course_corpus, generate_postings
-from workers.courses import COURSES, course_partition, merge_answers
-from workers.shard import Shard
-from workers.sharding import ShardingConfig, ShardPlan
+from workers.engine.shard import Shard
+from workers.engine.sharding import ShardingConfig, ShardPlan
+from workers.kinds.courses import COURSES, course_partition, merge_answers
 
 REF = dt.date(2026, 11, 20)
 
@@ -143,7 +143,7 @@ def test_course_conversions():
 
 
 def test_course_table_of_a_refresh(world):
-    from workers.courses import COURSE_RECS_SCHEMA, courses_for_postings
+    from workers.kinds.courses import COURSE_RECS_SCHEMA, courses_for_postings
 
     postings, courses, _ = world
     idx = CourseIndex(courses, None)

@@ -16,7 +16,7 @@ from server.generated.jobrec.v1 import recommendation_pb2 as pb
 from server.generated.jobrec.v1 import recommendation_pb2_grpc as pb_grpc
 from server.runtime import build_backend
 from tests.test_retrieval_oracle import REF, make_postings
-from workers.generation import open_store
+from workers.store.generation import open_store
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "ops" / "grafana" / "jobrec-dashboard.json"
 _NAME = re.compile(r"\b(jobrec_[a-z0-9_]+)\b")

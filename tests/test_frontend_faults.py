@@ -22,7 +22,7 @@ from server.generated.jobrec.v1 import recommendation_pb2 as pb
 from server.generated.jobrec.v1 import recommendation_pb2_grpc as pb_grpc
 from tests.test_retrieval_oracle import REF, make_postings
 from workers.backend import RecommendationBackend
-from workers.sharding import ShardingConfig
+from workers.engine.sharding import ShardingConfig
 
 SERVICE_CONFIG = Path(__file__).resolve().parent.parent / "server" / "service_config.json"
 

@@ -198,7 +198,7 @@ def test_quality_bench_runs_on_the_real_samples(tmp_path, model_dir):
 def test_refresh_reencodes_carried_writes_in_its_own_space(tmp_path, model_dir, postings):
     """Writes carried over from the serving generation's log hold vectors of that
     generation's lexical model; the refresh encodes them again with the one it fitted."""
-    from workers.refresh import _reencode_carried
+    from workers.jobs.refresh import _reencode_carried
 
     texts = [posting_text(r) for r in postings.iter_rows(named=True)]
     enc = HybridEncoder.fit(model_dir, texts)
@@ -226,8 +226,8 @@ def test_store_generation_carries_its_lexical_model_to_the_frontend(
     from core.synth import DEFAULT_REF_DATE
     from encoding.vectors import lexical_dir_for
     from server.app import JobrecServer, ServerConfig
-    from workers.generation import lexical_from_store, open_store
-    from workers.refresh import run_refresh
+    from workers.jobs.refresh import run_refresh
+    from workers.store.generation import lexical_from_store, open_store
 
     store = open_store(str(tmp_path / "store"))
     path = tmp_path / "postings.parquet"

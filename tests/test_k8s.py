@@ -138,7 +138,7 @@ def test_raycluster_is_fault_tolerant_and_autoscaled():
 
 def test_store_is_configured_once_and_reaches_every_jobrec_container(monkeypatch):
     env = _store_env()
-    from workers.store import StoreConfig
+    from workers.store.store import StoreConfig
 
     cfg = StoreConfig(env["JOBREC_STORE"], endpoint=env.get("JOBREC_STORE_ENDPOINT"))
     assert cfg.uri.startswith("s3://")

@@ -21,7 +21,7 @@ from core.matching import MatchConfig, fixed_text
 from core.rules import select_top_k
 from core.synth import generate_postings
 from core.synth.seekers import generate_interactions, generate_seekers
-from workers.match_job import (
+from workers.jobs.match import (
     LocalShards,
     excluded_by_seeker,
     history_vectors,
@@ -29,7 +29,7 @@ from workers.match_job import (
     seeker_queries,
     shard_postings,
 )
-from workers.matching import JobIndex
+from workers.matching.index import JobIndex
 
 REF = dt.date(2026, 11, 20)
 
@@ -128,7 +128,7 @@ def test_union_of_shard_top_lists_holds_the_global_top_k(n, shards, k, cap, comp
     """Why the merge never asks a shard again: the capped top-k of the union of per-shard
     capped top-k lists equals the global capped top-k (ties and a binding cap included)."""
     from core.matching import Match
-    from workers.matching import merge_exact
+    from workers.matching.index import merge_exact
 
     rng = np.random.default_rng(seed)
     scores = rng.integers(0, 6, n).astype(np.float64)

@@ -15,7 +15,7 @@ from core.synth.seekers import generate_interactions, generate_seekers
 from jobrec.cli import main
 from tests.test_seekers import _oracle_ok
 from training.train import TrainConfig, run_local, train_model
-from workers.match_job import MATCH_SCHEMA, excluded_by_seeker
+from workers.jobs.match import MATCH_SCHEMA, excluded_by_seeker
 
 REF = dt.date(2026, 11, 20)
 

@@ -19,8 +19,8 @@ from server import convert
 from server.auth import load_key_scopes
 from server.generated.jobrec.v1 import matching_pb2 as mpb
 from server.generated.jobrec.v1 import matching_pb2_grpc as mpb_grpc
-from workers.match_job import run_match
-from workers.match_service import LexicalEncoder, MatchService
+from workers.jobs.match import run_match
+from workers.matching.service import LexicalEncoder, MatchService
 
 REF = dt.date(2026, 11, 20)
 KEYS = {"JOBREC_API_KEYS": "plain-key,employer-key:candidates"}
@@ -129,7 +129,7 @@ def test_jobrec_server_hosts_the_matching_service(served, ray_local):
     from server.generated.jobrec.v1 import recommendation_pb2 as pb
     from server.generated.jobrec.v1 import recommendation_pb2_grpc as pb_grpc
     from workers.backend import RecommendationBackend
-    from workers.sharding import ShardingConfig
+    from workers.engine.sharding import ShardingConfig
 
     scopes = load_key_scopes(env=KEYS)
     backend = RecommendationBackend.build(served["postings"], served["pv"],

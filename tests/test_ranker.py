@@ -31,8 +31,8 @@ from core.seekers import seeker_text
 from core.synth import generate_postings
 from core.synth.seekers import generate_interactions, generate_seekers
 from encoding.text import posting_text
-from workers.match_service import LexicalEncoder
-from workers.rank_job import RankWorld
+from workers.jobs.rank import RankWorld
+from workers.matching.service import LexicalEncoder
 
 REF = dt.date(2026, 11, 20)
 

@@ -21,8 +21,8 @@ from core.synth.seekers import generate_interactions, generate_seekers
 from jobrec.cli import main
 from tests.test_seekers import _oracle_ok
 from training.train import TrainConfig, run_local, train_model
-from workers.match_job import MATCH_SCHEMA, excluded_by_seeker
-from workers.ranker_store import RankerSlot, current_version, load_ranker, publish
+from workers.jobs.match import MATCH_SCHEMA, excluded_by_seeker
+from workers.matching.ranker_store import RankerSlot, current_version, load_ranker, publish
 
 REF = dt.date(2026, 11, 20)
 
@@ -95,8 +95,8 @@ def test_match_with_ranker_obeys_the_rules_and_equals_online(files, trained, ray
         assert r["reason_text"].startswith(why["ranker_reason"])
 
     # online: the same ranker in a MatchService answers the same lists
-    from workers.match_cli import encode_sides
-    from workers.match_service import MatchService
+    from workers.jobs.match_cli import encode_sides
+    from workers.matching.service import MatchService
 
     sv, pv = encode_sides(d / "model", seekers, postings)
     svc = MatchService(postings, pv, seekers, sv, None, interactions=inter,

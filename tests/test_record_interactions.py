@@ -26,9 +26,9 @@ from encoding.text import posting_text
 from server.auth import load_key_scopes
 from server.generated.jobrec.v1 import matching_pb2 as mpb
 from server.generated.jobrec.v1 import matching_pb2_grpc as mpb_grpc
-from workers.interaction_log import InteractionLog, is_interaction_log, read_interactions
-from workers.match_job import run_match
-from workers.match_service import LexicalEncoder, MatchService
+from workers.jobs.match import run_match
+from workers.matching.interaction_log import InteractionLog, is_interaction_log, read_interactions
+from workers.matching.service import LexicalEncoder, MatchService
 
 REF = dt.date(2026, 11, 20)
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,8 +208,8 @@ _CHILD = textwrap.dedent("""
     from bench.matching_serve import serve_in_thread
     from core.matching import MatchConfig
     from server.auth import load_key_scopes
-    from workers.interaction_log import InteractionLog
-    from workers.match_service import LexicalEncoder, MatchService
+    from workers.matching.interaction_log import InteractionLog
+    from workers.matching.service import LexicalEncoder, MatchService
     d = sys.argv[1]
     import datetime as dt
     svc = MatchService(pl.read_parquet(d + "/p.parquet"), np.load(d + "/pv.npy"),

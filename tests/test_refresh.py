@@ -15,9 +15,9 @@ from core.rules import RuleConfig
 from core.synth import generate_postings
 from encoding.vectors import read_vectors, write_vectors
 from tests.test_retrieval_oracle import assert_matches, oracle, unit_rows
-from workers import cli
-from workers.refresh import run_refresh
-from workers.types import RECS_SCHEMA
+from workers.engine.types import RECS_SCHEMA
+from workers.jobs import refresh_cli as cli
+from workers.jobs.refresh import run_refresh
 
 REF = date(2026, 11, 1)
 

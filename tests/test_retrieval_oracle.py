@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from core.errors import InvalidInputError, NotFoundError
 from core.rules import RuleConfig
 from core.schema import conform
-from workers import geo
-from workers.shard import Shard
-from workers.sharding import ShardingConfig, ShardPlan, parents_np, partition
+from workers.engine import geo
+from workers.engine.shard import Shard
+from workers.engine.sharding import ShardingConfig, ShardPlan, parents_np, partition
 
 REF = date(2024, 6, 1)
 SIDOS = ("서울특별시", "경기도", "인천광역시", "강원도", "충청북도", "충청남도")
@@ -382,7 +382,7 @@ def test_batch_and_single_query_paths_agree_exactly(shards):
 
 
 def test_exact_scores_do_not_depend_on_batch_shape():
-    from workers.scoring import exact_scores
+    from workers.engine.scoring import exact_scores
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal((300, 256)).astype(np.float32)
@@ -401,7 +401,7 @@ def test_exact_scores_do_not_depend_on_batch_shape():
 def test_upserts_and_deletes_after_the_index_is_built_match_oracle(monkeypatch, delta_max):
     """Rows written after the cell index was built (scanned directly until the index is
     rebuilt) and deleted rows (skipped) give the oracle's answers on both paths."""
-    import workers.collection as collection_mod
+    import workers.engine.collection as collection_mod
 
     monkeypatch.setattr(collection_mod, "DELTA_MAX", delta_max)
     df, vec = make_postings(8, 160, spread_deg=0.3, n_companies=6)

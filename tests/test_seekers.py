@@ -20,7 +20,7 @@ from core.pii import scrub_resume
 from core.seekers import SEEKER_SCHEMA, seeker_text, validate_interactions, validate_seekers
 from core.synth import generate_postings
 from core.synth.seekers import generate_interactions, generate_seekers
-from workers.match_job import (
+from workers.jobs.match import (
     LocalShards,
     excluded_by_seeker,
     history_vectors,
@@ -29,7 +29,7 @@ from workers.match_job import (
     seeker_queries,
     shard_postings,
 )
-from workers.matching import JobIndex, SeekerIndex
+from workers.matching.index import JobIndex, SeekerIndex
 
 REF = dt.date(2026, 11, 20)
 HEADER = "구직자번호,성명,희망직종,희망지역,희망임금,최종학력,경력,경력사항,자격증,자기소개,거주지,최대통근거리,등록일,구직상태\n"

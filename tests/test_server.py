@@ -2,7 +2,7 @@
 W-BERT, the server started in-process on port 0 and called through real gRPC channels.
 
 Ground truth is the backend itself called directly (``recommend_all`` / ``similar_to``) and
-the batch refresh (``workers.refresh.run_refresh``) on the same postings.
+the batch refresh (``workers.jobs.refresh.run_refresh``) on the same postings.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def refresh_dir(tmp_path_factory):
 def refreshed(ray_local, refresh_dir, corpus, model_dir):
     """The batch refresh of the corpus: its recommendations and the vectors it used."""
     from encoding.vectors import read_embeddings
-    from workers.refresh import run_refresh
+    from workers.jobs.refresh import run_refresh
 
     d = refresh_dir
     postings_path = d / "postings.parquet"
@@ -90,7 +90,7 @@ def refreshed(ray_local, refresh_dir, corpus, model_dir):
 
 def _build(corpus, vectors, shards=2, max_restarts=3):
     from workers.backend import RecommendationBackend
-    from workers.sharding import ShardingConfig
+    from workers.engine.sharding import ShardingConfig
 
     return RecommendationBackend.build(
         corpus,

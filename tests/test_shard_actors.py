@@ -19,8 +19,8 @@ from core.errors import InvalidInputError, NotFoundError, UnavailableError
 from core.rules import RuleConfig
 from tests.test_retrieval_oracle import REF, assert_matches, make_postings, oracle, unit_rows
 from workers.backend import RecommendationBackend
-from workers.sharding import ShardingConfig
-from workers.types import ByIdQuery
+from workers.engine.sharding import ShardingConfig
+from workers.engine.types import ByIdQuery
 
 RULES = RuleConfig(ref_date=REF)
 
@@ -189,7 +189,7 @@ def test_recommend_all_on_a_multi_node_cluster(tmp_path):
         from tests.test_retrieval_oracle import make_postings, build_local, REF
         from core.rules import RuleConfig
         from workers.backend import RecommendationBackend
-        from workers.sharding import ShardingConfig
+        from workers.engine.sharding import ShardingConfig
 
         cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
         cluster.add_node(num_cpus=1)
@@ -265,7 +265,7 @@ def test_concurrent_async_queries_are_coalesced_and_match_sync(backend, data):
 
 
 def test_shard_resources_are_checked_and_parsed():
-    from workers.sharding import parse_resources
+    from workers.engine.sharding import parse_resources
 
     assert parse_resources(["jobrec_shard=1", "pool=0.5"]) == (("jobrec_shard", 1.0), ("pool", 0.5))
     assert parse_resources(["jobrec_shard"]) == (("jobrec_shard", 1.0),)

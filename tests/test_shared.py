@@ -24,7 +24,7 @@ from server.generated.jobrec.v1 import recommendation_pb2_grpc as pb_grpc
 from server.runtime import build_backend
 from tests.test_retrieval_oracle import REF, make_postings
 from tests.test_store import s3_server  # noqa: F401  (fixture)
-from workers.generation import open_store
+from workers.store.generation import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ FRONTEND = textwrap.dedent(
     from server.app import BackgroundServer, JobrecServer, ServerConfig
     from server.runtime import build_backend
     from tests.test_retrieval_oracle import REF
-    from workers.generation import open_store
+    from workers.store.generation import open_store
     backend, rules = build_backend(None, None, ref_date=REF, store=open_store(sys.argv[1]),
                                    ray_address=sys.argv[2], ray_namespace=sys.argv[3],
                                    shared=True)
@@ -159,7 +159,7 @@ MULTI_NODE = textwrap.dedent(
     from ray.cluster_utils import Cluster
     from server.runtime import build_backend
     from tests.test_retrieval_oracle import make_postings, REF
-    from workers.generation import open_store
+    from workers.store.generation import open_store
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     # the shards require a resource only the worker nodes advertise: never on the head

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from core.errors import InvalidInputError, NotFoundError
-from workers.store import ShardStore, StoreConfig, replay
+from workers.store.store import ShardStore, StoreConfig, replay
 
 SCHEMA = pa.schema([("posting_id", pa.string()), ("title", pa.string()), ("lat", pa.float64()),
                     ("vector", pa.list_(pa.float32(), 2))])  # fmt: skip

@@ -11,9 +11,9 @@ from core.rules import RuleConfig
 from server.runtime import build_backend
 from tests.test_retrieval_oracle import REF, make_postings
 from tests.test_store import s3_server  # noqa: F401  (fixture)
-from workers.generation import open_store, read_frame
-from workers.refresh import run_refresh, write_vectors
-from workers.stored import StoredBackend
+from workers.jobs.refresh import run_refresh, write_vectors
+from workers.store.generation import open_store, read_frame
+from workers.store.stored import StoredBackend
 
 RULES = RuleConfig(ref_date=REF)
 

@@ -18,8 +18,8 @@ from server.generated.jobrec.v1 import recommendation_pb2 as pb
 from server.generated.jobrec.v1 import recommendation_pb2_grpc as pb_grpc
 from server.runtime import build_backend
 from tests.test_retrieval_oracle import REF, make_postings
-from workers.generation import open_store, read_frame
-from workers.refresh import run_refresh, write_vectors
+from workers.jobs.refresh import run_refresh, write_vectors
+from workers.store.generation import open_store, read_frame
 
 
 def test_refresh_switch_over_under_concurrent_writes(ray_local, tmp_path):

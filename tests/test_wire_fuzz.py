@@ -41,7 +41,7 @@ class _Records(logging.Handler):
 @pytest.fixture(scope="module")
 def server(ray_local):
     from workers.backend import RecommendationBackend
-    from workers.sharding import ShardingConfig
+    from workers.engine.sharding import ShardingConfig
 
     df, vec = make_postings(5, 120, spread_deg=0.5, n_companies=12)
     backend = RecommendationBackend.build(

@@ -1,5 +1,5 @@
 """The Ray glue of the engine: the shard actor (a thin ``ray.remote`` of the plain
-:class:`~workers.shard.Shard`), starting Ray, and the few Ray calls the backend makes.
+:class:`~workers.engine.shard.Shard`), starting Ray, and the few Ray calls the backend makes.
 
 With :mod:`training.ray_train` (Ray Train), the only modules that import Ray.
 """
@@ -14,7 +14,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from core.errors import JobrecError, UnavailableError
-from workers.shard import Shard
+from workers.engine.shard import Shard
 
 # A restarted actor runs Shard.__init__ again, which reloads the snapshot from disk.
 ShardActor = ray.remote(Shard)
@@ -80,7 +80,7 @@ def start_shard(
     With ``name`` the actor is detached and named in the current Ray namespace: it outlives
     the process that started it and any frontend finds it (:func:`find_shards`); an actor of
     that name that exists already is returned as it is. ``resources``: custom Ray resources
-    the actor requires (:class:`workers.sharding.ShardingConfig`).
+    the actor requires (:class:`workers.engine.sharding.ShardingConfig`).
     """
     opts: dict = {"num_cpus": 0, "max_restarts": max_restarts, "max_task_retries": 0}
     if resources:

@@ -1,7 +1,7 @@
 """The recommendation backend used by the gRPC server and the batch refresh.
 
 A plain class holding handles to the Ray shard actors (:mod:`workers.actors`) and the
-:class:`~workers.sharding.ShardPlan`. Every query goes to exactly one shard: the owner of
+:class:`~workers.engine.sharding.ShardPlan`. Every query goes to exactly one shard: the owner of
 the query's coarse H3 cell, whose halo holds every posting within the largest radius.
 Writes go to the owner and to every shard whose halo the posting falls in.
 
@@ -12,7 +12,7 @@ the search itself, so under load this is most of the per-query cost saved.
 
 Validation happens here, once: ``k`` (:func:`core.rules.check_k`), the rules against the
 halo, inline items (``kind.check_item``) and vectors; the shards trust the queries
-(:class:`~workers.types.ByIdQuery`, :class:`~workers.types.InlineQuery`) they are sent.
+(:class:`~workers.engine.types.ByIdQuery`, :class:`~workers.engine.types.InlineQuery`) they are sent.
 Postings have the ``similar``/``upsert``/... methods; any registered collection kind is
 loaded with :meth:`RecommendationBackend.load_collection` and queried with
 :meth:`RecommendationBackend.search` / :meth:`RecommendationBackend.asearch`.
@@ -37,12 +37,10 @@ from core.course_rules import CourseRuleConfig
 from core.errors import InvalidInputError, NotFoundError, UnavailableError
 from core.rules import RuleConfig, check_k
 from workers import actors
-from workers.collection import CollectionKind, kind_by_name
-from workers.courses import course_partition, merge_answers
-from workers.kinds import COURSES, POSTINGS
-from workers.scoring import normalise
-from workers.sharding import ShardingConfig, ShardPlan, partition
-from workers.types import (
+from workers.engine.collection import CollectionKind, kind_by_name
+from workers.engine.scoring import normalise
+from workers.engine.sharding import ShardingConfig, ShardPlan, partition
+from workers.engine.types import (
     RECS_SCHEMA,
     ByIdQuery,
     DeleteResult,
@@ -51,6 +49,8 @@ from workers.types import (
     Recommendation,
     UpsertResult,
 )
+from workers.kinds import COURSES, POSTINGS
+from workers.kinds.courses import course_partition, merge_answers
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class RecommendationBackend:
         """Partition ``postings`` (canonical frame) with their ``vectors`` over shard actors.
 
         ``actor_names``: detached named actors (shared by every frontend, see
-        :mod:`workers.serving`); ``pin_nodes=False`` when a restarted shard can reload from a
+        :mod:`workers.store.serving`); ``pin_nodes=False`` when a restarted shard can reload from a
         store every node reaches (no node affinity needed for correctness).
 
         Requires Ray to be initialised (:func:`workers.actors.init_ray`). Without
@@ -230,7 +230,7 @@ class RecommendationBackend:
     ) -> int:
         """Load (replace) the ``courses`` collection: each course on the shard owning its
         place and the shards whose halo covers it, online courses on every shard
-        (:func:`workers.courses.course_partition`). ``demand``: which certificates postings
+        (:func:`workers.kinds.courses.course_partition`). ``demand``: which certificates postings
         of each occupation ask for (the seekers' skill gap)."""
         kind = kind_by_name(COURSES)
         df, vec = _checked_items(kind, courses, vectors, self.dim)

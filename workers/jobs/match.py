@@ -1,9 +1,9 @@
 """``jobrec match``: jobs for every active seeker (and candidates for every posting), on Ray.
 
 Postings are split into geo shards (the refresh's H3 bisection, owner only: regions are
-explicit, no halo is needed); each shard is a :class:`~workers.matching.JobIndex` actor. A
+explicit, no halo is needed); each shard is a :class:`~workers.matching.index.JobIndex` actor. A
 seeker is sent to every shard holding postings of its desired regions and the lists are
-merged exactly (:func:`~workers.matching.merge_exact`). Vectors come from a
+merged exactly (:func:`~workers.matching.index.merge_exact`). Vectors come from a
 ``vector_fn(texts) -> array`` (the posting encoder), so seekers and postings share one space.
 """
 
@@ -31,7 +31,7 @@ from core.match_block import (
 )
 from core.matching import AreaCodes, Match, MatchConfig, PostingSide, SeekerQuery, reason_text
 from core.seekers import EXCLUDING_EVENTS, areas_of
-from workers.matching import JobIndex, merge_exact
+from workers.matching.index import JobIndex, merge_exact
 
 log = logging.getLogger("jobrec.match")
 _EPOCH = dt.date(1970, 1, 1)
@@ -110,8 +110,8 @@ def shard_postings(postings: pl.DataFrame, num_shards: int) -> list[np.ndarray]:
     """Row indices of each shard (geo bisection of the H3 cells, balanced by count)."""
     if num_shards == 1 or postings.height == 0:
         return [np.arange(postings.height)]
-    from workers import geo
-    from workers.sharding import ShardingConfig, ShardPlan
+    from workers.engine import geo
+    from workers.engine.sharding import ShardingConfig, ShardPlan
 
     cfg = ShardingConfig(num_shards=num_shards)
     lat, lng = postings["lat"].to_numpy(), postings["lng"].to_numpy()
@@ -192,7 +192,7 @@ class _Ranks:
 
 def merge_block(lists: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], k: int,
                 max_per_company: int, ranks: _Ranks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`~workers.matching.merge_exact` on array lists (global posting positions)."""
+    """:func:`~workers.matching.index.merge_exact` on array lists (global posting positions)."""
     pos = np.concatenate([v[0] for v in lists.values()])
     score = np.concatenate([v[1] for v in lists.values()])
     sim = np.concatenate([v[2] for v in lists.values()])
@@ -210,7 +210,7 @@ def run_match(seekers: pl.DataFrame, postings: pl.DataFrame, seeker_vectors: np.
     t0 = time.perf_counter()
     parts = shard_postings(postings, num_shards)
     if use_ray:
-        from workers.match_actors import RayShards
+        from workers.matching.actors import RayShards
 
         shards = RayShards([(postings[p], posting_vectors[p]) for p in parts])
     else:
@@ -290,7 +290,7 @@ def candidates_all(seekers: pl.DataFrame, postings: pl.DataFrame, seeker_vectors
                    posting_vectors: np.ndarray, cfg: MatchConfig, *,
                    interactions: pl.DataFrame | None = None) -> pl.DataFrame:
     """Top-k active seekers for every open posting (``--candidates``)."""
-    from workers.matching import SeekerIndex
+    from workers.matching.index import SeekerIndex
 
     gone: dict[str, set[str]] = {}
     if interactions is not None:

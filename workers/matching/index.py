@@ -1,4 +1,4 @@
-"""Matching indexes (plain classes; Ray wraps them in :mod:`workers.match_actors`).
+"""Matching indexes (plain classes; Ray wraps them in :mod:`workers.matching.actors`).
 
 :class:`JobIndex` holds one shard's postings with a region index ((시도) and (시도, 시군구)
 -> positions), so a seeker's candidates are exactly the postings of its desired regions;

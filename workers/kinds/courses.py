@@ -1,7 +1,7 @@
 """Training courses in the geo shards: the ``courses`` collection kind, placement, the
 per-shard course search and the merge of per-shard answers.
 
-Placement follows the postings' (:mod:`workers.sharding`): a course is stored by the shard
+Placement follows the postings' (:mod:`workers.engine.sharding`): a course is stored by the shard
 owning its place and by every shard whose territory lies within the halo (the largest
 course radius), so the owner shard of a posting sees every course within the posting's
 radius. Online courses have no place: every shard stores them (owned by the shard of
@@ -22,8 +22,8 @@ from core.course_rules import COURSE_RULES, CourseRuleConfig, courses_columns
 from core.courses import COURSE_SCHEMA, conform_courses, validate_courses
 from core.errors import InvalidInputError
 from core.schema import CAPITAL_AREA_SIDO
-from workers.collection import Collection, CollectionKind, register_kind
-from workers.sharding import ShardPlan, partition
+from workers.engine.collection import Collection, CollectionKind, register_kind
+from workers.engine.sharding import ShardPlan, partition
 
 COURSES = "courses"
 

@@ -11,8 +11,8 @@ from core.cli_args import add_store_args, iso_date
 def register(subparsers) -> None:
     """Add the ``refresh`` sub-command (defaults from the configs)."""
     from core.rules import DEFAULT_K
-    from workers.refresh import REFRESH_SHARDS, WEIGHT_LABEL
-    from workers.sharding import ShardingConfig
+    from workers.engine.sharding import ShardingConfig
+    from workers.jobs.refresh import REFRESH_SHARDS, WEIGHT_LABEL
 
     threads = ShardingConfig().threads_per_shard
     p = subparsers.add_parser(
@@ -50,9 +50,9 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
-    from workers.generation import open_store
-    from workers.refresh import run_refresh
-    from workers.sharding import parse_resources
+    from workers.engine.sharding import parse_resources
+    from workers.jobs.refresh import run_refresh
+    from workers.store.generation import open_store
 
     try:
         shard_resources = parse_resources(args.shard_resource)

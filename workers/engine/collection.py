@@ -3,8 +3,8 @@ next) with their columns, vectors, cell index, rule set and write log.
 
 A kind is declared once (:class:`CollectionKind`: canonical schema, rule columns, labels,
 rule set, result type) and registered with :func:`register_kind`; every shard can then
-hold a collection of it (:meth:`workers.shard.Shard.collection`) without code of its own.
-Single-query search lives here; the batch path is :mod:`workers.batch`.
+hold a collection of it (:meth:`workers.engine.shard.Shard.collection`) without code of its own.
+Single-query search lives here; the batch path is :mod:`workers.engine.batch`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import polars as pl
 from core.colviews import Columns, RowView
 from core.errors import InvalidInputError, NotFoundError
 from core.rules import RuleSet, haversine_km, unit_xyz
-from workers import geo
-from workers.cellindex import CellIndex
-from workers.columns import ColumnSpec, ColumnStore, Labels
-from workers.persist import DELETE, UPSERT, SnapshotLog
-from workers.scoring import dots, normalise, pick_one, tie_eps
+from workers.engine import geo
+from workers.engine.cellindex import CellIndex
+from workers.engine.columns import ColumnSpec, ColumnStore, Labels
+from workers.engine.persist import DELETE, UPSERT, SnapshotLog
+from workers.engine.scoring import dots, normalise, pick_one, tie_eps
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +381,7 @@ class Collection(Generic[R]):
         plus rows appended since the cell index was built. The rule kernel checks every
         rule (rows of cells wholly inside the radius skip the distance); survivors are
         scored in float32 in place and only those within the float32 error bound of the
-        k-th pick are rescored exactly (:func:`workers.scoring.pick_one`).
+        k-th pick are rescored exactly (:func:`workers.engine.scoring.pick_one`).
         """
         rules = self.kind.rules
         radius = rules.radius_one(q.columns, cfg)

@@ -1,13 +1,13 @@
 """The batch path: top-k of every owned item of a collection, exact, fast.
 
 Queries grouped by coarse H3 cell share one candidate block (the fine cells within the
-measured ring count, :func:`workers.geo.rings_for`), scored by one float32 BLAS matmul;
+measured ring count, :func:`workers.engine.geo.rings_for`), scored by one float32 BLAS matmul;
 the rule kernel (:meth:`core.rules.RuleSet.pair_mask`) masks the pairs failing a rule;
 each row keeps its best few with FAISS's heap (``float_minheap_array_t``, several times
 faster than ``np.argpartition``); rows with a near-tie up to their last pick are rescored
 exactly and re-selected; the picks' scores are then replaced by their exact scores
-(:mod:`workers.scoring`), so results equal the single-query path's
-(:meth:`workers.collection.Collection.search`), which also answers the few rows this path
+(:mod:`workers.engine.scoring`), so results equal the single-query path's
+(:meth:`workers.engine.collection.Collection.search`), which also answers the few rows this path
 cannot settle.
 """
 
@@ -21,12 +21,12 @@ import numpy as np
 import polars as pl
 
 from core.rules import EARTH_RADIUS_KM, NO_LIMIT, AtMost, haversine_km, unit_xyz
-from workers import geo
-from workers.cellindex import ranges
-from workers.collection import Collection
-from workers.scoring import exact_scores, order_pick, top_t
-from workers.sharding import parents_np
-from workers.types import RECS_SCHEMA
+from workers.engine import geo
+from workers.engine.cellindex import ranges
+from workers.engine.collection import Collection
+from workers.engine.scoring import exact_scores, order_pick, top_t
+from workers.engine.sharding import parents_np
+from workers.engine.types import RECS_SCHEMA
 
 BLOCK_ROWS = 256  # queries per matmul block (bounds memory of the block path)
 SPLIT_ABOVE = 64  # queries in a group above which the group is split by the split rule

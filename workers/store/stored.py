@@ -3,7 +3,7 @@
 :class:`StoredBackend` wraps a ``RecommendationBackend``: an upsert or delete is first
 appended to the serving generation's log (one object per shard it touches, halo copies
 included), then applied to the shard actors. A shard, a frontend or a whole cluster
-restarted later reloads ``base + log`` (:func:`workers.generation.read_frame`) and finds
+restarted later reloads ``base + log`` (:func:`workers.store.generation.read_frame`) and finds
 every acknowledged write. Reads go straight to the wrapped backend.
 """
 
@@ -22,9 +22,9 @@ import pyarrow as pa
 
 from core.errors import InvalidInputError, NotFoundError
 from core.schema import conform, validate_postings
-from workers.generation import rows_table
-from workers.sharding import partition, shard_names
-from workers.store import ShardStore
+from workers.engine.sharding import partition, shard_names
+from workers.store.generation import rows_table
+from workers.store.store import ShardStore
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ class StoredBackend:
         """Reload from the store every shard that came back empty after a restart (its
         snapshot was on a node that is gone); returns the shards reloaded."""
         from workers.actors import get, timed_answers
-        from workers.generation import frame_of
+        from workers.store.generation import frame_of
 
         served = self._served
         backend = served.backend
@@ -315,7 +315,7 @@ class StoredBackend:
         return healed
 
     def _replay(self, old: _Served, new: _Served, after: dict) -> int:
-        from workers.generation import frame_of
+        from workers.store.generation import frame_of
 
         batches = [
             (key, t)

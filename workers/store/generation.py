@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from core.errors import InvalidInputError, NotFoundError
 from core.schema import POSTING_SCHEMA, conform
-from workers.store import ShardStore, StoreConfig, replay
+from workers.store.store import ShardStore, StoreConfig, replay
 
 log = logging.getLogger(__name__)
 PLAN_OBJECT = "plan.pkl"
@@ -48,7 +48,7 @@ def seed_store(
     and return its name. ``objects`` (name -> bytes, e.g. the generation's lexical model) are
     written before the flip, so a frontend that sees the flip finds them. Fails if another
     writer flipped the store meanwhile."""
-    from workers.sharding import partition
+    from workers.engine.sharding import partition
 
     current = store.manifest()
     gen = generation or store.next_generation()
@@ -91,7 +91,7 @@ def write_from_frame(
     plan: Any = None,
 ) -> None:
     """Write generation ``gen``: shard ``s`` holds rows ``parts[s][0]`` (owned mask
-    ``parts[s][1]``), as :func:`workers.sharding.partition` splits them."""
+    ``parts[s][1]``), as :func:`workers.engine.sharding.partition` splits them."""
     df = conform(df)
     bases = {}
     stored: list[list[int]] = [[] for _ in range(df.height)]
@@ -174,7 +174,7 @@ def carry_stragglers(
 ) -> int:
     """Re-log on ``dst`` the writes logged on ``src`` after ``after`` (per shard), routed by
     ``dst``'s shard plan. Called after the flip, for writes that raced the refresh."""
-    from workers.sharding import partition
+    from workers.engine.sharding import partition
 
     n_src = int(store.meta(src)["num_shards"])
     n_dst = int(store.meta(dst)["num_shards"])

@@ -1,7 +1,7 @@
 """Online matching: the plain service behind gRPC ``RecommendJobs`` / ``RecommendCandidates``.
 
-Postings live in geo shards (:class:`~workers.matching.JobIndex`, fanned out and merged
-exactly as in the batch); seekers in a :class:`~workers.matching.SeekerIndex`. The same
+Postings live in geo shards (:class:`~workers.matching.index.JobIndex`, fanned out and merged
+exactly as in the batch); seekers in a :class:`~workers.matching.index.SeekerIndex`. The same
 :class:`~core.matching.MatchConfig` rules and scores as ``jobrec match``, so batch == online.
 """
 
@@ -26,7 +26,7 @@ from core.seekers import (
     Area,
     seeker_text,
 )
-from workers.match_job import (
+from workers.jobs.match import (
     LocalShards,
     excluded_by_seeker,
     history_vectors,
@@ -34,7 +34,7 @@ from workers.match_job import (
     shard_postings,
     unit_mean,
 )
-from workers.matching import JobIndex, SeekerIndex
+from workers.matching.index import JobIndex, SeekerIndex
 
 
 class LexicalEncoder:
@@ -62,7 +62,7 @@ class MatchService:
                  ranker=None, ranker_pool: int = 300, interaction_log=None) -> None:
         """``ranker``: a :class:`core.ranker.Ranker` or a :class:`workers.ranker_slot.RankerSlot`
         (hot-swapped versions); None: the formula orders the jobs. ``interaction_log``: an
-        :class:`~workers.interaction_log.InteractionLog` that :meth:`record_interactions`
+        :class:`~workers.matching.interaction_log.InteractionLog` that :meth:`record_interactions`
         writes to (its contents are read on top of ``interactions``); None: writes refused."""
         self.config = config or MatchConfig()
         self.interaction_log = interaction_log
@@ -136,7 +136,7 @@ class MatchService:
         ``RecommendJobs`` == ``jobrec match --ranker``."""
         import json
 
-        from workers.rank_job import ranked_frame
+        from workers.jobs.rank import ranked_frame
 
         f = ranked_frame([q], self._rank_index, self._collab, ranker, cfg, self.ranker_pool)
         return [Match(pid, float(sc), json.loads(r)) for pid, sc, r in

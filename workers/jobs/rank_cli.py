@@ -57,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from core.errors import InvalidInputError
-    from workers.match_cli import encode_sides, read_inputs
-    from workers.rank_job import RankWorld
-    from workers.ranker_store import current_version, load_ranker, publish
+    from workers.jobs.match_cli import encode_sides, read_inputs
+    from workers.jobs.rank import RankWorld
+    from workers.matching.ranker_store import current_version, load_ranker, publish
 
     try:
         cfg = MatchConfig(max_per_company=args.max_per_company, ref_date=args.ref_date,

@@ -19,7 +19,7 @@ import polars as pl
 from core.reference import regions
 from core.rules import POSTING_RULES, RuleConfig, haversine_km, posting_rule_columns
 from core.schema import conform
-from workers.types import RECS_SCHEMA
+from workers.engine.types import RECS_SCHEMA
 
 OLD_RULES = RuleConfig(education_policy="lenient_no_requirement")
 

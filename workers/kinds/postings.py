@@ -10,8 +10,8 @@ import polars as pl
 from core.errors import InvalidInputError
 from core.rules import CAREER_CODES, POSTING_RULES, posting_rule_columns
 from core.schema import POSTING_SCHEMA, conform, validate_postings
-from workers.collection import CollectionKind, register_kind
-from workers.types import Recommendation
+from workers.engine.collection import CollectionKind, register_kind
+from workers.engine.types import Recommendation
 
 POSTINGS = "postings"
 

@@ -4,7 +4,7 @@ A posting at point p lives in fine cell ``f = cell(p, fine_res)`` and is *owned*
 shard that owns ``parent(f, coarse_res)``. A shard also stores every posting within
 ``halo_km`` of its territory (its halo), so any query whose radius is at most ``halo_km`` is
 answered by the owner of the query's coarse cell alone. Halo membership is computed with
-fine cells and the measured ring count of :mod:`workers.geo`: posting p is stored by shard
+fine cells and the measured ring count of :mod:`workers.engine.geo`: posting p is stored by shard
 s iff some fine cell within ``rings_for(fine_res, halo_km)`` rings of ``f`` belongs to s
 (grid distance is symmetric, so this covers every query point of s within the halo).
 """
@@ -17,7 +17,7 @@ import h3.api.numpy_int as h3n
 import numpy as np
 
 from core.rules import haversine_km
-from workers import geo
+from workers.engine import geo
 
 # calibrated on core.synth postings (72k, 2 shards): shard CPU times within 5% of each other
 _QUERY_COST_PAIRS = 16000.0

@@ -1,8 +1,8 @@
 """``jobrec train-ranker`` and ranked lists: the learned ranker over one in-process index.
 
 The rules, pools and features are :mod:`core.ranker`'s; this module wires them to the
-matching index (:class:`~workers.matching.JobIndex`) and the seeker queries of
-:mod:`workers.match_job`, so training and ranking see exactly the candidates ``jobrec match``
+matching index (:class:`~workers.matching.index.JobIndex`) and the seeker queries of
+:mod:`workers.jobs.match`, so training and ranking see exactly the candidates ``jobrec match``
 lets through.
 """
 
@@ -33,8 +33,8 @@ from core.ranker import (
     split_targets,
     train_ranker,
 )
-from workers.match_job import block_frame, excluded_by_seeker, history_vectors, seeker_queries
-from workers.matching import JobIndex
+from workers.jobs.match import block_frame, excluded_by_seeker, history_vectors, seeker_queries
+from workers.matching.index import JobIndex
 
 
 class RankWorld:

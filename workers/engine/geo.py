@@ -10,7 +10,7 @@ so edges are ~15% shorter) and because hexagon rings reach less far along their 
 One extra ring is added as margin, and every candidate is then confirmed with the exact
 distance.
 
-Run ``python -m workers.geo`` to print the measurement table.
+Run ``python -m workers.engine.geo`` to print the measurement table.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Serving a store's generation: the shard actors (private, or detached and named so every
-frontend shares them) behind a :class:`workers.stored.StoredBackend`.
+frontend shares them) behind a :class:`workers.store.stored.StoredBackend`.
 
 Shared actors are named ``<generation>-shard-<i>`` in the current Ray namespace. The first
 frontend (or the first to switch after a refresh) creates them from the store; the others
@@ -20,8 +20,8 @@ import polars as pl
 
 from core.errors import InvalidInputError
 from core.rules import RuleConfig
-from workers.sharding import ShardingConfig, shard_names
-from workers.store import ShardStore
+from workers.engine.sharding import ShardingConfig, shard_names
+from workers.store.store import ShardStore
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def open_generation(store: ShardStore, generation: str, rules: RuleConfig, *, sh
     """A backend over ``generation``: attached to its named actors when they exist (shared),
     else new actors (requiring the custom Ray ``resources``) loaded from the store."""
     from workers.backend import RecommendationBackend
-    from workers.generation import read_frame, read_plan
+    from workers.store.generation import read_frame, read_plan
 
     meta = store.meta(generation)
     n = int(meta["num_shards"])
@@ -85,8 +85,8 @@ def serve_store(
     """A :class:`StoredBackend` over the store's serving generation (seeded with
     ``postings`` when the store is empty); its shard actors require the custom Ray
     ``resources``, also after a generation switch."""
-    from workers.generation import seed_store
-    from workers.stored import StoredBackend
+    from workers.store.generation import seed_store
+    from workers.store.stored import StoredBackend
 
     manifest = store.manifest()
     if manifest is None:

@@ -1,16 +1,16 @@
-"""Thin Ray wrappers for matching: one :class:`~workers.matching.JobIndex` actor per shard."""
+"""Thin Ray wrappers for matching: one :class:`~workers.matching.index.JobIndex` actor per shard."""
 
 from __future__ import annotations
 
 import ray
 
-from workers.matching import JobIndex
+from workers.matching.index import JobIndex
 
 JobIndexActor = ray.remote(JobIndex)
 
 
 class RayShards:
-    """The :class:`~workers.match_job.LocalShards` calls, answered by shard actors."""
+    """The :class:`~workers.jobs.match.LocalShards` calls, answered by shard actors."""
 
     def __init__(self, parts) -> None:
         self.actors = [JobIndexActor.options(num_cpus=0).remote(df, vec) for df, vec in parts]

@@ -19,8 +19,8 @@ from core.errors import InvalidInputError
 from core.postings_io import read_postings
 from core.rules import DEFAULT_K, RuleConfig, check_k
 from encoding.vectors import encode, lexical_dir_for, read_vectors, write_vectors
-from workers.sharding import ShardingConfig
-from workers.types import RECS_SCHEMA, RefreshReport
+from workers.engine.sharding import ShardingConfig
+from workers.engine.types import RECS_SCHEMA, RefreshReport
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def run_refresh(
     hybrid weight is chosen on the postings' ``weight_label`` column when enough of them carry
     one (None: the model's weight).
 
-    With a ``store`` (:class:`workers.store.ShardStore`) the shards are also written as the
+    With a ``store`` (:class:`workers.store.store.ShardStore`) the shards are also written as the
     store's next generation, beside the serving one: the writes logged on the serving
     generation are carried over first, the manifest is flipped, and writes that raced the
     flip are re-logged on the new generation. With
@@ -161,7 +161,7 @@ def run_refresh(
     serving = store.manifest() if store is not None else None
     carried, last = 0, {}
     if serving is not None:
-        from workers.generation import carry_log
+        from workers.store.generation import carry_log
 
         before, fresh = df.height, dict(zip(ids, vectors, strict=True))
         df, vectors, last, carried = carry_log(store, serving.generation, df, vectors)
@@ -199,7 +199,7 @@ def run_refresh(
         generation = None
         if store is not None:
             t0 = time.perf_counter()
-            from workers.generation import carry_stragglers, seed_store
+            from workers.store.generation import carry_stragglers, seed_store
 
             # the frontends replay what was logged on the serving generation after `last`
             extra = {"carried_from": serving.generation, "carried_until": last} if serving else None

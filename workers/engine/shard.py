@@ -1,23 +1,23 @@
 """One shard: the items of a few coarse H3 cells plus their halo, with exact filtered search.
 
 A thin facade (no Ray here; :mod:`workers.actors` wraps it) over named collections
-(:class:`workers.collection.Collection`): ``"postings"`` now, any kind registered with
-:func:`workers.collection.register_kind` the moment something is loaded into it. Each
+(:class:`workers.engine.collection.Collection`): ``"postings"`` now, any kind registered with
+:func:`workers.engine.collection.register_kind` the moment something is loaded into it. Each
 collection holds its own columns, vectors, cell index, rule set and write log. Retrieval
 is exact:
 
 1. candidates = items bucketed in fine H3 cells near the query: within the *measured*
-   ring count of its cell (:func:`workers.geo.rings_for`, batch path,
-   :mod:`workers.batch`) or whose centre is within the radius plus the cell's own radius
+   ring count of its cell (:func:`workers.engine.geo.rings_for`, batch path,
+   :mod:`workers.engine.batch`) or whose centre is within the radius plus the cell's own radius
    (single query, :meth:`Collection.search`), so every item within the radius is a
    candidate;
 2. the collection's rule set (:mod:`core.rules`) masks the candidates (exact haversine);
 3. the exact inner product of L2-normalised float32 vectors ranks the survivors, and the
    top-k is selected with the per-group cap applied while selecting (score desc, then id
-   asc; :mod:`workers.scoring`). Nothing is post-filtered.
+   asc; :mod:`workers.engine.scoring`). Nothing is post-filtered.
 
 Durability: with a ``snapshot_dir`` each collection writes a base snapshot and appends
-every upsert/delete batch to a log *before* answering (:mod:`workers.persist`), so a
+every upsert/delete batch to a log *before* answering (:mod:`workers.engine.persist`), so a
 restarted shard (``__init__`` again) reloads exactly what it had acknowledged.
 """
 
@@ -35,12 +35,12 @@ from core.course_rank import CourseQuery, CourseRecommendation, posting_query
 from core.course_rules import CourseRuleConfig
 from core.errors import JobrecError
 from core.rules import RuleConfig
-from workers import batch
-from workers.collection import Collection, kind_by_name
-from workers.courses import CourseSearch, courses_for_postings
+from workers.engine import batch
+from workers.engine.collection import Collection, kind_by_name
+from workers.engine.scoring import normalise, set_threads
+from workers.engine.types import ByIdQuery, InlineQuery, Query, Recommendation
 from workers.kinds import COURSES, POSTINGS
-from workers.scoring import normalise, set_threads
-from workers.types import ByIdQuery, InlineQuery, Query, Recommendation
+from workers.kinds.courses import CourseSearch, courses_for_postings
 
 Answer = list[Recommendation] | JobrecError
 """One answer of :meth:`Shard.search_many`: the results, or the error of that query."""
@@ -200,7 +200,7 @@ class Shard:
 
     def courses_for_owned(self, k: int, rules: CourseRuleConfig) -> pl.DataFrame:
         """The top-``k`` courses of every posting this shard owns (the refresh's course
-        table, :data:`workers.courses.COURSE_RECS_SCHEMA`)."""
+        table, :data:`workers.kinds.courses.COURSE_RECS_SCHEMA`)."""
         p = self.collection(POSTINGS)
         df, vec = p.alive_items()
         owned = df["posting_id"].is_in(p.owned_ids()).to_numpy()

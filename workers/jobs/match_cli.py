@@ -48,7 +48,7 @@ def read_inputs(args: argparse.Namespace):
     from core.errors import InvalidInputError
     from core.postings_io import read_postings
     from core.seekers import validate_seekers
-    from workers.interaction_log import read_interactions
+    from workers.matching.interaction_log import read_interactions
 
     try:
         seekers = pl.read_parquet(args.seekers)
@@ -80,7 +80,7 @@ def encode_sides(model: Path, seekers, postings):
 
     from core.seekers import seeker_text
     from encoding.vectors import fit_hybrid
-    from workers.refresh import WEIGHT_LABEL
+    from workers.jobs.refresh import WEIGHT_LABEL
 
     label = WEIGHT_LABEL if WEIGHT_LABEL in postings.columns else None
     fitted = fit_hybrid(postings, model, None, weight_label=label)
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     ranker = None
     if args.ranker is not None:
         from core.errors import InvalidInputError
-        from workers.ranker_store import load_ranker
+        from workers.matching.ranker_store import load_ranker
 
         if args.candidates:
             raise InvalidInputError("--ranker orders jobs for seekers; --candidates has no "
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
           f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     if ranker is not None:
         from workers.actors import init_ray, shutdown_ray
-        from workers.rank_job import RankWorld
+        from workers.jobs.rank import RankWorld
 
         started = init_ray(args.ray_address)
         try:
@@ -122,13 +122,13 @@ def run(args: argparse.Namespace) -> int:
             if started:
                 shutdown_ray()
     elif args.candidates:
-        from workers.match_job import candidates_all
+        from workers.jobs.match import candidates_all
 
         frame = candidates_all(seekers, postings, sv, pv, cfg, interactions=inter)
         timings = {}
     else:
         from workers.actors import init_ray, shutdown_ray
-        from workers.match_job import run_match
+        from workers.jobs.match import run_match
 
         started = init_ray(args.ray_address)
         try:
