@@ -77,7 +77,6 @@ class MatchingServicer(mpb_grpc.MatchingServiceServicer):
         return mpb.RecommendCandidatesResponse(
             candidates=[convert.candidate_to_pb(m, idx.profile(m.item_id)) for m in got])
 
-
     @_rpc
     async def RecordInteractions(self, request: mpb.RecordInteractionsRequest, context):
         if len(request.interactions) > MAX_RECORD_INTERACTIONS:

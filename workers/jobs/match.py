@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from core.collab import LIKED_EVENTS
 from core.match_block import (
     QueryBlock,
     TopBlock,
@@ -65,7 +66,7 @@ def history_vectors(interactions: pl.DataFrame | None, posting_ids: Sequence[str
                           schema={"posting_id": pl.Utf8(), "_i": pl.Int64()})
     # in posting-id order: the online path (MatchService) averages a recorded click in the
     # same order, so its float32 mean is this one's to the bit
-    liked = interactions.filter(pl.col("event").is_in(["clicked", "applied"])) \
+    liked = interactions.filter(pl.col("event").is_in(list(LIKED_EVENTS))) \
         .join(pos_df, on="posting_id").unique(["seeker_id", "posting_id"]) \
         .sort("seeker_id", "posting_id").group_by("seeker_id", maintain_order=True) \
         .agg(pl.col("_i"))

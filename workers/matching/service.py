@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import polars as pl
 
+from core.collab import LIKED_EVENTS
 from core.errors import InvalidInputError, NotConfiguredError, NotFoundError
 from core.matching import Match, MatchConfig, SeekerQuery, sort_view
 from core.pii import scrub_resume
@@ -91,7 +92,7 @@ class MatchService:
                                        posting_vectors)
         self._liked: dict[str, frozenset[str]] = {}
         if interactions is not None and interactions.height:
-            g = interactions.filter(pl.col("event").is_in(["clicked", "applied"])) \
+            g = interactions.filter(pl.col("event").is_in(list(LIKED_EVENTS))) \
                 .group_by("seeker_id").agg(pl.col("posting_id").unique())
             self._liked = {s: frozenset(p) for s, p in g.iter_rows()}
         gone: dict[str, set[str]] = {}
@@ -187,7 +188,7 @@ class MatchService:
             if event in EXCLUDING_EVENTS:
                 self.excluded[sid] = self.excluded.get(sid, frozenset()) | {pid}
                 self._gone[pid] = self._gone.get(pid, set()) | {sid}
-            if event in ("clicked", "applied"):
+            if event in LIKED_EVENTS:
                 self._liked[sid] = self._liked.get(sid, frozenset()) | {pid}
                 touched.add(sid)
         for sid in touched:
