@@ -202,51 +202,88 @@ def merge_block(lists: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], k: 
     return pos[take], score[take], sim[take]
 
 
+@dataclass
+class MatchWorld:
+    """What every batch chunk needs besides the shards: the posting side (global positions),
+    the shards' row sets, which shards hold each area, and the exact-merge order."""
+
+    parts: list[np.ndarray]
+    area_shards: dict[tuple, set[int]]
+    areas: AreaCodes
+    side: PostingSide
+    ranks: _Ranks
+
+    @classmethod
+    def build(cls, postings: pl.DataFrame, posting_vectors: np.ndarray,
+              num_shards: int) -> MatchWorld:
+        """Split ``postings`` into ``num_shards`` geo shards and index their areas."""
+        parts = shard_postings(postings, num_shards)
+        area_shards: dict[tuple, set[int]] = {}
+        for s, p in enumerate(parts):
+            sub = postings[p]
+            sgg = sub["sigungu"].to_list() if "sigungu" in sub.columns else [None] * sub.height
+            for a, g in set(zip(sub["sido"].to_list(), sgg, strict=True)):
+                area_shards.setdefault((a, None), set()).add(s)
+                if g:
+                    area_shards.setdefault((a, g), set()).add(s)
+        areas = AreaCodes()
+        side = PostingSide.build(postings, posting_vectors, areas)
+        return cls(parts, area_shards, areas, side, _Ranks(side))
+
+    def shards(self, postings: pl.DataFrame, posting_vectors: np.ndarray, use_ray: bool):
+        """The shard indexes: Ray actors, or in-process :class:`LocalShards`."""
+        if use_ray:
+            from workers.matching.actors import RayShards
+
+            return RayShards([(postings[p], posting_vectors[p]) for p in self.parts])
+        return LocalShards([JobIndex(postings[p], posting_vectors[p]) for p in self.parts])
+
+    def top(self, shards, qs: Sequence[SeekerQuery], cfg: MatchConfig):
+        """Each query's exact global top-k as (global positions, scores, sims) or None."""
+        holders = [sorted(set().union(*(self.area_shards.get((a.sido, a.sigungu), set())
+                                        for a in q.areas))) for q in qs]
+        return _fanout_block(shards, self.parts, holders, qs, cfg, self.ranks)
+
+    def frame(self, qs: Sequence[SeekerQuery], per) -> pl.DataFrame:
+        """The :data:`MATCH_SCHEMA` table of :meth:`top`'s lists."""
+        return block_frame(qs, TopBlock.of(per), self.side, self.areas)
+
+
+def active_queries(seekers: pl.DataFrame, seeker_vectors: np.ndarray,
+                   interactions: pl.DataFrame | None, posting_ids: Sequence[str],
+                   posting_vectors: np.ndarray) -> list[SeekerQuery]:
+    """Queries of the active seekers: exclusions and history vectors from ``interactions``."""
+    active = seekers["active"].to_numpy()
+    sk = seekers.filter(pl.Series(active))
+    return seeker_queries(sk, np.asarray(seeker_vectors)[active], excluded_by_seeker(interactions),
+                          history_vectors(interactions, posting_ids, posting_vectors))
+
+
 def run_match(seekers: pl.DataFrame, postings: pl.DataFrame, seeker_vectors: np.ndarray,
               posting_vectors: np.ndarray, cfg: MatchConfig, *, num_shards: int = 2,
               interactions: pl.DataFrame | None = None, use_ray: bool = True,
               batch: int = 5000, progress: bool = True) -> tuple[pl.DataFrame, dict[str, float]]:
-    """Top-k jobs for every active seeker. Returns the table and per-stage seconds."""
+    """Top-k jobs for every active seeker, as one table in memory (the streamed, resumable
+    form is :func:`workers.jobs.match_stream.run_match_stream`). Returns the table and
+    per-stage seconds."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    parts = shard_postings(postings, num_shards)
-    if use_ray:
-        from workers.matching.actors import RayShards
-
-        shards = RayShards([(postings[p], posting_vectors[p]) for p in parts])
-    else:
-        shards = LocalShards([JobIndex(postings[p], posting_vectors[p]) for p in parts])
-    area_shards: dict[tuple, set[int]] = {}
-    for s, p in enumerate(parts):
-        sub = postings[p]
-        sgg = sub["sigungu"].to_list() if "sigungu" in sub.columns else [None] * sub.height
-        for a, g in set(zip(sub["sido"].to_list(), sgg, strict=True)):
-            area_shards.setdefault((a, None), set()).add(s)
-            if g:
-                area_shards.setdefault((a, g), set()).add(s)
-    areas = AreaCodes()
-    side = PostingSide.build(postings, posting_vectors, areas)
-    ranks = _Ranks(side)
+    world = MatchWorld.build(postings, posting_vectors, num_shards)
+    shards = world.shards(postings, posting_vectors, use_ray)
     timings["build_shards"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    active = seekers["active"].to_numpy()
-    sk = seekers.filter(pl.Series(active))
-    qs = seeker_queries(sk, seeker_vectors[active], excluded_by_seeker(interactions),
-                        history_vectors(interactions, postings["posting_id"].to_list(),
-                                        posting_vectors))
+    qs = active_queries(seekers, seeker_vectors, interactions, postings["posting_id"].to_list(),
+                        posting_vectors)
     timings["queries"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     per: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = []
     for start in range(0, len(qs), batch):
-        chunk = qs[start:start + batch]
-        holders = [sorted(set().union(*(area_shards.get((a.sido, a.sigungu), set())
-                                        for a in q.areas))) for q in chunk]
-        per.extend(_fanout_block(shards, parts, holders, chunk, cfg, ranks))
+        per.extend(world.top(shards, qs[start:start + batch], cfg))
         if progress:
             log.info("matched %d / %d seekers", min(start + batch, len(qs)), len(qs))
     timings["match"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    frame = block_frame(qs, TopBlock.of(per), side, areas)
+    frame = world.frame(qs, per)
     timings["format"] = time.perf_counter() - t0
     if use_ray:
         shards.close()

@@ -9,8 +9,10 @@ from pathlib import Path
 from core.cli_args import iso_date
 from core.matching import MATCH_MAX_K, MatchConfig
 from core.ranker import RankerConfig
+from workers.jobs.match_stream import StreamConfig
 
 _DEFAULTS = MatchConfig()
+_STREAM = StreamConfig()
 
 
 def register(subparsers) -> None:
@@ -32,6 +34,14 @@ def register(subparsers) -> None:
     p.add_argument("--shards", type=int, default=2)
     p.add_argument("--candidates", action="store_true", help="seekers for every posting")
     p.add_argument("--ray-address", default=None)
+    p.add_argument("--stream", action="store_true",
+                   help="write OUT as a Parquet dataset (a local directory or s3://…), one part "
+                        "per chunk of seekers: bounded memory, and running the same command "
+                        "again resumes where a killed run stopped")
+    p.add_argument("--chunk-seekers", type=int, default=_STREAM.chunk_seekers,
+                   help="active seekers per part (--stream)")
+    p.add_argument("--in-flight", type=int, default=_STREAM.in_flight,
+                   help="chunks matched at once (--stream)")
     p.add_argument("--ranker", type=Path, default=None,
                    help="learned ranker (jobrec train-ranker --out): orders the jobs that pass "
                         "the rules; without it the formula does")
@@ -92,16 +102,28 @@ def run(args: argparse.Namespace) -> int:
     """Encode both sides with the model, match on Ray, write the table."""
     import time
 
-    cfg = MatchConfig(k=args.k, max_per_company=args.max_per_company, wage_hard=args.wage_hard,
-                      ref_date=args.ref_date)
+    from core.errors import InvalidInputError
+
+    try:
+        cfg = MatchConfig(k=args.k, max_per_company=args.max_per_company,
+                          wage_hard=args.wage_hard, ref_date=args.ref_date)
+        stream = StreamConfig(chunk_seekers=args.chunk_seekers, in_flight=args.in_flight) \
+            if args.stream else None
+    except ValueError as exc:
+        raise InvalidInputError(str(exc), field="config") from None
+    if stream is not None and args.candidates:
+        raise InvalidInputError("--stream writes jobs for seekers; --candidates writes one "
+                                "table (drop --stream)", field="stream")
     ranker = None
     if args.ranker is not None:
-        from core.errors import InvalidInputError
         from workers.matching.ranker_store import load_ranker
 
         if args.candidates:
             raise InvalidInputError("--ranker orders jobs for seekers; --candidates has no "
                                     "learned ranker", field="ranker")
+        if args.stream:
+            raise InvalidInputError("--stream writes the formula's lists; the learned ranker "
+                                    "writes one table (drop --stream)", field="ranker")
         ranker = load_ranker(args.ranker)  # refused before any encoding if of another version
     seekers, postings, inter = read_inputs(args)
     t0 = time.perf_counter()
@@ -121,6 +143,22 @@ def run(args: argparse.Namespace) -> int:
         finally:
             if started:
                 shutdown_ray()
+    elif stream is not None:
+        from workers.actors import init_ray, shutdown_ray
+        from workers.jobs.match_stream import run_match_stream
+
+        started = init_ray(args.ray_address)
+        try:
+            rep = run_match_stream(seekers, postings, sv, pv, cfg, str(args.out),
+                                   num_shards=args.shards, interactions=inter, use_ray=True,
+                                   stream=stream)
+        finally:
+            if started:
+                shutdown_ray()
+        print(f"{rep.rows} rows in {rep.chunks - rep.skipped} parts -> {args.out} "
+              f"({rep.skipped} of {rep.chunks} parts were already written) "
+              + " ".join(f"{k}={v:.1f}s" for k, v in rep.timings_s.items()))
+        return 0
     elif args.candidates:
         from workers.jobs.match import candidates_all
 
