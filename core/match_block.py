@@ -135,10 +135,16 @@ def block_scores(qb: QueryBlock, p: PostingSide, idx: np.ndarray, cfg: MatchConf
                  hist_sims: np.ndarray | None = None) -> np.ndarray:
     """(G, n) float64 scores of postings ``idx`` — :func:`core.matching.job_scores` per row,
     the same operations in the same order (``dist``: home distance, nan where no home;
-    ``hist_sims``: cosine of the rows with a history, when the caller computed it)."""
+    ``hist_sims``: cosine of the rows with a history, when the caller computed it).
+
+    The occupation and wage terms depend on a row and the posting's code or wage only, so
+    they are computed once per distinct code / wage of the block and gathered (the same
+    values: the batch's candidate blocks hold a few thousand postings but far fewer codes)."""
+    g = qb.occ.shape[0]
     s = cfg.w_similarity * sims.astype(np.float64)
     w1, w2, w3 = cfg.w_occupation
-    s += np.array([w1, w2, w3, 0.0])[occ_relation_codes(qb.occ, p.occ[idx])]
+    codes, at = np.unique(p.occ[idx], return_inverse=True)
+    s += np.array([w1, w2, w3, 0.0])[occ_relation_codes(qb.occ, codes)][:, at]
     if qb.history is not None and cfg.w_history:
         rows = np.flatnonzero(qb.has_history)
         hs = cosine(qb.history[rows], p.vectors[idx]) if hist_sims is None else hist_sims
@@ -146,13 +152,23 @@ def block_scores(qb: QueryBlock, p: PostingSide, idx: np.ndarray, cfg: MatchConf
         s[rows] += cfg.w_history * hs
     if dist is not None:
         rows = np.flatnonzero(~np.isnan(qb.home_lat))
-        s[rows] -= cfg.w_distance_per_10km * dist[rows] / 10.0
+        if rows.size == g:  # no gather and scatter when every row has a home
+            pen = np.multiply(cfg.w_distance_per_10km, dist)
+            np.divide(pen, 10.0, out=pen)
+            s -= pen
+        else:
+            s[rows] -= cfg.w_distance_per_10km * dist[rows] / 10.0
     rows = np.flatnonzero(~np.isnan(qb.desired_wage))
     if rows.size:
-        w = p.monthly_wage[idx][None, :]
+        wages, at = np.unique(p.monthly_wage[idx], return_inverse=True)
+        w = wages[None, :]
         dw = qb.desired_wage[rows][:, None]
-        s[rows] += np.where(np.isnan(w), 0.0,
-                            cfg.w_wage * np.clip(np.log(np.maximum(w, 1.0) / dw), -1.0, 0.5))
+        term = np.where(np.isnan(w), 0.0,
+                        cfg.w_wage * np.clip(np.log(np.maximum(w, 1.0) / dw), -1.0, 0.5))
+        if rows.size == g:
+            s += term[:, at]
+        else:
+            s[rows] += term[:, at]
     return s
 
 

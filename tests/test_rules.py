@@ -17,6 +17,7 @@ from core.rules import (
     RuleConfig,
     check_k,
     haversine_km,
+    haversine_km_grid,
     passes,
     posting_rule_columns,
     radius_for,
@@ -77,6 +78,20 @@ def test_haversine_against_known_distances():
     assert d.shape == (2, 2) and d[0, 0] == pytest.approx(d[1, 1] * math.cos(math.radians(37.5))
                                                           / math.cos(math.radians(35.1)), 1e-3)
     assert haversine_km(36.0, 128.0, 36.0, 128.0) == 0.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(1, 9), n=st.integers(1, 60), seed=st.integers(0, 10_000))
+def test_haversine_grid_is_haversine_to_the_bit(m, n, seed):
+    rng = np.random.default_rng(seed)
+    la1, lo1 = rng.uniform(33, 39, m), rng.uniform(124, 132, m)
+    la2, lo2 = rng.uniform(33, 39, n), rng.uniform(124, 132, n)
+    la2[0], lo2[0] = la1[0], lo1[0]  # a zero distance
+    la2[-1], lo2[-1] = la1[-1] + 1e-9, lo1[-1]  # a tiny one
+    got = haversine_km_grid(la1, lo1, la2, lo2)
+    assert np.array_equal(got, haversine_km(la1[:, None], lo1[:, None], la2[None, :], lo2[None, :]))
+    for i in range(m):  # the one-seeker path of the scalar reference
+        assert np.array_equal(got[i], haversine_km(la1[i], lo1[i], la2, lo2))
 
 
 def test_radius_for():

@@ -41,7 +41,7 @@ from core.matching import (
     region_mask,
     seeker_columns,
 )
-from core.rules import haversine_km, select_top_k
+from core.rules import haversine_km, haversine_km_grid, select_top_k
 from core.seekers import Area, areas_of
 
 
@@ -204,8 +204,7 @@ class JobIndex:
         ok &= region_mask(group[0], p, self.areas, idx)[None, :]
         dist = None
         if not np.isnan(qb.home_lat).all():
-            dist = haversine_km(qb.home_lat[:, None], qb.home_lng[:, None],
-                                p.lat[idx][None, :], p.lng[idx][None, :])
+            dist = haversine_km_grid(qb.home_lat, qb.home_lng, p.lat[idx], p.lng[idx])
             ok &= ~(dist > qb.commute[:, None])  # nan (no home) passes
         for r, q in enumerate(group):
             if q.excluded:
@@ -214,7 +213,7 @@ class JobIndex:
                     c = np.minimum(np.searchsorted(idx, at), idx.size - 1)
                     ok[r, c[idx[c] == at]] = False
         scores = block_scores(qb, p, idx, cfg, sims, dist, hist)
-        scores[~ok] = -np.inf
+        np.putmask(scores, ~ok, -np.inf)
         picks = top_k_rows(scores, self._idrank[idx], self._company_code[idx], k,
                            cfg.max_per_company, p.ids[idx], p.company[idx])
         return [(idx[c], scores[r, c], sims[r, c]) for r, c in enumerate(picks)]
