@@ -79,3 +79,30 @@ def test_match_candidates_and_bad_input(files, ray_local, capsys):
     assert rc == 2
     assert "missing.parquet: cannot read" in capsys.readouterr().err
     assert not (d / "x.parquet").exists()
+
+
+def test_match_stream_writes_the_same_lists_as_a_resumable_dataset(files, ray_local, capsys):
+    from workers.jobs.match_stream import MatchDataset
+
+    d, postings, seekers, inter = files
+    base = ["match", "--seekers", str(d / "seekers.parquet"), "--postings",
+            str(d / "postings.parquet"), "--model", str(d / "model"), "--interactions",
+            str(d / "interactions.parquet"), "--k", "12", "--ref-date", REF.isoformat()]
+    assert main([*base, "--out", str(d / "one.parquet")]) == 0
+    out = d / "streamed"
+    assert main([*base, "--stream", "--chunk-seekers", "25", "--out", str(out)]) == 0
+    parts = -(-int(seekers["active"].sum()) // 25)
+    assert f"(0 of {parts} parts were already written)" in capsys.readouterr().out
+    ds = MatchDataset(str(out))
+    key = ["seeker_id", "rank"]
+    assert ds.read().sort(key).equals(pl.read_parquet(d / "one.parquet").sort(key))
+    assert ds.verify(seekers.filter(pl.col("active"))["seeker_id"].to_list())["exactly_once"]
+    assert main([*base, "--stream", "--chunk-seekers", "25", "--out", str(out)]) == 0
+    assert f"({parts} of {parts} parts were already written)" in capsys.readouterr().out
+    # another chunking into the same directory, and flags that do not stream: refused
+    for extra, says in ((["--chunk-seekers", "30", "--out", str(out)], "other inputs"),
+                        (["--chunk-seekers", "0", "--out", str(d / "x")], "chunk_seekers"),
+                        (["--candidates", "--out", str(d / "x")], "--candidates"),
+                        (["--ranker", str(d / "nope"), "--out", str(d / "x")], "--stream")):
+        assert main([*base, "--stream", *extra]) == 2
+        assert says in capsys.readouterr().err
