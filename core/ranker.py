@@ -31,7 +31,7 @@ import polars as pl
 from core.collab import CollabConfig, CollabModel
 from core.errors import InvalidInputError
 from core.match_block import occ_relation_codes, sort_ranks
-from core.matching import MatchConfig, PostingSide, SeekerQuery, cosine, job_scores, jobs_mask
+from core.matching import MatchConfig, PostingSide, SeekerQuery, cosine
 from core.rules import haversine_km, select_top_k
 
 FEATURE_VERSION = 4
@@ -117,8 +117,9 @@ _BLOCK = 256  # seekers per collaborative block: (256, items) float32 rows, four
 def pool_features(qs: Sequence[SeekerQuery], side: PostingSide, index, collab: CollabModel,
                   cfg: MatchConfig, pool: int) -> Pools:
     """Rule-passing pools and their features for seekers ``qs`` (``index``: a
-    :class:`workers.matching.index.JobIndex`-like object with ``candidates(areas)`` and ``areas``
-    over the same rows as ``side``)."""
+    :class:`workers.matching.index.JobIndex`-like object whose ``passing(qs, cfg)`` gives each
+    seeker's rule-passing candidates, formula scores and cosines over the rows of ``side``,
+    computed in blocks of seekers with the same desired regions)."""
     ref = cfg.ref_days()
     # ties go to the smaller posting id: its rank among the index's ids (cached by JobIndex)
     rank = getattr(index, "id_rank", None)
@@ -129,19 +130,15 @@ def pool_features(qs: Sequence[SeekerQuery], side: PostingSide, index, collab: C
     histories = [collab.history.get(q.seeker_id, ()) for q in qs]
     activity = collab.seeker_activity([q.seeker_id for q in qs])
     block: tuple[int, tuple[np.ndarray, ...]] = (-1, ())
+    passing = index.passing(qs, cfg)
     for i, q in enumerate(qs):
         if i // _BLOCK != block[0]:  # the collaborative rows of the next block of seekers
             a = i // _BLOCK * _BLOCK
             block = (i // _BLOCK, collab.rows_block([s.seeker_id for s in qs[a:a + _BLOCK]],
                                                     histories[a:a + _BLOCK]))
-        idx = index.candidates(q.areas)
-        if idx.size == 0:
+        if passing[i] is None:
             continue
-        idx = idx[jobs_mask(q, side, index.areas, idx, cfg)]
-        if idx.size == 0:
-            continue
-        sims = cosine(q.vector[None, :], side.vectors[idx])[0]
-        f = job_scores(q, side, idx, cfg, sims=sims)
+        idx, f, sims = passing[i]
         codes = codes_all[idx]
         # the seeker's collaborative rows once, dense over the log's postings
         knn, ease, users, walk = (

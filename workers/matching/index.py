@@ -174,10 +174,33 @@ class JobIndex:
         """Seekers with the same desired regions share one candidate set, scored as one
         matrix; ``pos`` are index rows."""
         k = cfg.k if k is None else k
+        per: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = [None] * len(qs)
+        for rows, idx, _ok, scores, sims in self._scored_groups(qs, cfg):
+            picks = top_k_rows(scores, self._idrank[idx], self._company_code[idx], k,
+                               cfg.max_per_company, self.side.ids[idx], self.side.company[idx])
+            for r, (i, c) in enumerate(zip(rows, picks, strict=True)):
+                per[i] = (idx[c], scores[r, c], sims[r, c])
+        return TopBlock.of(per)
+
+    def passing(self, qs: Sequence[SeekerQuery], cfg: MatchConfig
+                ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+        """Per query, every candidate that passes the rules: (index rows, sorted; formula
+        scores, :func:`core.matching.job_scores`; cosines), or None when none passes — the
+        learned ranker's pools, computed in the same blocks as :meth:`top_block`."""
+        out: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = [None] * len(qs)
+        for rows, idx, ok, scores, sims in self._scored_groups(qs, cfg):
+            for r, i in enumerate(rows):
+                keep = ok[r]
+                if keep.any():
+                    out[i] = (idx[keep], scores[r, keep], sims[r, keep])
+        return out
+
+    def _scored_groups(self, qs: Sequence[SeekerQuery], cfg: MatchConfig):
+        """(query numbers, candidates, pass mask, scores with -inf where a rule fails,
+        cosines) of each block of queries with the same desired regions."""
         groups: dict[tuple, list[int]] = {}
         for i, q in enumerate(qs):
             groups.setdefault(tuple(sorted((a.sido, a.sigungu or "") for a in q.areas)), []).append(i)
-        per: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = [None] * len(qs)
         for members in groups.values():
             idx = self.candidates(qs[members[0]].areas)
             if idx.size == 0:
@@ -185,13 +208,10 @@ class JobIndex:
             step = max(1, BLOCK_CELLS // idx.size)
             for s in range(0, len(members), step):
                 rows = members[s:s + step]
-                for i, got in zip(rows, self._score_group([qs[i] for i in rows], idx, cfg, k),
-                                  strict=True):
-                    per[i] = got
-        return TopBlock.of(per)
+                yield (rows, idx, *self._score_group([qs[i] for i in rows], idx, cfg))
 
-    def _score_group(self, group: list[SeekerQuery], idx: np.ndarray, cfg: MatchConfig,
-                     k: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def _score_group(self, group: list[SeekerQuery], idx: np.ndarray, cfg: MatchConfig
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         p = self.side
         qb = QueryBlock.of(group)
         rs = self.blocks(group[0].areas)
@@ -214,9 +234,7 @@ class JobIndex:
                     ok[r, c[idx[c] == at]] = False
         scores = block_scores(qb, p, idx, cfg, sims, dist, hist)
         np.putmask(scores, ~ok, -np.inf)
-        picks = top_k_rows(scores, self._idrank[idx], self._company_code[idx], k,
-                           cfg.max_per_company, p.ids[idx], p.company[idx])
-        return [(idx[c], scores[r, c], sims[r, c]) for r, c in enumerate(picks)]
+        return ok, scores, sims
 
     def rows(self) -> dict[str, dict]:
         """posting_id -> canonical row (for sort views and result display)."""
