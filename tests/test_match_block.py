@@ -160,3 +160,31 @@ def test_occupation_relation_codes_equal_the_scalar_relation(desired, codes):
     rows = QueryBlock.occ_codes([[code(d) for d in ds] for ds in desired])
     got = occ_relation_codes(rows, np.array([int(code(c)) for c in codes]))
     assert [[OCC_RELATIONS[v] for v in r] for r in got.tolist()] == want
+
+
+def test_passing_equals_the_one_seeker_rules_and_scores(world):
+    """JobIndex.passing (the ranker's pools, in blocks) against the one-seeker reference:
+    jobs_mask for the candidates, job_scores for the formula, cosine for the similarity."""
+    from core.matching import cosine, job_scores, jobs_mask
+
+    postings, seekers, inter, pv, sv = world
+    cfg = MatchConfig(k=30, ref_date=REF)
+    index = JobIndex(postings, pv)
+    act = seekers["active"].to_numpy()
+    qs = seeker_queries(seekers.filter(pl.Series(act)), sv[act], excluded_by_seeker(inter),
+                        history_vectors(inter, index.side.ids.tolist(), index.side.vectors))
+    got = index.passing(qs, cfg)
+    some = 0
+    for q, g in zip(qs, got, strict=True):
+        idx = index.candidates(q.areas)
+        idx = idx[jobs_mask(q, index.side, index.areas, idx, cfg)]
+        if idx.size == 0:
+            assert g is None
+            continue
+        some += 1
+        pos, f, sims = g
+        assert np.array_equal(pos, idx)
+        want_sims = cosine(q.vector[None, :], index.side.vectors[idx])[0]
+        assert np.array_equal(sims, want_sims)
+        assert np.array_equal(f, job_scores(q, index.side, idx, cfg, sims=want_sims))
+    assert some > len(qs) // 2
