@@ -129,6 +129,11 @@ class CollabModel:
         return (self.seen_vocab[self._seen_code[a:b]], self._seen_n[a:b],
                 self._seen_clicked[a:b])
 
+    def seen_codes(self, seeker_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`seen` with the postings as positions in ``seen_vocab`` (no id strings)."""
+        a, b = self._seen_at.get(seeker_id, (0, 0))
+        return self._seen_code[a:b], self._seen_n[a:b], self._seen_clicked[a:b]
+
     def codes(self, posting_ids: Sequence[str]) -> np.ndarray:
         """Item codes of postings (-1: never liked in the log)."""
         get = self.code.get

@@ -131,6 +131,9 @@ def pool_features(qs: Sequence[SeekerQuery], side: PostingSide, index, collab: C
     activity = collab.seeker_activity([q.seeker_id for q in qs])
     block: tuple[int, tuple[np.ndarray, ...]] = (-1, ())
     passing = index.passing(qs, cfg)
+    # the log's shown / clicked postings as rows of ``side``, once (-1: not in it)
+    seen_pos = np.fromiter((at.get(x, -1) for x in collab.seen_vocab.tolist()), np.int64,
+                           collab.seen_vocab.size)
     for i, q in enumerate(qs):
         if i // _BLOCK != block[0]:  # the collaborative rows of the next block of seekers
             a = i // _BLOCK * _BLOCK
@@ -144,7 +147,7 @@ def pool_features(qs: Sequence[SeekerQuery], side: PostingSide, index, collab: C
         knn, ease, users, walk = (
             np.where(codes >= 0, r[i % _BLOCK][np.maximum(codes, 0)], 0.0).astype(np.float32)
             if histories[i] else np.zeros(idx.size, np.float32) for r in block[1])
-        seen_n, clicked = _seen_of(collab, q.seeker_id, at, idx)
+        seen_n, clicked = _seen_of(collab, q.seeker_id, seen_pos, idx)
         keep = _pool_of(f, (knn, ease, users, walk, seen_n), rank[idx], pool)
         idx, f, codes = idx[keep], f[keep], codes[keep]
         knn, ease, users, walk = knn[keep], ease[keep], users[keep], walk[keep]
@@ -172,14 +175,15 @@ def pool_features(qs: Sequence[SeekerQuery], side: PostingSide, index, collab: C
                  np.vstack(feats), np.concatenate(forms))
 
 
-def _seen_of(collab: CollabModel, seeker_id: str, at: Mapping[str, int], idx: np.ndarray
+def _seen_of(collab: CollabModel, seeker_id: str, seen_pos: np.ndarray, idx: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray]:
-    """(times shown, clicked) of the candidates ``idx`` (sorted positions) for one seeker."""
+    """(times shown, clicked) of the candidates ``idx`` (sorted positions) for one seeker
+    (``seen_pos``: the row of each posting of ``collab.seen_vocab``, -1 if none)."""
     n = np.zeros(idx.size, np.float32)
     k = np.zeros(idx.size, np.float32)
-    ids, shown, clicked = collab.seen(seeker_id)
-    if ids.size:
-        p = np.fromiter((at.get(x, -1) for x in ids.tolist()), np.int64, ids.size)
+    codes, shown, clicked = collab.seen_codes(seeker_id)
+    if codes.size:
+        p = seen_pos[codes]
         c = np.minimum(np.searchsorted(idx, p), idx.size - 1)
         hit = (p >= 0) & (idx[c] == p)
         n[c[hit]] = shown[hit]
