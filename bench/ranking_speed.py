@@ -35,6 +35,9 @@ def main(argv=None) -> int:
     ap.add_argument("--calls", type=int, default=300, help="online plain calls timed")
     ap.add_argument("--data", type=Path, default=None, help="reuse / save the generated tables")
     ap.add_argument("--skip-batch", action="store_true")
+    ap.add_argument("--ranker", type=Path, default=None,
+                    help="load this ranker instead of training one (the batch and online "
+                         "figures only)")
     ap.add_argument("--save-ranker", type=Path, default=None,
                     help="write the trained ranker there (for bench/matching_serve.py --ranker)")
     args = ap.parse_args(argv)
@@ -50,13 +53,19 @@ def main(argv=None) -> int:
     cfg = MatchConfig(k=120, ref_date=DEFAULT_REF_DATE)
     t0 = time.perf_counter()
     world = RankWorld(seekers, postings, sv, pv)
-    ranker, m = world.train(inter, cfg, RankerConfig())
-    out["train"] = {"seconds": round(time.perf_counter() - t0, 1), "target_s": 600,
-                    "train_groups": m["train_groups"], "train_rows": m["train_rows"],
-                    "best_iteration": m["best_iteration"], "valid_ranker": m["ranker"],
-                    "valid_formula": m["formula"]}
-    print(f"bench: trained in {out['train']['seconds']} s", file=sys.stderr)
-    if args.save_ranker is not None:
+    if args.ranker is not None:
+        from workers.matching.ranker_store import load_ranker
+
+        ranker = load_ranker(args.ranker)
+        out["train"] = {"loaded": str(args.ranker)}
+    else:
+        ranker, m = world.train(inter, cfg, RankerConfig())
+        out["train"] = {"seconds": round(time.perf_counter() - t0, 1), "target_s": 600,
+                        "train_groups": m["train_groups"], "train_rows": m["train_rows"],
+                        "best_iteration": m["best_iteration"], "valid_ranker": m["ranker"],
+                        "valid_formula": m["formula"]}
+        print(f"bench: trained in {out['train']['seconds']} s", file=sys.stderr)
+    if args.save_ranker is not None and args.ranker is None:
         out["train"]["saved"] = str(ranker.save(args.save_ranker))
     if not args.skip_batch:
         init_ray(num_cpus=2)

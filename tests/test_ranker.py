@@ -328,3 +328,16 @@ def test_path_attributions_add_up_to_the_prediction(world):
     lifted = codes >= 0
     assert lifted.any()
     np.testing.assert_allclose(per_row[:, reasons][lifted, codes[lifted]], best[lifted])
+
+
+def test_ranked_batch_in_chunks_on_ray_equals_one_table(world, ray_local):
+    """``match --ranker`` on Ray (chunks of seekers as tasks, two at once) writes the same
+    table as the one in-process call."""
+    w, postings, seekers, train, ranker, metrics, held = world
+    cfg = MatchConfig(k=20, ref_date=held)
+    one = w.match_frame(ranker, train, cfg, 60)
+    chunked = w.match_frame(ranker, train, cfg, 60, use_ray=True, tasks=2, chunk=70)
+    key = ["seeker_id", "rank"]
+    assert one.height > 0 and chunked.sort(key).equals(one.sort(key))
+    assert chunked["seeker_id"].unique(maintain_order=True).to_list() == \
+        one["seeker_id"].unique(maintain_order=True).to_list()  # the seekers' order kept

@@ -41,7 +41,7 @@ def register(subparsers) -> None:
     p.add_argument("--chunk-seekers", type=int, default=_STREAM.chunk_seekers,
                    help="active seekers per part (--stream)")
     p.add_argument("--in-flight", type=int, default=_STREAM.in_flight,
-                   help="chunks matched at once (--stream)")
+                   help="chunks matched at once (--stream, and the --ranker batch)")
     p.add_argument("--ranker", type=Path, default=None,
                    help="learned ranker (jobrec train-ranker --out): orders the jobs that pass "
                         "the rules; without it the formula does")
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             t0 = time.perf_counter()
             frame = RankWorld(seekers, postings, sv, pv).match_frame(
-                ranker, inter, cfg, args.ranker_pool, use_ray=True, tasks=max(2, args.shards))
+                ranker, inter, cfg, args.ranker_pool, use_ray=True, tasks=args.in_flight)
             timings = {"ranked_match": time.perf_counter() - t0}
         finally:
             if started:

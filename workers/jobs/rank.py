@@ -36,6 +36,8 @@ from core.ranker import (
 from workers.jobs.match import block_frame, excluded_by_seeker, history_vectors, seeker_queries
 from workers.matching.index import JobIndex
 
+RANK_CHUNK = 5000  # seekers per ranked-batch task
+
 
 class RankWorld:
     """Postings, active seekers and their vectors, indexed once."""
@@ -87,24 +89,29 @@ class RankWorld:
         return {s: [str(self.side.ids[p]) for p, _ in v] for s, v in lists.items()}
 
     def match_frame(self, ranker: Ranker | None, log: pl.DataFrame | None, cfg: MatchConfig,
-                    pool: int = 300, *, use_ray: bool = False, tasks: int = 2) -> pl.DataFrame:
+                    pool: int = 300, *, use_ray: bool = False, tasks: int = 2,
+                    chunk: int = RANK_CHUNK) -> pl.DataFrame:
         """``jobrec match --ranker``: the result table (``MATCH_SCHEMA``) of every active
-        seeker, the ranker's driver in the reasons; ``use_ray``: seekers split over
-        ``tasks`` Ray tasks (one index and collaborative model in the object store)."""
+        seeker, the ranker's driver in the reasons; ``use_ray``: chunks of ``chunk`` seekers
+        as Ray tasks, ``tasks`` at once (one index and collaborative model in the object
+        store). A chunk's pools and features are what a task holds, so memory does not grow
+        with the number of seekers (two tasks of 50k seekers each were killed by Ray's memory
+        monitor at 100k on 24 GB)."""
         qs = self.queries(log)
         collab = CollabModel(log)
-        if not use_ray or len(qs) < 2 * tasks:
+        if not use_ray or len(qs) <= chunk:
             return ranked_frame(qs, self.index, collab, ranker, cfg, pool)
-        import ray
+        from workers.matching.actors import ray_runner
 
-        # the task is made here, at launch: match_actors (imported by match_job) stays free
-        # of this module
-        ranked_frame_task = ray.remote(ranked_frame)
-        refs = [ray.put(x) for x in (self.index, collab, ranker)]
-        step = -(-len(qs) // tasks)
-        parts = [ranked_frame_task.remote(qs[a:a + step], *refs, cfg, pool)
-                 for a in range(0, len(qs), step)]
-        return pl.concat(ray.get(parts), how="vertical")
+        shared = (self.index, collab, ranker, cfg, pool)
+        items = [(a, qs[a:a + chunk]) for a in range(0, len(qs), chunk)]
+        done = dict(ray_runner(tasks, 3)(_ranked_chunk, shared, items))
+        return pl.concat([done[a] for a, _ in items], how="vertical")
+
+
+def _ranked_chunk(shared, start: int, qs: Sequence[SeekerQuery]) -> tuple[int, pl.DataFrame]:
+    index, collab, ranker, cfg, pool = shared
+    return start, ranked_frame(qs, index, collab, ranker, cfg, pool)
 
 
 def ranked_frame(qs: Sequence[SeekerQuery], index: JobIndex, collab: CollabModel,
