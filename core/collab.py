@@ -54,6 +54,7 @@ class CollabModel:
 
     def __init__(self, interactions: pl.DataFrame | None, cfg: CollabConfig | None = None) -> None:
         self.cfg = cfg or CollabConfig()
+        self._aligned: tuple | None = None
         liked = (interactions if interactions is not None else
                  pl.DataFrame(schema={"seeker_id": pl.Utf8, "posting_id": pl.Utf8,
                                       "event": pl.Utf8}))
@@ -128,6 +129,25 @@ class CollabModel:
         a, b = self._seen_at.get(seeker_id, (0, 0))
         return (self.seen_vocab[self._seen_code[a:b]], self._seen_n[a:b],
                 self._seen_clicked[a:b])
+
+    def aligned(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+        """For the posting ids of a side: (each id's item code, -1 = never liked; the row in
+        ``ids`` of each ``seen_vocab`` posting, -1 = none; id -> row). Kept for the last
+        ``ids`` array asked: the online service asks with the same one on every call, and
+        each costs a pass over every posting."""
+        got = self._aligned
+        if got is not None and got[0] is ids:
+            return got[1]
+        lst = ids.tolist()
+        at = {p: j for j, p in enumerate(lst)}
+        seen_pos = np.fromiter((at.get(x, -1) for x in self.seen_vocab.tolist()), np.int64,
+                               self.seen_vocab.size)
+        out = (self.codes(lst), seen_pos, at)
+        self._aligned = (ids, out)
+        return out
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_aligned": None}  # rebuilt where it is used
 
     def seen_codes(self, seeker_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`seen` with the postings as positions in ``seen_vocab`` (no id strings)."""

@@ -124,16 +124,13 @@ def pool_features(qs: Sequence[SeekerQuery], side: PostingSide, index, collab: C
     # ties go to the smaller posting id: its rank among the index's ids (cached by JobIndex)
     rank = getattr(index, "id_rank", None)
     rank = sort_ranks(side.ids) if rank is None else rank
-    codes_all = collab.codes(side.ids.tolist())
-    at = {p: j for j, p in enumerate(side.ids.tolist())}
+    # item codes, seen postings' rows and id -> row of this side: once per side and model
+    codes_all, seen_pos, at = collab.aligned(side.ids)
     rows, poss, feats, forms = [], [], [], []
     histories = [collab.history.get(q.seeker_id, ()) for q in qs]
     activity = collab.seeker_activity([q.seeker_id for q in qs])
     block: tuple[int, tuple[np.ndarray, ...]] = (-1, ())
     passing = index.passing(qs, cfg)
-    # the log's shown / clicked postings as rows of ``side``, once (-1: not in it)
-    seen_pos = np.fromiter((at.get(x, -1) for x in collab.seen_vocab.tolist()), np.int64,
-                           collab.seen_vocab.size)
     for i, q in enumerate(qs):
         if i // _BLOCK != block[0]:  # the collaborative rows of the next block of seekers
             a = i // _BLOCK * _BLOCK

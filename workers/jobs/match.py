@@ -170,13 +170,17 @@ def block_frame(qs: Sequence[SeekerQuery], block: TopBlock, side: PostingSide,
     qb = QueryBlock.of(qs, with_vectors=False)
     cols = reason_columns(qb, area_columns(qs, areas), block.row, side, block.pos, block.sim)
     rank = np.arange(block.pos.size, dtype=np.int64) - block.offsets[block.row] + 1
-    # ids gathered by polars: no Python string per recommendation
+    # ids gathered by polars: no Python string per recommendation; a few lists (online)
+    # take their ids alone rather than a column of every posting
     seeker_ids = pl.Series([q.seeker_id for q in qs], dtype=pl.Utf8)
-    posting_ids = pl.Series(side.ids.tolist(), dtype=pl.Utf8)
+    if block.pos.size * 4 < len(side.ids):
+        rec_ids = pl.Series(side.ids[block.pos].tolist(), dtype=pl.Utf8)
+    else:
+        rec_ids = pl.Series(side.ids.tolist(), dtype=pl.Utf8).gather(block.pos)
     head = pl.DataFrame({
         "seeker_id": seeker_ids.gather(block.row),
         "rank": pl.Series(rank, dtype=pl.Int16),
-        "posting_id": posting_ids.gather(block.pos),
+        "posting_id": rec_ids,
         "score": pl.Series(block.score, dtype=pl.Float32),
     })
     return pl.concat([head, reason_frame(cols)], how="horizontal")
