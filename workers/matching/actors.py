@@ -11,7 +11,7 @@ from workers.matching.index import JobIndex
 # a restarted shard runs JobIndex.__init__ again on the same postings; calls in flight are
 # retried on it
 JobIndexActor = ray.remote(JobIndex)
-FAULT_ENV = "JOBREC_FAULT_CHUNK_EXIT"  # fault injection (tests, bench/faults.py): a marker path
+FAULT_ENV = "JOBREC_FAULT_CHUNK_EXIT"  # fault injection (tests): a marker file path
 
 
 class RayShards:
