@@ -132,6 +132,20 @@ class MatchService:
         got = recommend_fanout(self.shards, [holders], [q], cfg, company)[0]
         return sort_view(got, sort, frame_lookup=self.postings)
 
+    def jobs_with_rows(self, **kw) -> tuple[list[Match], Mapping[str, dict]]:
+        """:meth:`recommend_jobs` and the postings' rows (what the servicer shows)."""
+        got = self.recommend_jobs(**kw)
+        return got, {m.item_id: self.postings[m.item_id] for m in got}
+
+    def candidates_with_profiles(self, posting_id: str, **kw) -> tuple[list[Match], Mapping]:
+        """:meth:`recommend_candidates` and the seekers' shareable profiles."""
+        got = self.recommend_candidates(posting_id, **kw)
+        return got, {m.item_id: self.seeker_index.profile(m.item_id) for m in got}
+
+    def seeker_row(self, seeker_id: str) -> dict | None:
+        """A stored seeker's row, or None."""
+        return self.seekers.get(seeker_id)
+
     def _ranked(self, q: SeekerQuery, cfg: MatchConfig, ranker) -> list[Match]:
         """The learned order of ``q``'s rule-passing pool: the batch's own function, so
         ``RecommendJobs`` == ``jobrec match --ranker``."""
@@ -157,24 +171,8 @@ class MatchService:
                                      "--interaction-log DIR")
         if not rows:
             raise InvalidInputError("interactions must not be empty", field="interactions")
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        clean = []
-        for i, r in enumerate(rows):
-            at = f"interactions[{i}]"
-            if r.get("event") not in INTERACTION_EVENTS:
-                raise InvalidInputError(f"{at}.event must be one of "
-                                        f"{', '.join(INTERACTION_EVENTS)}, not {r.get('event')!r}",
-                                        field=f"{at}.event")
-            if r.get("seeker_id") not in self.seekers:
-                raise NotFoundError(f"{at}: seeker {r.get('seeker_id')!r} is not known")
-            if r.get("posting_id") not in self.postings:
-                raise NotFoundError(f"{at}: posting {r.get('posting_id')!r} is not known")
-            when = r.get("at") or now
-            if not isinstance(when, dt.datetime):
-                raise InvalidInputError(f"{at}.at must be a datetime", field=f"{at}.at")
-            if when.tzinfo is not None:  # the table keeps UTC without a zone
-                when = when.astimezone(dt.UTC).replace(tzinfo=None)
-            clean.append((r["seeker_id"], r["posting_id"], r["event"], when))
+        clean = check_interaction_rows(rows, self.seekers.__contains__,
+                                       self.postings.__contains__)
         with self._write_lock:
             self.interaction_log.append(clean)  # durable before anything changes in memory
             self._apply(clean)
@@ -238,6 +236,33 @@ class MatchService:
             del self.postings[p]
             del self._pvec[p]
         return len(known)
+
+
+def check_interaction_rows(rows: Sequence[Mapping], seeker_known, posting_known) -> list[tuple]:
+    """RecordInteractions rows as ``(seeker_id, posting_id, event, at)`` with a naive UTC
+    ``at`` (None: now); raises naming the first bad row (an unknown event, seeker or posting,
+    a bad time): a write is all rows or none."""
+    if not rows:
+        raise InvalidInputError("interactions must not be empty", field="interactions")
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    clean = []
+    for i, r in enumerate(rows):
+        at = f"interactions[{i}]"
+        if r.get("event") not in INTERACTION_EVENTS:
+            raise InvalidInputError(f"{at}.event must be one of "
+                                    f"{', '.join(INTERACTION_EVENTS)}, not {r.get('event')!r}",
+                                    field=f"{at}.event")
+        if not seeker_known(r.get("seeker_id")):
+            raise NotFoundError(f"{at}: seeker {r.get('seeker_id')!r} is not known")
+        if not posting_known(r.get("posting_id")):
+            raise NotFoundError(f"{at}: posting {r.get('posting_id')!r} is not known")
+        when = r.get("at") or now
+        if not isinstance(when, dt.datetime):
+            raise InvalidInputError(f"{at}.at must be a datetime", field=f"{at}.at")
+        if when.tzinfo is not None:  # the table keeps UTC without a zone
+            when = when.astimezone(dt.UTC).replace(tzinfo=None)
+        clean.append((r["seeker_id"], r["posting_id"], r["event"], when))
+    return clean
 
 
 def check_profile(p: Mapping) -> dict:

@@ -1,0 +1,270 @@
+"""Matching inside the shards: the area plan against a brute-force oracle, served answers ==
+the in-process MatchService == the ``jobrec match`` batch, RecordInteractions durable in the
+shards' own logs (a restarted shard, a restarted frontend, a killed actor), and a frontend
+that holds nothing per seeker."""
+
+from __future__ import annotations
+
+import datetime as dt
+import pickle
+
+import numpy as np
+import polars as pl
+import pytest
+
+from core.errors import InvalidInputError, NotFoundError
+from core.matching import MatchConfig
+from core.seekers import areas_of, seeker_text
+from core.synth import generate_postings
+from core.synth.seekers import generate_interactions, generate_seekers
+from encoding.text import posting_text
+from workers.jobs.match import run_match
+from workers.matching.frontend import LocalShardCalls, ShardedMatchService
+from workers.matching.interaction_log import read_interactions
+from workers.matching.service import LexicalEncoder, MatchService
+from workers.matching.sharded import AreaPlan, MatchShard, build_shards
+
+REF = dt.date(2026, 11, 20)
+
+
+@pytest.fixture(scope="module")
+def data():
+    postings = generate_postings(1500, 13, ref_date=REF)
+    seekers = generate_seekers(90, 13, postings=postings, ref_date=REF)
+    inter = generate_interactions(seekers, postings, 13, days=2, ref_date=REF)
+    enc = LexicalEncoder(96)
+    pv = enc.encode([posting_text(r) for r in postings.iter_rows(named=True)])
+    sv = enc.encode([seeker_text(r) for r in seekers.iter_rows(named=True)])
+    return {"postings": postings, "seekers": seekers, "inter": inter, "enc": enc, "pv": pv,
+            "sv": sv, "cfg": MatchConfig(k=25, ref_date=REF)}
+
+
+def _local(d, n, log_root=None):
+    plan = AreaPlan.build(d["postings"], n)
+    kws = build_shards(plan, d["postings"], d["pv"], d["seekers"], d["sv"],
+                       interactions=d["inter"], log_root=log_root, config=d["cfg"])
+    return ShardedMatchService(LocalShardCalls([MatchShard(**kw) for kw in kws]), plan,
+                               d["enc"], d["cfg"], records=log_root is not None), plan
+
+
+def _plain(d):
+    return MatchService(d["postings"], d["pv"], d["seekers"], d["sv"], d["enc"],
+                        interactions=d["inter"], num_shards=2, config=d["cfg"])
+
+
+def _same(a, b):
+    assert [m.item_id for m in a] == [m.item_id for m in b]
+    assert [m.score for m in a] == [m.score for m in b]
+    assert [m.reasons for m in a] == [m.reasons for m in b]
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_plan_places_every_possible_pair_together(data, n):
+    """Oracle: every (seeker, posting) pair whose posting lies in a desired region has the
+    seeker in the posting's shard; each posting is in exactly one shard."""
+    plan = AreaPlan.build(data["postings"], n)
+    p_parts = plan.split_postings(data["postings"])
+    s_parts = plan.split_seekers(data["seekers"])
+    owner = np.full(data["postings"].height, -1)
+    for s, rows in enumerate(p_parts):
+        assert (owner[rows] == -1).all()
+        owner[rows] = s
+    assert (owner >= 0).all() and {len(r) > 0 for r in p_parts} == {True}
+    held = [set(r.tolist()) for r in s_parts]
+    where = list(zip(data["postings"]["sido"].to_list(), data["postings"]["sigungu"].to_list(),
+                     strict=True))
+    pairs = 0
+    for i, regions in enumerate(data["seekers"]["desired_regions"].to_list()):
+        areas = areas_of(regions)
+        for j, (sido, sgg) in enumerate(where):
+            if any(a.contains(sido, sgg) for a in areas):
+                pairs += 1
+                assert i in held[owner[j]]
+    assert pairs > 1000
+    # an area no posting had at build time still has an owner (its province's, or 0)
+    assert plan.posting_shard("제주특별자치도", "없는시") in range(n)
+    assert plan.posting_shard("없는도", None) == 0
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_served_from_shards_equals_service_and_batch(data, n):
+    sharded, _ = _local(data, n)
+    plain = _plain(data)
+    batch, _ = run_match(data["seekers"], data["postings"], data["sv"], data["pv"], data["cfg"],
+                         num_shards=2, interactions=data["inter"], use_ray=False, progress=False)
+    by_seeker = {s: g for s, g in batch.group_by("seeker_id", maintain_order=True)}
+    checked = 0
+    for sid, active in data["seekers"].select("seeker_id", "active").iter_rows():
+        got = sharded.recommend_jobs(seeker_id=sid)
+        _same(got, plain.recommend_jobs(seeker_id=sid))
+        if active and got:
+            b = by_seeker[(sid,)]
+            assert b["posting_id"].to_list() == [m.item_id for m in got]
+            np.testing.assert_array_equal(b["score"].to_numpy(),
+                                          np.array([m.score for m in got], np.float32))
+            checked += 1
+    assert checked > 30
+    sid = data["seekers"]["seeker_id"][0]
+    for sort in ("wage", "deadline", "distance", "newest"):
+        _same(sharded.recommend_jobs(seeker_id=sid, sort=sort),
+              plain.recommend_jobs(seeker_id=sid, sort=sort))
+    got, rows = sharded.jobs_with_rows(seeker_id=sid, k=5)
+    assert set(rows) == {m.item_id for m in got}
+    # candidates: one shard's answer == the service's over every seeker
+    for pid in data["postings"]["posting_id"].to_list()[::50]:
+        _same(sharded.recommend_candidates(pid), plain.recommend_candidates(pid))
+        c, prof = sharded.candidates_with_profiles(pid, k=5)
+        assert all("resume_text" not in prof[m.item_id] for m in c)
+    profile = {"desired_occupations": ["231100"],
+               "desired_regions": [{"sido": "서울특별시"}, {"sido": "경기도", "sigungu": "성남시"}],
+               "education_level": 4, "career_years": 2, "resume_text": "자바 백엔드 개발"}
+    _same(sharded.recommend_jobs(profile=profile), plain.recommend_jobs(profile=profile))
+
+
+def test_unknown_ids_and_bad_calls(data, tmp_path):
+    sharded, _ = _local(data, 2, tmp_path / "log")
+    with pytest.raises(NotFoundError):
+        sharded.recommend_jobs(seeker_id="nobody")
+    with pytest.raises(NotFoundError):
+        sharded.recommend_candidates("no-posting")
+    with pytest.raises(InvalidInputError):
+        sharded.recommend_jobs()
+    with pytest.raises(InvalidInputError):
+        sharded.recommend_candidates(data["postings"]["posting_id"][0], sort="wage")
+    sid = data["seekers"]["seeker_id"][0]
+    pid = data["postings"]["posting_id"][0]
+    # all or nothing: a bad second row leaves nothing in any shard's log
+    for bad in ({"seeker_id": "nobody", "posting_id": pid, "event": "applied"},
+                {"seeker_id": sid, "posting_id": "nothing", "event": "applied"},
+                {"seeker_id": sid, "posting_id": pid, "event": "liked"}):
+        with pytest.raises((NotFoundError, InvalidInputError)):
+            sharded.record_interactions([{"seeker_id": sid, "posting_id": pid,
+                                          "event": "applied"}, bad])
+    assert read_interactions(tmp_path / "log").height == 0
+
+
+def _two_shard_seeker(d, plan):
+    """A seeker held by one shard only, and a posting of the other shard."""
+    parts = plan.split_seekers(d["seekers"])
+    only0 = set(parts[0].tolist()) - set(parts[1].tolist())
+    i = min(only0)
+    other = plan.split_postings(d["postings"])[1]
+    return d["seekers"]["seeker_id"][i], d["postings"]["posting_id"][int(other[0])]
+
+
+def test_record_excludes_at_once_and_survives_restarts(data, tmp_path):
+    root = tmp_path / "log"
+    sharded, plan = _local(data, 2, root)
+    plain = _plain(data)
+    from workers.matching.interaction_log import InteractionLog
+
+    plain.interaction_log = InteractionLog(tmp_path / "plain")
+    sid, foreign = _two_shard_seeker(data, plan)
+    first = sharded.recommend_jobs(seeker_id=sid)
+    assert first, "the seeker needs a list"
+    top = first[0].item_id
+    at = dt.datetime(2026, 11, 20, 9, 30)
+    rows = [{"seeker_id": sid, "posting_id": top, "event": "applied", "at": at},
+            {"seeker_id": sid, "posting_id": foreign, "event": "clicked", "at": at}]
+    assert sharded.record_interactions(rows) == 2
+    plain.record_interactions(rows)
+    after = sharded.recommend_jobs(seeker_id=sid)
+    assert top not in {m.item_id for m in after}
+    _same(after, plain.recommend_jobs(seeker_id=sid))  # the history vector moved the same way
+    # a frontend restart: a new frontend over the same shards answers the same
+    again = ShardedMatchService(sharded.calls, plan, data["enc"], data["cfg"])
+    _same(again.recommend_jobs(seeker_id=sid), after)
+    # every shard restarted from its start-up tables and its own log (the clicked posting's
+    # vector, held by the other shard, came back from the log)
+    restarted, _ = _local(data, 2, root)
+    _same(restarted.recommend_jobs(seeker_id=sid), after)
+    for pid in (top,):
+        assert sid not in {m.item_id for m in restarted.recommend_candidates(pid, k=100)}
+    log = read_interactions(root)
+    assert log.height == 2 and set(log["event"]) == {"applied", "clicked"}
+
+
+def test_a_seeker_in_two_shards_is_written_to_both_and_read_once(data, tmp_path):
+    root = tmp_path / "log"
+    sharded, plan = _local(data, 2, root)
+    parts = plan.split_seekers(data["seekers"])
+    both = sorted(set(parts[0].tolist()) & set(parts[1].tolist()))
+    assert both, "the corpus needs a seeker desiring areas of both shards"
+    sid = data["seekers"]["seeker_id"][both[0]]
+    got = sharded.recommend_jobs(seeker_id=sid)
+    pids = [m.item_id for m in got[:3]]
+    sharded.record_interactions([{"seeker_id": sid, "posting_id": p, "event": "hidden"}
+                                 for p in pids])
+    assert not set(pids) & {m.item_id for m in sharded.recommend_jobs(seeker_id=sid)}
+    assert (root / "shard-000").is_dir() and (root / "shard-001").is_dir()
+    assert read_interactions(root).height == 3
+
+
+def test_upsert_and_delete_postings_reach_the_owner(data):
+    sharded, plan = _local(data, 3)
+    sid = data["seekers"]["seeker_id"][0]
+    got = sharded.recommend_jobs(seeker_id=sid)
+    src = data["postings"].filter(pl.col("posting_id") == got[-1].item_id)
+    new = src.with_columns(pl.lit("P-NEW-1").alias("posting_id"))
+    vec = data["pv"][data["postings"]["posting_id"].to_list().index(got[0].item_id)][None, :]
+    sharded.upsert_postings(new, vec)
+    assert "P-NEW-1" in {m.item_id for m in sharded.recommend_jobs(seeker_id=sid, k=100)}
+    owner = plan.posting_shard(new["sido"][0], new["sigungu"][0])
+    assert [st["postings"] for st in sharded.stats()][owner] == \
+        len(plan.split_postings(data["postings"])[owner]) + 1
+    assert sharded.delete_postings(["P-NEW-1", "unknown"]) == 1
+    assert "P-NEW-1" not in {m.item_id for m in sharded.recommend_jobs(seeker_id=sid, k=100)}
+
+
+def test_the_frontend_holds_nothing_per_seeker(data):
+    small = dict(data, seekers=data["seekers"][:10], sv=data["sv"][:10])
+    a, _ = _local(small, 2)
+    b, _ = _local(data, 2)
+    size = lambda s: len(pickle.dumps((s.plan, s.config, s._all)))  # noqa: E731
+    assert size(a) == size(b)
+    assert sum(st["seekers"] for st in b.stats()) >= data["seekers"].height
+
+
+def test_ray_shard_actors_named_restarted_and_shared(data, tmp_path, ray_local):
+    import ray
+
+    from workers.matching.actors import (
+        RayShardCalls,
+        find_match_shards,
+        match_shard_names,
+        start_match_shards,
+    )
+
+    root = tmp_path / "log"
+    plan = AreaPlan.build(data["postings"], 2)
+    kws = build_shards(plan, data["postings"], data["pv"], data["seekers"], data["sv"],
+                       interactions=data["inter"], log_root=root, config=data["cfg"])
+    names = match_shard_names("jobrec-match-test", 2)
+    calls = RayShardCalls(start_match_shards(kws, names=names))
+    try:
+        front = ShardedMatchService(calls, calls.plan(), data["enc"], data["cfg"])
+        local, _ = _local(data, 2)
+        sid, foreign = _two_shard_seeker(data, plan)
+        _same(front.recommend_jobs(seeker_id=sid), local.recommend_jobs(seeker_id=sid))
+        top = front.recommend_jobs(seeker_id=sid)[0].item_id
+        front.record_interactions([{"seeker_id": sid, "posting_id": top, "event": "applied"},
+                                   {"seeker_id": sid, "posting_id": foreign, "event": "clicked"}])
+        after = front.recommend_jobs(seeker_id=sid)
+        assert top not in {m.item_id for m in after}
+        # the shard dies after the acknowledgement; Ray restarts it from its tables + its log
+        pid = front.stats()[0]["pid"]
+        ray.kill(calls.actors[0], no_restart=False)
+        second = ShardedMatchService(RayShardCalls(find_match_shards(names)), calls.plan(),
+                                     data["enc"], data["cfg"])
+        for _ in range(100):
+            try:
+                got = second.recommend_jobs(seeker_id=sid)
+                break
+            except Exception:  # noqa: BLE001 - restarting
+                import time
+
+                time.sleep(0.2)
+        _same(got, after)
+        assert second.stats()[0]["pid"] != pid  # it was a new process
+    finally:
+        calls.close()

@@ -1,0 +1,154 @@
+"""The stateless matching frontend: ``RecommendJobs`` / ``RecommendCandidates`` /
+``RecordInteractions`` answered by :class:`~workers.matching.sharded.MatchShard` s.
+
+The frontend holds the area plan, the encoder (for inline profiles) and the rule settings,
+nothing per seeker or posting: any number of frontends serve the same shards, and one that
+restarts loses nothing (every acknowledged write is in the shards' logs). The calls reach the
+shards through a ``calls`` object: :class:`LocalShardCalls` in process, or
+:class:`workers.matching.actors.RayShardCalls` over (detached, named) shard actors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+from collections.abc import Mapping, Sequence
+
+from core.collab import LIKED_EVENTS
+from core.errors import InvalidInputError, NotConfiguredError, NotFoundError
+from core.matching import Match, MatchConfig, SeekerQuery, sort_view
+from core.seekers import seeker_text
+from workers.matching.index import merge_exact
+from workers.matching.service import check_interaction_rows, check_profile
+from workers.matching.sharded import AreaPlan, MatchShard
+
+_WRITES = frozenset({"record", "upsert_postings", "delete_postings"})
+
+
+class LocalShardCalls:
+    """Shards as objects in this process; writes are serialised (an actor does that by
+    running one call at a time)."""
+
+    def __init__(self, shards: Sequence[MatchShard]) -> None:
+        self.shards = list(shards)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+    def call(self, shard_ids: Sequence[int], method: str, *args) -> list:
+        """``method(*args)`` on each shard of ``shard_ids``, answers in that order."""
+        if method in _WRITES:
+            with self._lock:
+                return [getattr(self.shards[s], method)(*args) for s in shard_ids]
+        return [getattr(self.shards[s], method)(*args) for s in shard_ids]
+
+
+class ShardedMatchService:
+    """Jobs for seekers and candidates for postings, from the shards that hold them (the
+    same answers as :class:`~workers.matching.service.MatchService` and ``jobrec match``)."""
+
+    def __init__(self, calls, plan: AreaPlan, encoder, config: MatchConfig | None = None,
+                 *, records: bool = True) -> None:
+        """``records``: the shards log interactions (else RecordInteractions is refused)."""
+        if len(calls) != plan.num_shards:
+            raise ValueError(f"{len(calls)} shards for a plan of {plan.num_shards}")
+        self.calls, self.plan, self.encoder = calls, plan, encoder
+        self.config = config or MatchConfig()
+        self.records = records
+        self._all = list(range(plan.num_shards))
+
+    def _cfg(self, k: int | None, ref_date: dt.date | None, wage_hard: bool) -> MatchConfig:
+        return dataclasses.replace(self.config, k=k or self.config.k,
+                                   ref_date=ref_date or self.config.ref_date, wage_hard=wage_hard)
+
+    def jobs_with_rows(self, *, seeker_id: str | None = None, profile: Mapping | None = None,
+                       k: int | None = None, sort: str = "score", ref_date: dt.date | None = None,
+                       wage_hard: bool = False) -> tuple[list[Match], Mapping[str, dict]]:
+        """The top-``k`` jobs of a stored seeker or an inline ``profile``, and their rows."""
+        cfg = self._cfg(k, ref_date, wage_hard)
+        if seeker_id is not None:
+            # only the shards holding the seeker answer; they are the ones with its postings
+            answers = dict(enumerate(self.calls.call(self._all, "jobs_for", seeker_id, cfg)))
+            lists = {s: a for s, a in answers.items() if a is not None}
+            if not lists:
+                raise NotFoundError(f"seeker {seeker_id!r} is not known")
+        elif profile is not None:
+            row = check_profile(profile)
+            q = SeekerQuery.from_row(row, self.encoder.encode([seeker_text(row)])[0])
+            hs = self.plan.seeker_shards(q.areas)
+            lists = dict(zip(hs, self.calls.call(hs, "jobs_query", q, cfg), strict=True))
+        else:
+            raise InvalidInputError("give a seeker_id or a profile", field="seeker")
+        rows: dict[str, dict] = {}
+        for _, r in lists.values():
+            rows.update(r)
+        if len(lists) > 1:
+            got = merge_exact({s: g for s, (g, _) in lists.items()}, cfg.k, cfg.max_per_company,
+                              lambda pid: rows[pid]["company"])
+        else:
+            got = next(iter(lists.values()))[0]
+        got = sort_view(got, sort, frame_lookup=rows)
+        return got, {m.item_id: rows[m.item_id] for m in got}
+
+    def recommend_jobs(self, **kw) -> list[Match]:
+        """:meth:`jobs_with_rows` without the rows."""
+        return self.jobs_with_rows(**kw)[0]
+
+    def candidates_with_profiles(self, posting_id: str, *, k: int | None = None,
+                                 sort: str = "score") -> tuple[list[Match], Mapping[str, dict]]:
+        """The top-``k`` active seekers for a stored posting, and their shareable profiles."""
+        if sort not in ("score", "distance"):
+            raise InvalidInputError(f"candidates sort by score or distance, not {sort!r}",
+                                    field="sort")
+        cfg = self._cfg(k, None, False)
+        got = [a for a in self.calls.call(self._all, "candidates_for", posting_id, cfg)
+               if a is not None]
+        if not got:
+            raise NotFoundError(f"posting {posting_id!r} is not known")
+        matches, profiles = got[0]  # a posting lives in one shard
+        return sort_view(matches, sort), profiles
+
+    def recommend_candidates(self, posting_id: str, **kw) -> list[Match]:
+        """:meth:`candidates_with_profiles` without the profiles."""
+        return self.candidates_with_profiles(posting_id, **kw)[0]
+
+    def seeker_row(self, seeker_id: str) -> dict | None:
+        """A stored seeker's row (it stays inside the service), or None."""
+        return next((r for r in self.calls.call(self._all, "seeker_row", seeker_id)
+                     if r is not None), None)
+
+    def record_interactions(self, rows: Sequence[Mapping]) -> int:
+        """Log and apply interactions in every shard holding their seekers; acknowledged
+        (returns the rows) once each of those shards has logged them durably. All rows or
+        none: an unknown event, seeker or posting rejects the call before any shard writes."""
+        if not self.records:
+            raise NotConfiguredError("this server records no interactions: start it with "
+                                     "--interaction-log DIR")
+        if not rows:
+            raise InvalidInputError("interactions must not be empty", field="interactions")
+        sids = sorted({r.get("seeker_id") for r in rows if isinstance(r.get("seeker_id"), str)})
+        pids = sorted({r.get("posting_id") for r in rows if isinstance(r.get("posting_id"), str)})
+        held, vectors, where = set(), {}, []
+        for s, (hs, vs) in enumerate(self.calls.call(self._all, "known", sids, pids)):
+            held |= hs
+            vectors.update(vs)
+            if hs:
+                where.append(s)
+        clean = check_interaction_rows(rows, held.__contains__, vectors.__contains__)
+        liked = {p for _, p, e, _ in clean if e in LIKED_EVENTS}
+        self.calls.call(where, "record", clean, {p: vectors[p] for p in liked})
+        return len(clean)
+
+    def upsert_postings(self, postings, vectors) -> None:
+        """New or changed postings are recommendable at once, in the shard owning their area."""
+        self.calls.call(self._all, "upsert_postings", postings, vectors)
+
+    def delete_postings(self, posting_ids: Sequence[str]) -> int:
+        """Withdrawn postings are never recommended again; returns how many were known."""
+        return sum(self.calls.call(self._all, "delete_postings", list(posting_ids)))
+
+    def stats(self) -> list[dict]:
+        """Each shard's sizes."""
+        return self.calls.call(self._all, "stats")

@@ -1,0 +1,326 @@
+"""Matching inside the shards: each shard holds the postings of its areas *and* the seekers
+who may be matched to them, so ``RecommendJobs`` / ``RecommendCandidates`` are answered where
+the data is and a frontend (:class:`~workers.matching.frontend.ShardedMatchService`) holds
+neither side.
+
+Placement is by area (:class:`AreaPlan`), fixed when the deployment is built:
+
+- every 시군구 has one owner shard, and so does every province (for postings without a
+  시군구 and 시군구 not seen at build time); a posting lives in the owner of its area;
+- a seeker lives in every shard that owns one of its desired areas (a desired province: the
+  owners of all its 시군구 and the province's own).
+
+So a seeker's shards hold every posting it may be recommended (the desired regions are a hard
+rule) and a posting's shard holds every seeker who may see it: jobs fan out to the seeker's
+shards and merge exactly as in the batch; candidates are one shard's answer. Placement never
+changes after the build: an upsert never moves data between shards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from core.collab import LIKED_EVENTS
+from core.matching import Match, MatchConfig, SeekerQuery
+from core.seekers import EXCLUDING_EVENTS, Area, areas_of
+from workers.jobs.match import excluded_by_seeker, history_vectors, shard_postings, unit_mean
+from workers.matching.index import JobIndex, SeekerIndex
+
+
+@dataclass(frozen=True)
+class AreaPlan:
+    """Which shard owns each area (see the module docstring)."""
+
+    num_shards: int
+    sigungu_owner: Mapping[tuple[str, str], int]
+    sido_owner: Mapping[str, int]
+
+    def __post_init__(self) -> None:
+        if self.num_shards < 1:
+            raise ValueError(f"num_shards must be >= 1, got {self.num_shards}")
+        bad = [s for s in [*self.sigungu_owner.values(), *self.sido_owner.values()]
+               if not 0 <= s < self.num_shards]
+        if bad:
+            raise ValueError(f"shard {bad[0]} is outside 0..{self.num_shards - 1}")
+        by_sido: dict[str, set[int]] = {}
+        for (sido, _), s in self.sigungu_owner.items():
+            by_sido.setdefault(sido, set()).add(s)
+        for sido, s in self.sido_owner.items():
+            by_sido.setdefault(sido, set()).add(s)
+        object.__setattr__(self, "_by_sido", {k: tuple(sorted(v)) for k, v in by_sido.items()})
+
+    @classmethod
+    def build(cls, postings: pl.DataFrame, num_shards: int) -> AreaPlan:
+        """Owners from the batch's geo split of ``postings`` (H3 bisection balanced by count):
+        each area goes to the shard holding most of its postings (ties: the lower shard)."""
+        owner = np.zeros(postings.height, dtype=np.int64)
+        for s, rows in enumerate(shard_postings(postings, num_shards)):
+            owner[rows] = s
+        sgg = postings["sigungu"].to_list() if "sigungu" in postings.columns \
+            else [None] * postings.height
+        by_area: dict[tuple[str, str], Counter] = {}
+        by_sido: dict[str, Counter] = {}
+        for sido, g, s in zip(postings["sido"].to_list(), sgg, owner.tolist(), strict=True):
+            by_sido.setdefault(sido, Counter())[s] += 1
+            if g:
+                by_area.setdefault((sido, g), Counter())[s] += 1
+
+        def top(c: Counter) -> int:
+            return min(c, key=lambda s: (-c[s], s))
+        return cls(num_shards, {a: top(c) for a, c in by_area.items()},
+                   {a: top(c) for a, c in by_sido.items()})
+
+    def posting_shard(self, sido: str, sigungu: str | None) -> int:
+        """The shard a posting in (``sido``, ``sigungu``) lives in."""
+        if sigungu and (sido, sigungu) in self.sigungu_owner:
+            return self.sigungu_owner[(sido, sigungu)]
+        return self.sido_owner.get(sido, 0)
+
+    def area_shards(self, area: Area) -> tuple[int, ...]:
+        """The shards that may hold postings in ``area``."""
+        if area.sigungu is not None:
+            return (self.posting_shard(area.sido, area.sigungu),)
+        return self._by_sido.get(area.sido, (0,))  # type: ignore[attr-defined]
+
+    def seeker_shards(self, areas: Sequence[Area]) -> tuple[int, ...]:
+        """The shards holding a seeker of these desired areas (sorted)."""
+        return tuple(sorted({s for a in areas for s in self.area_shards(a)}))
+
+    def split_postings(self, postings: pl.DataFrame) -> list[np.ndarray]:
+        """Row indices of each shard's postings."""
+        sgg = postings["sigungu"].to_list() if "sigungu" in postings.columns \
+            else [None] * postings.height
+        owner = np.array([self.posting_shard(a, g) for a, g in
+                          zip(postings["sido"].to_list(), sgg, strict=True)], dtype=np.int64)
+        return [np.flatnonzero(owner == s) for s in range(self.num_shards)]
+
+    def split_seekers(self, seekers: pl.DataFrame) -> list[np.ndarray]:
+        """Row indices of each shard's seekers (a seeker may be in several)."""
+        rows: list[list[int]] = [[] for _ in range(self.num_shards)]
+        for i, regions in enumerate(seekers["desired_regions"].to_list()):
+            for s in self.seeker_shards(areas_of(regions)):
+                rows[s].append(i)
+        return [np.asarray(r, dtype=np.int64) for r in rows]
+
+
+def foreign_vectors(interactions: pl.DataFrame | None, seeker_ids: Sequence[str],
+                    local_ids: Sequence[str], postings: pl.DataFrame,
+                    posting_vectors: np.ndarray) -> dict[str, np.ndarray]:
+    """Vectors of the postings ``seeker_ids`` liked that are not among ``local_ids`` (a
+    shard needs them for its seekers' history vectors)."""
+    if interactions is None or interactions.height == 0:
+        return {}
+    liked = set(interactions.filter(
+        pl.col("event").is_in(list(LIKED_EVENTS))
+        & pl.col("seeker_id").is_in(pl.Series(list(seeker_ids), dtype=pl.Utf8).implode())
+    )["posting_id"].to_list()) - set(local_ids)
+    if not liked:
+        return {}
+    at = {p: i for i, p in enumerate(postings["posting_id"].to_list())}
+    return {p: np.asarray(posting_vectors[at[p]], np.float32) for p in sorted(liked) if p in at}
+
+
+class MatchShard:
+    """One shard of two-sided matching: its postings (a :class:`JobIndex`), its seekers (a
+    :class:`SeekerIndex` for candidates, rows and vectors for jobs) and their exclusions and
+    history, with the shard's own durable interaction log replayed on start.
+
+    ``interactions``: the base log for these seekers; ``foreign``: vectors of postings of
+    other shards that they liked (:func:`foreign_vectors`); ``log_root``: the root of the
+    per-shard interaction logs (:func:`~workers.matching.interaction_log.shard_log`; a path,
+    so a restarted actor opens it again), or None: writes refused.
+    """
+
+    def __init__(self, shard_id: int, plan: AreaPlan, postings: pl.DataFrame,
+                 posting_vectors: np.ndarray, seekers: pl.DataFrame, seeker_vectors: np.ndarray,
+                 *, interactions: pl.DataFrame | None = None,
+                 foreign: Mapping[str, np.ndarray] | None = None,
+                 log_root: str | Path | None = None, config: MatchConfig | None = None) -> None:
+        from workers.matching.interaction_log import shard_log
+
+        self.shard_id, self.plan, self.config = shard_id, plan, config or MatchConfig()
+        pv = np.asarray(posting_vectors, dtype=np.float32)
+        self.jobs = JobIndex(postings, pv)
+        self._prow = {r["posting_id"]: r for r in postings.iter_rows(named=True)}
+        self._pvec = dict(zip(postings["posting_id"].to_list(), pv, strict=True))
+        self._foreign: dict[str, np.ndarray] = dict(foreign or {})
+        self.seekers = seekers
+        self._svec = np.asarray(seeker_vectors, dtype=np.float32)
+        self._at = {sid: i for i, sid in enumerate(seekers["seeker_id"].to_list())}
+        self.log = None if log_root is None else shard_log(log_root, shard_id)
+        log = self.log
+        recorded = log.read() if log is not None else None
+        if recorded is not None and recorded.height:
+            self._foreign.update(log.vectors())
+            interactions = recorded if interactions is None else \
+                pl.concat([interactions.select(recorded.columns), recorded], how="vertical")
+        mine = None
+        if interactions is not None and interactions.height:
+            mine = interactions.filter(pl.col("seeker_id").is_in(seekers["seeker_id"].implode()))
+        self.excluded = excluded_by_seeker(mine)
+        known = list(self._pvec) + [p for p in self._foreign if p not in self._pvec]
+        vecs = np.asarray([self._vector(p) for p in known], dtype=np.float32).reshape(
+            len(known), pv.shape[1] if pv.ndim == 2 else 0)
+        self.history = history_vectors(mine, known, vecs) if known else {}
+        self._liked: dict[str, frozenset[str]] = {}
+        if mine is not None:
+            g = mine.filter(pl.col("event").is_in(list(LIKED_EVENTS))) \
+                .group_by("seeker_id").agg(pl.col("posting_id").unique())
+            self._liked = {s: frozenset(p) for s, p in g.iter_rows()}
+        gone: dict[str, set[str]] = {}
+        for sid, pids in self.excluded.items():
+            for p in pids:
+                gone.setdefault(p, set()).add(sid)
+        self._gone = gone
+        self.index = SeekerIndex(seekers, self._svec, gone)
+
+    def _vector(self, pid: str) -> np.ndarray:
+        v = self._pvec.get(pid)
+        return self._foreign[pid] if v is None else v
+
+    # ------------------------------------------------------------------ reads
+    def _query(self, seeker_id: str) -> SeekerQuery | None:
+        i = self._at.get(seeker_id)
+        if i is None:
+            return None
+        return SeekerQuery.from_row(self.seekers.row(i, named=True), self._svec[i],
+                                    self.excluded.get(seeker_id, frozenset()),
+                                    self.history.get(seeker_id))
+
+    def _with_rows(self, got: list[Match]) -> tuple[list[Match], dict[str, dict]]:
+        return got, {m.item_id: self._prow[m.item_id] for m in got}
+
+    def jobs_for(self, seeker_id: str, cfg: MatchConfig):
+        """This shard's top-k for a seeker it holds, with the postings' rows; None if the
+        seeker is not here."""
+        q = self._query(seeker_id)
+        return None if q is None else self._with_rows(self.jobs.recommend(q, cfg, cfg.k))
+
+    def jobs_query(self, q: SeekerQuery, cfg: MatchConfig):
+        """This shard's top-k for an inline query, with the postings' rows."""
+        return self._with_rows(self.jobs.recommend(q, cfg, cfg.k))
+
+    def candidates_for(self, posting_id: str, cfg: MatchConfig):
+        """The top-k seekers for a posting this shard holds, with their shareable profiles;
+        None if the posting is not here."""
+        row = self._prow.get(posting_id)
+        if row is None:
+            return None
+        got = self.index.candidates_for(row, self._pvec[posting_id], cfg)
+        return got, {m.item_id: self.index.profile(m.item_id) for m in got}
+
+    def seeker_row(self, seeker_id: str) -> dict | None:
+        """The stored row of a seeker held here (it stays inside the service)."""
+        i = self._at.get(seeker_id)
+        return None if i is None else self.seekers.row(i, named=True)
+
+    def known(self, seeker_ids: Sequence[str], posting_ids: Sequence[str]):
+        """(the seekers held here, {posting id: vector} of the postings held here)."""
+        return ({s for s in seeker_ids if s in self._at},
+                {p: self._pvec[p] for p in posting_ids if p in self._pvec})
+
+    def area_plan(self) -> AreaPlan:
+        """The deployment's plan (what a frontend that attaches reads)."""
+        return self.plan
+
+    def stats(self) -> dict:
+        """Sizes, for health checks and benchmarks."""
+        import os
+
+        return {"shard": self.shard_id, "pid": os.getpid(), "postings": len(self._pvec), "seekers": len(self._at),
+                "active_seekers": len(self.index.ids), "foreign_vectors": len(self._foreign),
+                "logged": self.log is not None}
+
+    # ------------------------------------------------------------------ writes
+    def record(self, rows: Sequence[tuple[str, str, str, dt.datetime]],
+               vectors: Mapping[str, np.ndarray]) -> int:
+        """Log (durably) and apply the rows of the seekers held here; ``vectors``: the
+        liked postings' vectors (those of other shards are logged with the rows). Returns
+        the rows taken."""
+        mine = [r for r in rows if r[0] in self._at]
+        if not mine:
+            return 0
+        if self.log is None:
+            from core.errors import NotConfiguredError
+
+            raise NotConfiguredError("this deployment records no interactions")
+        need = {p: np.asarray(vectors[p], np.float32) for _, p, e, _ in mine
+                if e in LIKED_EVENTS and p not in self._pvec and p in vectors}
+        self.log.append(mine, need)  # durable before anything changes in memory
+        self._foreign.update(need)
+        touched: set[str] = set()
+        for sid, pid, event, _ in mine:
+            if event in EXCLUDING_EVENTS:
+                self.excluded[sid] = self.excluded.get(sid, frozenset()) | {pid}
+                self._gone[pid] = self._gone.get(pid, set()) | {sid}
+            if event in LIKED_EVENTS:
+                self._liked[sid] = self._liked.get(sid, frozenset()) | {pid}
+                touched.add(sid)
+        for sid in touched:
+            vecs = [self._vector(p) for p in sorted(self._liked[sid])
+                    if p in self._pvec or p in self._foreign]
+            v = unit_mean(np.asarray(vecs)) if vecs else None
+            if v is not None:
+                self.history[sid] = v
+        return len(mine)
+
+    def upsert_postings(self, postings: pl.DataFrame, vectors: np.ndarray) -> int:
+        """Add or replace postings whose area this shard owns; drop the others' earlier
+        versions (a posting that changed area). Returns the postings now here."""
+        if postings.height == 0:
+            return 0
+        sgg = postings["sigungu"].to_list() if "sigungu" in postings.columns \
+            else [None] * postings.height
+        here = np.array([self.plan.posting_shard(a, g) == self.shard_id for a, g in
+                         zip(postings["sido"].to_list(), sgg, strict=True)])
+        away = [p for p, h in zip(postings["posting_id"].to_list(), here, strict=True)
+                if not h and p in self._pvec]
+        if away:
+            self.delete_postings(away)
+        if here.any():
+            sub, vec = postings.filter(pl.Series(here)), np.asarray(vectors, np.float32)[here]
+            self.jobs.upsert(sub, vec)
+            for r, v in zip(sub.iter_rows(named=True), vec, strict=True):
+                self._prow[r["posting_id"]], self._pvec[r["posting_id"]] = r, v
+        return int(here.sum())
+
+    def delete_postings(self, posting_ids: Sequence[str]) -> int:
+        """Remove postings held here; returns how many were."""
+        known = [p for p in posting_ids if p in self._pvec]
+        if known:
+            self.jobs.delete(known)
+            for p in known:
+                del self._prow[p], self._pvec[p]
+        return len(known)
+
+
+def build_shards(plan: AreaPlan, postings: pl.DataFrame, posting_vectors: np.ndarray,
+                 seekers: pl.DataFrame, seeker_vectors: np.ndarray, *,
+                 interactions: pl.DataFrame | None = None, log_root: str | Path | None = None,
+                 config: MatchConfig | None = None) -> list[dict]:
+    """The constructor arguments of every :class:`MatchShard` (what a launcher sends each
+    shard: only its postings, its seekers and their log)."""
+    out = []
+    for s, (p, k) in enumerate(zip(plan.split_postings(postings), plan.split_seekers(seekers),
+                                   strict=True)):
+        sub, sk = postings[p], seekers[k]
+        inter = None
+        if interactions is not None and interactions.height:
+            inter = interactions.filter(pl.col("seeker_id").is_in(sk["seeker_id"].implode()))
+        out.append({
+            "shard_id": s, "plan": plan, "postings": sub,
+            "posting_vectors": np.asarray(posting_vectors)[p], "seekers": sk,
+            "seeker_vectors": np.asarray(seeker_vectors)[k], "interactions": inter,
+            "foreign": foreign_vectors(inter, sk["seeker_id"].to_list(),
+                                       sub["posting_id"].to_list(), postings, posting_vectors),
+            "log_root": None if log_root is None else str(log_root),
+            "config": config,
+        })
+    return out
