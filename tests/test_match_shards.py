@@ -22,7 +22,14 @@ from workers.jobs.match import run_match
 from workers.matching.frontend import LocalShardCalls, ShardedMatchService
 from workers.matching.interaction_log import read_interactions
 from workers.matching.service import LexicalEncoder, MatchService
-from workers.matching.sharded import AreaPlan, MatchShard, build_shards
+from workers.matching.sharded import (
+    AreaPlan,
+    MatchShard,
+    StoredMatchShard,
+    build_shards,
+    read_plan,
+    write_deployment,
+)
 
 REF = dt.date(2026, 11, 20)
 
@@ -42,7 +49,7 @@ def data():
 def _local(d, n, log_root=None):
     plan = AreaPlan.build(d["postings"], n)
     kws = build_shards(plan, d["postings"], d["pv"], d["seekers"], d["sv"],
-                       interactions=d["inter"], log_root=log_root, config=d["cfg"])
+                       interactions=d["inter"], log_root=log_root)
     return ShardedMatchService(LocalShardCalls([MatchShard(**kw) for kw in kws]), plan,
                                d["enc"], d["cfg"], records=log_root is not None), plan
 
@@ -235,12 +242,11 @@ def test_ray_shard_actors_named_restarted_and_shared(data, tmp_path, ray_local):
         start_match_shards,
     )
 
-    root = tmp_path / "log"
     plan = AreaPlan.build(data["postings"], 2)
-    kws = build_shards(plan, data["postings"], data["pv"], data["seekers"], data["sv"],
-                       interactions=data["inter"], log_root=root, config=data["cfg"])
+    root = write_deployment(tmp_path / "deploy", plan, data["postings"], data["pv"],
+                            data["seekers"], data["sv"], data["inter"])
     names = match_shard_names("jobrec-match-test", 2)
-    calls = RayShardCalls(start_match_shards(kws, names=names))
+    calls = RayShardCalls(start_match_shards(str(root), 2, names=names))
     try:
         front = ShardedMatchService(calls, calls.plan(), data["enc"], data["cfg"])
         local, _ = _local(data, 2)
@@ -256,15 +262,60 @@ def test_ray_shard_actors_named_restarted_and_shared(data, tmp_path, ray_local):
         ray.kill(calls.actors[0], no_restart=False)
         second = ShardedMatchService(RayShardCalls(find_match_shards(names)), calls.plan(),
                                      data["enc"], data["cfg"])
-        for _ in range(100):
-            try:
-                got = second.recommend_jobs(seeker_id=sid)
-                break
-            except Exception:  # noqa: BLE001 - restarting
-                import time
+        import time
 
-                time.sleep(0.2)
-        _same(got, after)
-        assert second.stats()[0]["pid"] != pid  # it was a new process
+        deadline = time.monotonic() + 60
+        while True:  # ray.kill returns at once: wait for the new process
+            try:
+                if second.stats()[0]["pid"] != pid:
+                    break
+            except Exception:  # noqa: BLE001 - restarting
+                pass
+            assert time.monotonic() < deadline, "the shard did not come back"
+            time.sleep(0.1)
+        _same(second.recommend_jobs(seeker_id=sid), after)
     finally:
         calls.close()
+
+
+def test_a_stored_shard_comes_back_with_its_writes(data, tmp_path):
+    """Shards opened from a deployment root: posting upserts (one that moved area too),
+    deletes and interactions acknowledged before the restart are all there after it."""
+    plan = AreaPlan.build(data["postings"], 2)
+    root = write_deployment(tmp_path / "d", plan, data["postings"], data["pv"], data["seekers"],
+                            data["sv"], data["inter"])
+    with pytest.raises(InvalidInputError):
+        write_deployment(root, plan, data["postings"], data["pv"], data["seekers"], data["sv"])
+    assert read_plan(root) == plan
+
+    def open_all():
+        return ShardedMatchService(LocalShardCalls([StoredMatchShard(root, s) for s in (0, 1)]),
+                                   read_plan(root), data["enc"], data["cfg"])
+    front = open_all()
+    local, _ = _local(data, 2)
+    sid = data["seekers"]["seeker_id"][3]
+    _same(front.recommend_jobs(seeker_id=sid), local.recommend_jobs(seeker_id=sid))
+    got = front.recommend_jobs(seeker_id=sid)
+    pids = data["postings"]["posting_id"].to_list()
+    # a posting moved to an area of the other shard, one new, one deleted, one applied to
+    moved = got[0].item_id
+    row = data["postings"].filter(pl.col("posting_id") == moved)
+    away = 1 - plan.posting_shard(row["sido"][0], row["sigungu"][0])
+    far = data["postings"][int(plan.split_postings(data["postings"])[away][0])]
+    moved_row = row.with_columns(pl.lit(far["sido"][0]).alias("sido"),
+                                 pl.lit(far["sigungu"][0]).alias("sigungu"),
+                                 pl.lit(far["lat"][0]).alias("lat"), pl.lit(far["lng"][0]).alias("lng"))
+    new = row.with_columns(pl.lit("P-NEW-2").alias("posting_id"))
+    both = pl.concat([moved_row, new])
+    vec = data["pv"][[pids.index(moved)] * 2]
+    for f in (front, local):
+        f.upsert_postings(both, vec)
+        f.delete_postings([got[1].item_id])
+    front.record_interactions([{"seeker_id": sid, "posting_id": "P-NEW-2", "event": "applied"}])
+    before = [st["postings"] for st in front.stats()]
+    after = open_all()
+    assert [st["postings"] for st in after.stats()] == before
+    _same(after.recommend_jobs(seeker_id=sid), front.recommend_jobs(seeker_id=sid))
+    assert "P-NEW-2" not in {m.item_id for m in after.recommend_jobs(seeker_id=sid, k=100)}
+    assert got[1].item_id not in {m.item_id for m in after.recommend_jobs(seeker_id=sid, k=100)}
+    assert after.delete_postings([moved]) == 1  # it lives in one shard only

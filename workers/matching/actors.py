@@ -8,7 +8,7 @@ import os
 import ray
 
 from workers.matching.index import JobIndex
-from workers.matching.sharded import MatchShard
+from workers.matching.sharded import StoredMatchShard
 
 # a restarted shard runs JobIndex.__init__ again on the same postings; calls in flight are
 # retried on it
@@ -73,10 +73,11 @@ def ray_runner(in_flight: int, max_retries: int):
 
 
 # ---------------------------------------------------------------- matching in the shards
-# a restarted shard runs MatchShard.__init__ again: its start-up tables, then its own
-# interaction log; calls in flight are retried on it (a retried write is logged twice,
-# which reads back once)
-MatchShardActor = ray.remote(MatchShard)
+# created from a deployment path, never from tables in the object store (Ray cannot restart
+# an actor whose constructor arguments went out of scope, ray-project/ray#53727): a restarted
+# shard opens its start-up tables, posting writes and interaction log again; calls in flight
+# are retried on it (a retried write is logged twice, which reads back once)
+MatchShardActor = ray.remote(StoredMatchShard)
 
 
 def match_shard_names(prefix: str, num_shards: int) -> list[str]:
@@ -84,17 +85,18 @@ def match_shard_names(prefix: str, num_shards: int) -> list[str]:
     return [f"{prefix}-{s:03d}" for s in range(num_shards)]
 
 
-def start_match_shards(shard_kwargs: list[dict], *, names: list[str] | None = None,
+def start_match_shards(root: str, num_shards: int, *, names: list[str] | None = None,
                        max_restarts: int = 3) -> list:
-    """One :class:`MatchShard` actor per kwargs (0 CPUs reserved); with ``names`` detached
-    and named in the current namespace, so other frontends find them
-    (:func:`find_match_shards`)."""
+    """One :class:`~workers.matching.sharded.StoredMatchShard` actor per shard of the
+    deployment at ``root`` (0 CPUs reserved); with ``names`` detached and named in the
+    current namespace (an actor of that name that exists is returned as it is), so other
+    frontends find them (:func:`find_match_shards`)."""
     out = []
-    for i, kw in enumerate(shard_kwargs):
+    for i in range(num_shards):
         opts: dict = {"num_cpus": 0, "max_restarts": max_restarts, "max_task_retries": 3}
         if names is not None:
             opts.update(name=names[i], lifetime="detached", get_if_exists=True)
-        out.append(MatchShardActor.options(**opts).remote(**kw))
+        out.append(MatchShardActor.options(**opts).remote(str(root), i))
     return out
 
 

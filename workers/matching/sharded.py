@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 
 from core.collab import LIKED_EVENTS
+from core.errors import InvalidInputError
 from core.matching import Match, MatchConfig, SeekerQuery
 from core.seekers import EXCLUDING_EVENTS, Area, areas_of
 from workers.jobs.match import excluded_by_seeker, history_vectors, shard_postings, unit_mean
@@ -55,6 +56,18 @@ class AreaPlan:
         for sido, s in self.sido_owner.items():
             by_sido.setdefault(sido, set()).add(s)
         object.__setattr__(self, "_by_sido", {k: tuple(sorted(v)) for k, v in by_sido.items()})
+
+    def to_json(self) -> dict:
+        """A JSON-able form (:meth:`from_json` reads it back)."""
+        return {"num_shards": self.num_shards,
+                "sigungu_owner": [[a, g, s] for (a, g), s in sorted(self.sigungu_owner.items())],
+                "sido_owner": dict(sorted(self.sido_owner.items()))}
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> AreaPlan:
+        """The plan :meth:`to_json` wrote."""
+        return cls(int(d["num_shards"]), {(a, g): int(s) for a, g, s in d["sigungu_owner"]},
+                   {a: int(s) for a, s in d["sido_owner"].items()})
 
     @classmethod
     def build(cls, postings: pl.DataFrame, num_shards: int) -> AreaPlan:
@@ -142,15 +155,20 @@ class MatchShard:
                  posting_vectors: np.ndarray, seekers: pl.DataFrame, seeker_vectors: np.ndarray,
                  *, interactions: pl.DataFrame | None = None,
                  foreign: Mapping[str, np.ndarray] | None = None,
-                 log_root: str | Path | None = None, config: MatchConfig | None = None) -> None:
+                 log_root: str | Path | None = None, posting_log: PostingLog | None = None
+                 ) -> None:
         from workers.matching.interaction_log import shard_log
 
-        self.shard_id, self.plan, self.config = shard_id, plan, config or MatchConfig()
+        self.shard_id, self.plan = shard_id, plan
         pv = np.asarray(posting_vectors, dtype=np.float32)
         self.jobs = JobIndex(postings, pv)
         self._prow = {r["posting_id"]: r for r in postings.iter_rows(named=True)}
         self._pvec = dict(zip(postings["posting_id"].to_list(), pv, strict=True))
         self._foreign: dict[str, np.ndarray] = dict(foreign or {})
+        self.posting_log = None
+        if posting_log is not None:  # posting writes acknowledged since the start-up tables,
+            self._replay(posting_log)  # before the history vectors use them
+            self.posting_log = posting_log
         self.seekers = seekers
         self._svec = np.asarray(seeker_vectors, dtype=np.float32)
         self._at = {sid: i for i, sid in enumerate(seekers["seeker_id"].to_list())}
@@ -180,6 +198,18 @@ class MatchShard:
                 gone.setdefault(p, set()).add(sid)
         self._gone = gone
         self.index = SeekerIndex(seekers, self._svec, gone)
+
+    def _replay(self, posting_log: PostingLog) -> None:
+        """Each posting's last logged write, applied at once (one index rebuild)."""
+        last: dict[str, tuple[pl.DataFrame, np.ndarray] | None] = {}
+        for op, frame, vecs in posting_log.entries():
+            for i, pid in enumerate(frame["posting_id"].to_list()):
+                last[pid] = (frame[i], vecs[i]) if op == "upsert" else None
+        up = [v for v in last.values() if v is not None]
+        if up:
+            self.upsert_postings(pl.concat([f for f, _ in up], how="vertical_relaxed"),
+                                 np.stack([v for _, v in up]))
+        self.delete_postings([p for p, v in last.items() if v is None])
 
     def _vector(self, pid: str) -> np.ndarray:
         v = self._pvec.get(pid)
@@ -282,6 +312,9 @@ class MatchShard:
                          zip(postings["sido"].to_list(), sgg, strict=True)])
         away = [p for p, h in zip(postings["posting_id"].to_list(), here, strict=True)
                 if not h and p in self._pvec]
+        if self.posting_log is not None and (away or here.any()):
+            # the whole write: replaying it moves the same postings away again
+            self.posting_log.append("upsert", postings, np.asarray(vectors, np.float32))
         if away:
             self.delete_postings(away)
         if here.any():
@@ -294,6 +327,8 @@ class MatchShard:
     def delete_postings(self, posting_ids: Sequence[str]) -> int:
         """Remove postings held here; returns how many were."""
         known = [p for p in posting_ids if p in self._pvec]
+        if known and self.posting_log is not None:
+            self.posting_log.append("delete", pl.DataFrame({"posting_id": known}), None)
         if known:
             self.jobs.delete(known)
             for p in known:
@@ -303,8 +338,8 @@ class MatchShard:
 
 def build_shards(plan: AreaPlan, postings: pl.DataFrame, posting_vectors: np.ndarray,
                  seekers: pl.DataFrame, seeker_vectors: np.ndarray, *,
-                 interactions: pl.DataFrame | None = None, log_root: str | Path | None = None,
-                 config: MatchConfig | None = None) -> list[dict]:
+                 interactions: pl.DataFrame | None = None,
+                 log_root: str | Path | None = None) -> list[dict]:
     """The constructor arguments of every :class:`MatchShard` (what a launcher sends each
     shard: only its postings, its seekers and their log)."""
     out = []
@@ -321,6 +356,117 @@ def build_shards(plan: AreaPlan, postings: pl.DataFrame, posting_vectors: np.nda
             "foreign": foreign_vectors(inter, sk["seeker_id"].to_list(),
                                        sub["posting_id"].to_list(), postings, posting_vectors),
             "log_root": None if log_root is None else str(log_root),
-            "config": config,
         })
     return out
+
+
+class PostingLog:
+    """A shard's posting writes since its start-up tables: ``NNNNNNNN.parquet`` files (an
+    upsert's rows with their vectors, or a delete's ids), each written whole (temporary name,
+    ``fsync``, rename) before the write is acknowledged, replayed in order on start."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for t in self.dir.glob("*.tmp"):  # a write that never finished was never acknowledged
+            t.unlink()
+        self.seq = max([int(f.stem) for f in self._files()], default=0)
+
+    def _files(self) -> list[Path]:
+        return sorted(self.dir.glob("*.parquet"))
+
+    def append(self, op: str, frame: pl.DataFrame, vectors: np.ndarray | None) -> None:
+        """Log one write (``upsert`` with vectors, or ``delete``) durably."""
+        import os
+
+        t = frame.with_columns(pl.lit(op).alias("_op"))
+        if vectors is not None:
+            t = t.with_columns(pl.Series("_vector", [np.asarray(v, "<f4").tobytes()
+                                                     for v in vectors], dtype=pl.Binary))
+        self.seq += 1
+        path = self.dir / f"{self.seq:08d}.parquet"
+        tmp = path.with_suffix(".tmp")
+        t.write_parquet(tmp)
+        for target in (tmp, self.dir):
+            fd = os.open(target, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if target == tmp:
+                os.replace(tmp, path)
+
+    def entries(self):
+        """(op, frame, vectors or None) of every logged write, in order."""
+        for f in self._files():
+            t = pl.read_parquet(f)
+            op = t["_op"][0]
+            vec = None
+            if "_vector" in t.columns:
+                vec = np.stack([np.frombuffer(b, "<f4") for b in t["_vector"].to_list()]) \
+                    if t.height else np.zeros((0, 0), np.float32)
+            yield op, t.drop([c for c in ("_op", "_vector") if c in t.columns]), vec
+
+
+DEPLOYMENT = "MATCH_DEPLOYMENT.json"
+
+
+def write_deployment(root: str | Path, plan: AreaPlan, postings: pl.DataFrame,
+                     posting_vectors: np.ndarray, seekers: pl.DataFrame,
+                     seeker_vectors: np.ndarray, interactions: pl.DataFrame | None = None
+                     ) -> Path:
+    """Write each shard's start-up tables under ``root`` (what :class:`StoredMatchShard`
+    opens: a shard actor is created and restarted from a path, not from tables held by the
+    process that started it). Refuses a ``root`` that holds a deployment already."""
+    import json
+
+    r = Path(root)
+    if (r / DEPLOYMENT).exists():
+        raise InvalidInputError(f"{r} holds a matching deployment already", field="match_root")
+    for kw in build_shards(plan, postings, posting_vectors, seekers, seeker_vectors,
+                           interactions=interactions):
+        d = r / f"shard-{kw['shard_id']:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        kw["postings"].write_parquet(d / "postings.parquet")
+        np.save(d / "posting_vectors.npy", np.asarray(kw["posting_vectors"], np.float32))
+        kw["seekers"].write_parquet(d / "seekers.parquet")
+        np.save(d / "seeker_vectors.npy", np.asarray(kw["seeker_vectors"], np.float32))
+        if kw["interactions"] is not None:
+            kw["interactions"].write_parquet(d / "interactions.parquet")
+        f = kw["foreign"]
+        pl.DataFrame({"posting_id": list(f), "vector": [np.asarray(v, "<f4").tobytes()
+                                                         for v in f.values()]},
+                     schema={"posting_id": pl.Utf8, "vector": pl.Binary}
+                     ).write_parquet(d / "foreign.parquet")
+    # the marker last: a root without it is an unfinished write, refused by open
+    (r / DEPLOYMENT).write_text(json.dumps(plan.to_json()))
+    return r
+
+
+def read_plan(root: str | Path) -> AreaPlan:
+    """The area plan of the deployment at ``root``."""
+    import json
+
+    p = Path(root) / DEPLOYMENT
+    if not p.is_file():
+        raise InvalidInputError(f"{root} holds no matching deployment (no {DEPLOYMENT})",
+                                field="match_root")
+    return AreaPlan.from_json(json.loads(p.read_text()))
+
+
+class StoredMatchShard(MatchShard):
+    """A :class:`MatchShard` opened from a deployment root: its start-up tables, its posting
+    writes (:class:`PostingLog`) and its interaction log (``root/interactions``)."""
+
+    def __init__(self, root: str | Path, shard_id: int) -> None:
+        plan = read_plan(root)
+        d = Path(root) / f"shard-{shard_id:03d}"
+        inter = pl.read_parquet(d / "interactions.parquet") \
+            if (d / "interactions.parquet").is_file() else None
+        foreign = {p: np.frombuffer(b, "<f4").copy() for p, b in
+                   pl.read_parquet(d / "foreign.parquet").iter_rows()}
+        super().__init__(shard_id, plan, pl.read_parquet(d / "postings.parquet"),
+                         np.load(d / "posting_vectors.npy"), pl.read_parquet(d / "seekers.parquet"),
+                         np.load(d / "seeker_vectors.npy"), interactions=inter, foreign=foreign,
+                         log_root=Path(root) / "interactions",
+                         posting_log=PostingLog(d / "posting-writes"))
