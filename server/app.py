@@ -426,7 +426,7 @@ class JobrecServer:
             services.append(add_course_service(server, CourseServicer(
                 self.backend, self.encoder, self.course_rules, executor=self._executor,
                 inline_row=servicer._inline_row,
-                seekers=None if self.matching is None else self.matching.seekers.get,
+                seekers=None if self.matching is None else self.matching.seeker_row,
             )))  # fmt: skip
         if self.matching is not None:
             from server.matching import SERVICE_NAME as MATCHING_SERVICE_NAME

@@ -45,6 +45,12 @@ def register(subparsers) -> None:
                         "without a restart. Default: the formula")
     p.add_argument("--ranker-pool", type=int, default=RankerConfig.pool,
                    help="rule-passing candidates per seeker the ranker orders")
+    p.add_argument("--match-root", type=Path, default=None,
+                   help="serve matching from named shard actors that every frontend of the "
+                        "Ray cluster shares: the deployment directory (start-up tables, "
+                        "posting writes, the shards' interaction logs). Written from "
+                        "--seekers/--postings/--interactions on the first start; later "
+                        "frontends need only --match-root. The frontend holds no seeker")
     p.add_argument("--port", type=int, default=d.port, help="gRPC port (0 = any free port)")
     p.add_argument("--host", default=d.host, help="address to bind (0.0.0.0 in a pod)")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: local)")
@@ -139,6 +145,23 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_match_root(args: argparse.Namespace) -> None:
+    """The flags ``--match-root`` cannot go with, refused clearly."""
+    if args.match_root is None:
+        return
+    from workers.matching.sharded import DEPLOYMENT
+
+    if args.ranker is not None:
+        raise SystemExit("jobrec serve: the learned ranker is not served from the match "
+                         "shards yet: serve --ranker without --match-root")
+    if args.interaction_log is not None:
+        raise SystemExit("jobrec serve: with --match-root the shards log RecordInteractions "
+                         "in MATCH_ROOT/interactions: drop --interaction-log")
+    if not (args.match_root / DEPLOYMENT).is_file() and args.seekers is None:
+        raise SystemExit(f"jobrec serve: {args.match_root} holds no matching deployment: "
+                         "give --seekers (and --postings) to write one")
+
+
 def build_server(args: argparse.Namespace):
     """Everything `jobrec serve` does before it listens: ``(server, backend, config)``, the
     server not started yet (tests start it in-process)."""
@@ -172,6 +195,7 @@ def build_server(args: argparse.Namespace):
         shard_resources = parse_resources(args.shard_resource)
     except ValueError as exc:
         raise SystemExit(f"jobrec serve: {exc}") from exc
+    _check_match_root(args)  # before any actor starts
     label = None if args.weight_label.lower() == "none" else args.weight_label
     store = open_store(args.store, args.store_endpoint)
     postings = None
@@ -216,15 +240,30 @@ def build_server(args: argparse.Namespace):
     if args.interaction_log is not None and args.seekers is None:
         raise SystemExit("jobrec serve: --interaction-log is where RecordInteractions writes: "
                          "give --seekers too")
-    if args.seekers is not None:
-        match_postings, match_vectors = postings, vectors
-        if match_postings is None:  # the shards load from the store; matching needs the table
-            if args.postings is None:
-                raise SystemExit("jobrec serve: --seekers needs --postings (the matching index "
-                                 "is built in the frontend from the posting table)")
-            match_postings = load_postings(args.postings)
-            match_vectors = load_vectors(match_postings, encoder, args.embeddings,
-                                         args.embedding_cache)
+    def matching_tables():
+        if postings is not None:
+            return postings, vectors
+        if args.postings is None:  # the shards load from the store; matching needs the table
+            raise SystemExit("jobrec serve: --seekers needs --postings (the matching shards "
+                             "are built from the posting table)")
+        mp = load_postings(args.postings)
+        return mp, load_vectors(mp, encoder, args.embeddings, args.embedding_cache)
+
+    if args.match_root is not None:
+        from server.runtime import load_sharded_matching
+        from workers.matching.sharded import DEPLOYMENT
+
+        fresh = not (args.match_root / DEPLOYMENT).is_file()
+        if not fresh and args.seekers is not None:
+            log.warning("%s holds a deployment: --seekers is not read again (write a new "
+                        "--match-root to serve other seekers)", args.match_root)
+        mp, mv = matching_tables() if fresh else (None, None)
+        matching = load_sharded_matching(args.match_root, args.seekers, args.interactions, mp, mv,
+                                         encoder, shards=args.shards, ref_date=args.ref_date)
+        scopes = load_key_scopes(args.api_keys_file)
+        log.info("matching shards attached", extra={"seekers": matching.seeker_count()})
+    elif args.seekers is not None:
+        match_postings, match_vectors = matching_tables()
         ranker = None
         if args.ranker is not None:
             from workers.matching.ranker_store import RankerSlot
@@ -238,7 +277,7 @@ def build_server(args: argparse.Namespace):
                                  ranker_pool=args.ranker_pool,
                                  interaction_log=args.interaction_log)
         scopes = load_key_scopes(args.api_keys_file)
-        log.info("seekers loaded", extra={"seekers": len(matching.seekers)})
+        log.info("seekers loaded", extra={"seekers": matching.seeker_count()})
     server = JobrecServer(backend, encoder, rules, config, course_rules=course_rules,
                           matching=matching, key_scopes=scopes)
     return server, backend, config

@@ -37,7 +37,8 @@ def _k(k: int) -> int | None:
 
 
 class MatchingServicer(mpb_grpc.MatchingServiceServicer):
-    """Serves a :class:`~workers.matching.service.MatchService` (calls run in a thread)."""
+    """Serves a :class:`~workers.matching.service.MatchService` or a
+    :class:`~workers.matching.frontend.ShardedMatchService` (calls run in a thread)."""
 
     def __init__(self, service, key_scopes: dict[str, frozenset[str]] | None = None) -> None:
         self.service = service
@@ -59,8 +60,7 @@ class MatchingServicer(mpb_grpc.MatchingServiceServicer):
             kw["seeker_id"] = request.seeker_id
         elif which == "profile":
             kw["profile"] = convert.profile_from_pb(request.profile)
-        got = await asyncio.to_thread(lambda: self.service.recommend_jobs(**kw))
-        rows = self.service.postings
+        got, rows = await asyncio.to_thread(lambda: self.service.jobs_with_rows(**kw))
         return mpb.RecommendJobsResponse(
             matches=[convert.job_match_to_pb(m, rows[m.item_id]) for m in got])
 
@@ -71,11 +71,10 @@ class MatchingServicer(mpb_grpc.MatchingServiceServicer):
                 f"RecommendCandidates needs an API key with the {CANDIDATES_SCOPE!r} scope")
         if not request.posting_id:
             raise InvalidInputError("posting_id is required", field="posting_id")
-        got = await asyncio.to_thread(lambda: self.service.recommend_candidates(
+        got, profiles = await asyncio.to_thread(lambda: self.service.candidates_with_profiles(
             request.posting_id, k=_k(request.k), sort=request.sort or "score"))
-        idx = self.service.seeker_index
         return mpb.RecommendCandidatesResponse(
-            candidates=[convert.candidate_to_pb(m, idx.profile(m.item_id)) for m in got])
+            candidates=[convert.candidate_to_pb(m, profiles[m.item_id]) for m in got])
 
     @_rpc
     async def RecordInteractions(self, request: mpb.RecordInteractionsRequest, context):

@@ -301,24 +301,10 @@ def load_courses_into(
     return CourseRuleConfig(ref_date=ref_date)
 
 
-def load_matching(
-    seekers_path: str | Path, interactions_path: str | Path | None, postings: pl.DataFrame,
-    posting_vectors: np.ndarray, encoder: Any, *, shards: int | None = None,
-    ref_date: dt.date | None = None, ranker: Any = None, ranker_pool: int | None = None,
-    interaction_log: str | Path | None = None,
-):
-    """The two-sided matching service over ``postings`` (their serving vectors) and the
-    seekers of a canonical seeker table, encoded by the same encoder; ``ranker`` (a
-    ``Ranker`` or ``RankerSlot``) orders RecommendJobs, else the formula does;
-    ``interaction_log``: the directory RecordInteractions writes to (read back at start)."""
-    from core.matching import MatchConfig
+def _matching_inputs(seekers_path: str | Path, interactions_path: str | Path | None, encoder):
+    """The seeker table (validated), its vectors and the interactions (or None)."""
     from core.seekers import seeker_text, validate_interactions, validate_seekers
-    from workers.matching.interaction_log import (
-        InteractionLog,
-        is_interaction_log,
-        read_interactions,
-    )
-    from workers.matching.service import MatchService
+    from workers.matching.interaction_log import is_interaction_log, read_interactions
 
     paths = {"seekers": Path(seekers_path)}
     if interactions_path is not None:
@@ -335,6 +321,59 @@ def load_matching(
     vecs = np.asarray(
         encoder.encode([seeker_text(r) for r in seekers.iter_rows(named=True)]), dtype=np.float32
     )
+    return seekers, vecs, inter
+
+
+def load_sharded_matching(
+    root: str | Path, seekers_path: str | Path | None, interactions_path: str | Path | None,
+    postings: pl.DataFrame | None, posting_vectors: np.ndarray | None, encoder: Any, *,
+    shards: int | None = None, ref_date: dt.date | None = None,
+):
+    """Matching answered by named, detached shard actors (one deployment per ``root``): the
+    first frontend writes the deployment from the tables (``seekers_path``, ``postings``);
+    every frontend (this one included) then attaches to the shards, creating those that are
+    not running. The returned frontend holds nothing per seeker or posting."""
+    from core.matching import MatchConfig
+    from workers.matching.actors import RayShardCalls, match_shard_names, start_match_shards
+    from workers.matching.frontend import ShardedMatchService
+    from workers.matching.sharded import DEPLOYMENT, AreaPlan, read_plan, write_deployment
+
+    root = Path(root)
+    if not (root / DEPLOYMENT).is_file():
+        if seekers_path is None or postings is None or posting_vectors is None:
+            raise InvalidInputError(f"{root} holds no matching deployment: give --seekers and "
+                                    "--postings to write one", field="match_root")
+        seekers, vecs, inter = _matching_inputs(seekers_path, interactions_path, encoder)
+        plan = AreaPlan.build(postings, shards or 2)
+        write_deployment(root, plan, postings, posting_vectors, seekers, vecs, inter)
+    plan = read_plan(root)
+    names = match_shard_names(f"jobrec-match-{_root_tag(root)}", plan.num_shards)
+    calls = RayShardCalls(start_match_shards(str(root), plan.num_shards, names=names))
+    return ShardedMatchService(calls, plan, encoder, MatchConfig(ref_date=ref_date))
+
+
+def _root_tag(root: Path) -> str:
+    """A short name for a deployment root (two roots never share shard actors)."""
+    import hashlib
+
+    return hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:10]
+
+
+def load_matching(
+    seekers_path: str | Path, interactions_path: str | Path | None, postings: pl.DataFrame,
+    posting_vectors: np.ndarray, encoder: Any, *, shards: int | None = None,
+    ref_date: dt.date | None = None, ranker: Any = None, ranker_pool: int | None = None,
+    interaction_log: str | Path | None = None,
+):
+    """The two-sided matching service over ``postings`` (their serving vectors) and the
+    seekers of a canonical seeker table, encoded by the same encoder; ``ranker`` (a
+    ``Ranker`` or ``RankerSlot``) orders RecommendJobs, else the formula does;
+    ``interaction_log``: the directory RecordInteractions writes to (read back at start)."""
+    from core.matching import MatchConfig
+    from workers.matching.interaction_log import InteractionLog
+    from workers.matching.service import MatchService
+
+    seekers, vecs, inter = _matching_inputs(seekers_path, interactions_path, encoder)
     return MatchService(postings, posting_vectors, seekers, vecs, encoder, interactions=inter,
                         num_shards=shards or 2, config=MatchConfig(ref_date=ref_date),
                         ranker=ranker, interaction_log=None if interaction_log is None else

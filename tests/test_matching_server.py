@@ -1,5 +1,7 @@
 """gRPC MatchingService in process on port 0: batch == gRPC, inline profiles, sort views,
-scope enforcement for RecommendCandidates, and no résumé text in any response."""
+scope enforcement for RecommendCandidates, and no résumé text in any response. Every test
+runs twice: over the in-process MatchService and over the matching shard actors (a stateless
+ShardedMatchService frontend)."""
 
 from __future__ import annotations
 
@@ -26,8 +28,8 @@ REF = dt.date(2026, 11, 20)
 KEYS = {"JOBREC_API_KEYS": "plain-key,employer-key:candidates"}
 
 
-@pytest.fixture(scope="module")
-def served():
+@pytest.fixture(scope="module", params=["in-process", "shard-actors"])
+def served(request, tmp_path_factory):
     postings = generate_postings(2500, 6, ref_date=REF)
     seekers = generate_seekers(150, 6, postings=postings, ref_date=REF)
     inter = generate_interactions(seekers, postings, 6, days=3, ref_date=REF)
@@ -35,16 +37,32 @@ def served():
     pv = enc.encode([posting_text(r) for r in postings.iter_rows(named=True)])
     sv = enc.encode([seeker_text(r) for r in seekers.iter_rows(named=True)])
     cfg = MatchConfig(k=40, ref_date=REF)
-    service = MatchService(postings, pv, seekers, sv, enc, interactions=inter, num_shards=2,
-                           config=cfg)
+    close = None
+    if request.param == "in-process":
+        service = MatchService(postings, pv, seekers, sv, enc, interactions=inter, num_shards=2,
+                               config=cfg)
+    else:
+        request.getfixturevalue("ray_local")
+        from workers.matching.actors import RayShardCalls, match_shard_names, start_match_shards
+        from workers.matching.frontend import ShardedMatchService
+        from workers.matching.sharded import AreaPlan, write_deployment
+
+        root = write_deployment(tmp_path_factory.mktemp("match"), AreaPlan.build(postings, 2),
+                                postings, pv, seekers, sv, inter)
+        calls = RayShardCalls(start_match_shards(str(root), 2,
+                                                 names=match_shard_names("jobrec-grpc-test", 2)))
+        service, close = ShardedMatchService(calls, calls.plan(), enc, cfg), calls.close
     scopes = load_key_scopes(env=KEYS)
     port, stop = serve_in_thread(service, scopes)  # the bench's port-0 server, same servicer
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     stub = mpb_grpc.MatchingServiceStub(channel)
     yield {"stub": stub, "postings": postings, "seekers": seekers, "inter": inter, "pv": pv,
-           "sv": sv, "cfg": cfg, "service": service}
+           "sv": sv, "cfg": cfg, "service": service,
+           "rows": {r["posting_id"]: r for r in postings.iter_rows(named=True)}}
     channel.close()
     stop()
+    if close is not None:
+        close()
 
 
 def _md(key):
@@ -85,7 +103,7 @@ def test_sort_view_and_inline_profile(served):
     resp = stub.RecommendJobs(mpb.RecommendJobsRequest(profile=prof, k=10), metadata=_md("plain-key"))
     assert 0 < len(resp.matches) <= 10
     for m in resp.matches:
-        p = served["service"].postings[m.posting_id]
+        p = served["rows"][m.posting_id]
         assert any(r["sido"] == p["sido"] and r["sigungu"] in (None, p["sigungu"])
                    for r in row["desired_regions"])
     with pytest.raises(grpc.RpcError) as err:

@@ -149,6 +149,10 @@ class ShardedMatchService:
         """Withdrawn postings are never recommended again; returns how many were known."""
         return sum(self.calls.call(self._all, "delete_postings", list(posting_ids)))
 
+    def seeker_count(self) -> int:
+        """Seekers held by the shards (a seeker in two shards counts twice)."""
+        return sum(st["seekers"] for st in self.stats())
+
     def stats(self) -> list[dict]:
         """Each shard's sizes."""
         return self.calls.call(self._all, "stats")

@@ -146,6 +146,10 @@ class MatchService:
         """A stored seeker's row, or None."""
         return self.seekers.get(seeker_id)
 
+    def seeker_count(self) -> int:
+        """Seekers held."""
+        return len(self.seekers)
+
     def _ranked(self, q: SeekerQuery, cfg: MatchConfig, ranker) -> list[Match]:
         """The learned order of ``q``'s rule-passing pool: the batch's own function, so
         ``RecommendJobs`` == ``jobrec match --ranker``."""

@@ -1,0 +1,118 @@
+"""``jobrec serve --match-root``: matching answered by named shard actors that several
+frontends share. The first frontend writes the deployment; a second needs only the root; an
+interaction recorded through one is excluded at once through the other; a frontend that goes
+away (and one started after it) loses nothing; the answers are the ``jobrec match`` batch's."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import grpc
+import polars as pl
+import pytest
+
+from core.synth import generate_postings
+from core.synth.seekers import generate_interactions, generate_seekers
+from jobrec.cli import build_parser, main
+from server.generated.jobrec.v1 import matching_pb2 as mpb
+from server.generated.jobrec.v1 import matching_pb2_grpc as mpb_grpc
+from training.train import TrainConfig, run_local, train_model
+
+REF = dt.date(2026, 11, 20)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("match_root")
+    postings = generate_postings(900, 41, ref_date=REF)
+    seekers = generate_seekers(120, 41, postings=postings, ref_date=REF)
+    inter = generate_interactions(seekers, postings, 41, days=3, ref_date=REF)
+    postings.write_parquet(d / "postings.parquet")
+    seekers.write_parquet(d / "seekers.parquet")
+    inter.write_parquet(d / "interactions.parquet")
+    cfg = TrainConfig(epochs=1, mlm_epochs=1, max_steps=4, vocab_size=1500, max_length=48,
+                      log_every=0)
+    train_model(postings.head(300), d / "model", cfg, runner=run_local, compute_metrics=False)
+    return d
+
+
+class Frontend:
+    def __init__(self, argv) -> None:
+        from server.app import BackgroundServer
+        from server.cli import build_server
+
+        self.server, self.backend, _ = build_server(build_parser().parse_args(argv))
+        self.bg = BackgroundServer(self.server)
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.bg.start()}")
+        self.stub = mpb_grpc.MatchingServiceStub(self.channel)
+
+    def jobs(self, sid, k=20):
+        return [m.posting_id for m in self.stub.RecommendJobs(
+            mpb.RecommendJobsRequest(seeker_id=sid, k=k), timeout=30).matches]
+
+    def close(self) -> None:
+        self.channel.close()
+        self.bg.stop()
+        self.backend.shutdown()
+
+
+def _serve(d, *extra):
+    return ["serve", "--port", "0", "--shards", "2", "--ref-date", REF.isoformat(),
+            "--postings", str(d / "postings.parquet"), "--model", str(d / "model"), *extra]
+
+
+def test_two_frontends_share_the_match_shards(files, tmp_path, ray_local):
+    d = files
+    out = tmp_path / "batch.parquet"
+    assert main(["match", "--seekers", str(d / "seekers.parquet"), "--postings",
+                 str(d / "postings.parquet"), "--model", str(d / "model"), "--interactions",
+                 str(d / "interactions.parquet"), "--k", "20", "--ref-date", REF.isoformat(),
+                 "--out", str(out)]) == 0
+    batch = pl.read_parquet(out)
+    sids = batch["seeker_id"].unique(maintain_order=True).head(12).to_list()
+    want = {s: batch.filter(pl.col("seeker_id") == s).sort("rank")["posting_id"].to_list()
+            for s in sids}
+    root = tmp_path / "deploy"
+    with pytest.raises(SystemExit, match="no matching deployment"):
+        Frontend(_serve(d, "--match-root", str(root)))
+    a = Frontend(_serve(d, "--match-root", str(root), "--seekers", str(d / "seekers.parquet"),
+                        "--interactions", str(d / "interactions.parquet")))
+    b = Frontend(_serve(d, "--match-root", str(root)))  # only the root: no seeker table
+    try:
+        assert {s: a.jobs(s) for s in sids} == want
+        assert {s: b.jobs(s) for s in sids} == want
+        sid = sids[0]
+        top = want[sid][0]
+        resp = a.stub.RecordInteractions(mpb.RecordInteractionsRequest(interactions=[
+            mpb.Interaction(seeker_id=sid, posting_id=top, event="applied")]), timeout=30)
+        assert resp.recorded == 1
+        assert top not in b.jobs(sid, k=100)  # through the other frontend, at once
+        with pytest.raises(grpc.RpcError) as err:
+            b.stub.RecordInteractions(mpb.RecordInteractionsRequest(interactions=[
+                mpb.Interaction(seeker_id="nobody", posting_id=top, event="applied")]),
+                timeout=30)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        a.close()
+    c = Frontend(_serve(d, "--match-root", str(root)))  # a frontend started after one left
+    try:
+        assert top not in b.jobs(sid, k=100) and top not in c.jobs(sid, k=100)
+        assert {s: c.jobs(s) for s in sids[1:]} == {s: want[s] for s in sids[1:]}
+    finally:
+        b.close(), c.close()
+    from workers.matching.interaction_log import read_interactions
+
+    logged = read_interactions(root / "interactions")
+    assert logged.select("seeker_id", "posting_id", "event").rows() == [(sid, top, "applied")]
+
+
+def test_match_root_refusals(files, tmp_path):
+    from server.cli import build_server
+
+    d = files
+    for extra, msg in ((["--interaction-log", str(tmp_path / "log")], "drop --interaction-log"),
+                       (["--ranker", str(tmp_path / "rk")], "not served from the match shards")):
+        args = build_parser().parse_args(_serve(d, "--match-root", str(tmp_path / "r"),
+                                                "--seekers", str(d / "seekers.parquet"), *extra))
+        with pytest.raises(SystemExit, match=msg):
+            build_server(args)
