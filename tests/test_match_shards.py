@@ -235,7 +235,7 @@ def test_the_frontend_holds_nothing_per_seeker(data):
 def test_ray_shard_actors_named_restarted_and_shared(data, tmp_path, ray_local):
     import ray
 
-    from workers.matching.actors import (
+    from workers.matching.shard_actors import (
         RayShardCalls,
         find_match_shards,
         match_shard_names,

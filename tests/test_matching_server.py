@@ -43,8 +43,12 @@ def served(request, tmp_path_factory):
                                config=cfg)
     else:
         request.getfixturevalue("ray_local")
-        from workers.matching.actors import RayShardCalls, match_shard_names, start_match_shards
         from workers.matching.frontend import ShardedMatchService
+        from workers.matching.shard_actors import (
+            RayShardCalls,
+            match_shard_names,
+            start_match_shards,
+        )
         from workers.matching.sharded import AreaPlan, write_deployment
 
         root = write_deployment(tmp_path_factory.mktemp("match"), AreaPlan.build(postings, 2),

@@ -1,0 +1,76 @@
+"""Thin Ray wrappers for matching in the shards: named, detached
+:class:`~workers.matching.sharded.StoredMatchShard` actors and the calls a
+:class:`~workers.matching.frontend.ShardedMatchService` makes on them."""
+
+from __future__ import annotations
+
+import ray
+
+from workers.matching.sharded import StoredMatchShard
+
+# created from a deployment path, never from tables in the object store (Ray cannot restart
+# an actor whose constructor arguments went out of scope, ray-project/ray#53727): a restarted
+# shard opens its start-up tables, posting writes and interaction log again; calls in flight
+# are retried on it (a retried write is logged twice, which reads back once)
+MatchShardActor = ray.remote(StoredMatchShard)
+
+
+def match_shard_names(prefix: str, num_shards: int) -> list[str]:
+    """The actor names of a deployment's matching shards."""
+    return [f"{prefix}-{s:03d}" for s in range(num_shards)]
+
+
+def start_match_shards(root: str, num_shards: int, *, names: list[str] | None = None,
+                       max_restarts: int = 3) -> list:
+    """One :class:`~workers.matching.sharded.StoredMatchShard` actor per shard of the
+    deployment at ``root`` (0 CPUs reserved); with ``names`` detached and named in the
+    current namespace (an actor of that name that exists is returned as it is), so other
+    frontends find them (:func:`find_match_shards`)."""
+    out = []
+    for i in range(num_shards):
+        opts: dict = {"num_cpus": 0, "max_restarts": max_restarts, "max_task_retries": 3}
+        if names is not None:
+            opts.update(name=names[i], lifetime="detached", get_if_exists=True)
+        out.append(MatchShardActor.options(**opts).remote(str(root), i))
+    return out
+
+
+def find_match_shards(names: list[str]) -> list | None:
+    """Handles of the named matching shards; None if any is missing."""
+    try:
+        return [ray.get_actor(n) for n in names]
+    except ValueError:
+        return None
+
+
+class RayShardCalls:
+    """:class:`~workers.matching.frontend.LocalShardCalls`' calls on shard actors; a shard
+    that does not answer within ``timeout`` s is UNAVAILABLE."""
+
+    def __init__(self, actors: list, timeout: float = 30.0) -> None:
+        self.actors, self.timeout = list(actors), timeout
+
+    def __len__(self) -> int:
+        return len(self.actors)
+
+    def call(self, shard_ids, method: str, *args) -> list:
+        from workers.actors import get
+
+        if len(shard_ids) > 1 and args:
+            args = tuple(ray.put(a) if _big(a) else a for a in args)
+        return get([getattr(self.actors[s], method).remote(*args) for s in shard_ids],
+                   timeout=self.timeout)
+
+    def plan(self):
+        """The deployment's area plan (every shard holds it)."""
+        from workers.actors import get
+
+        return get(self.actors[0].area_plan.remote(), timeout=self.timeout)
+
+    def close(self) -> None:
+        for a in self.actors:
+            ray.kill(a, no_restart=True)
+
+
+def _big(a) -> bool:
+    return hasattr(a, "height") or (hasattr(a, "nbytes") and a.nbytes > 100_000)
