@@ -149,7 +149,7 @@ def _check_match_root(args: argparse.Namespace) -> None:
     """The flags ``--match-root`` cannot go with, refused clearly."""
     if args.match_root is None:
         return
-    from workers.matching.sharded import DEPLOYMENT
+    from workers.matching.deployment import DEPLOYMENT
 
     if args.ranker is not None:
         raise SystemExit("jobrec serve: the learned ranker is not served from the match "
@@ -251,7 +251,7 @@ def build_server(args: argparse.Namespace):
 
     if args.match_root is not None:
         from server.runtime import load_sharded_matching
-        from workers.matching.sharded import DEPLOYMENT
+        from workers.matching.deployment import DEPLOYMENT
 
         fresh = not (args.match_root / DEPLOYMENT).is_file()
         if not fresh and args.seekers is not None:

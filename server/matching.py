@@ -1,7 +1,8 @@
-"""gRPC ``jobrec.v1.MatchingService``: RecommendJobs, RecommendCandidates and
-RecordInteractions.
+"""gRPC ``jobrec.v1.MatchingService``: RecommendJobs, RecommendCandidates, RecordInteractions,
+UpsertSeekers and DeleteSeekers.
 
-A thin layer over :class:`workers.matching.service.MatchService`: protobuf in and out through
+A thin layer over :class:`workers.matching.service.MatchService` or
+:class:`workers.matching.frontend.ShardedMatchService`: protobuf in and out through
 :mod:`server.convert`, errors mapped by :mod:`server.errors`. ``RecommendCandidates`` needs
 the caller's API key to carry the ``candidates`` scope (``KEY:candidates`` in the key
 list); without it, or with authentication off, the call is PERMISSION_DENIED.
@@ -21,6 +22,7 @@ from server.auth import caller_scopes
 from server.errors import rpc_method
 from server.generated.jobrec.v1 import matching_pb2 as mpb
 from server.generated.jobrec.v1 import matching_pb2_grpc as mpb_grpc
+from workers.matching.service import MAX_SEEKER_WRITES
 
 SERVICE_NAME = "jobrec.v1.MatchingService"
 CANDIDATES_SCOPE = "candidates"
@@ -86,6 +88,22 @@ class MatchingServicer(mpb_grpc.MatchingServiceServicer):
         # but not applied in memory would only show after a restart
         n = await asyncio.shield(asyncio.to_thread(self.service.record_interactions, rows))
         return mpb.RecordInteractionsResponse(recorded=n)
+
+
+    @_rpc
+    async def UpsertSeekers(self, request: mpb.UpsertSeekersRequest, context):
+        profiles = [convert.profile_from_pb(p) for p in request.seekers]
+        n = await asyncio.shield(asyncio.to_thread(self.service.upsert_seekers, profiles))
+        return mpb.UpsertSeekersResponse(upserted=n)
+
+    @_rpc
+    async def DeleteSeekers(self, request: mpb.DeleteSeekersRequest, context):
+        ids = list(request.seeker_ids)
+        if len(ids) > MAX_SEEKER_WRITES:
+            raise InvalidInputError(f"at most {MAX_SEEKER_WRITES} seeker ids per call",
+                                    field="seeker_ids")
+        n = await asyncio.shield(asyncio.to_thread(self.service.delete_seekers, ids))
+        return mpb.DeleteSeekersResponse(deleted=n)
 
 
 def add_to_server(servicer: MatchingServicer, server: grpc.aio.Server) -> None:

@@ -334,9 +334,10 @@ def load_sharded_matching(
     every frontend (this one included) then attaches to the shards, creating those that are
     not running. The returned frontend holds nothing per seeker or posting."""
     from core.matching import MatchConfig
+    from workers.matching.deployment import DEPLOYMENT, read_plan, write_deployment
     from workers.matching.frontend import ShardedMatchService
     from workers.matching.shard_actors import RayShardCalls, match_shard_names, start_match_shards
-    from workers.matching.sharded import DEPLOYMENT, AreaPlan, read_plan, write_deployment
+    from workers.matching.sharded import AreaPlan
 
     root = Path(root)
     if not (root / DEPLOYMENT).is_file():

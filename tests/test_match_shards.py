@@ -19,17 +19,11 @@ from core.synth import generate_postings
 from core.synth.seekers import generate_interactions, generate_seekers
 from encoding.text import posting_text
 from workers.jobs.match import run_match
+from workers.matching.deployment import StoredMatchShard, read_plan, write_deployment
 from workers.matching.frontend import LocalShardCalls, ShardedMatchService
 from workers.matching.interaction_log import read_interactions
 from workers.matching.service import LexicalEncoder, MatchService
-from workers.matching.sharded import (
-    AreaPlan,
-    MatchShard,
-    StoredMatchShard,
-    build_shards,
-    read_plan,
-    write_deployment,
-)
+from workers.matching.sharded import AreaPlan, MatchShard, build_shards
 
 REF = dt.date(2026, 11, 20)
 
@@ -319,3 +313,67 @@ def test_a_stored_shard_comes_back_with_its_writes(data, tmp_path):
     assert "P-NEW-2" not in {m.item_id for m in after.recommend_jobs(seeker_id=sid, k=100)}
     assert got[1].item_id not in {m.item_id for m in after.recommend_jobs(seeker_id=sid, k=100)}
     assert after.delete_postings([moved]) == 1  # it lives in one shard only
+
+
+def _profile(row, **kw):
+    keys = ("seeker_id", "desired_occupations", "desired_regions", "home_lat", "home_lng",
+            "max_commute_km", "education_level", "career_years", "career_history",
+            "certificates", "desired_monthly_wage", "resume_text")
+    return {**{k: row[k] for k in keys}, **kw}
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_seeker_writes_equal_a_rebuild(data, tmp_path, monkeypatch, fold):
+    """UpsertSeekers / DeleteSeekers through the shards == a MatchService rebuilt over the
+    written table: a new seeker, one that moved into the other shard's areas (its exclusions
+    and history carried), a deleted one; the same after every shard restarts. ``fold``:
+    the written seekers are folded into the base index instead of kept beside it."""
+    import workers.matching.sharded as sharded_mod
+    from workers.matching.service import seeker_frame
+
+    if fold:
+        monkeypatch.setattr(sharded_mod, "FOLD_AT", 1)
+    plan = AreaPlan.build(data["postings"], 2)
+    root = write_deployment(tmp_path / "d", plan, data["postings"], data["pv"], data["seekers"],
+                            data["sv"], data["inter"])
+
+    def open_all():
+        return ShardedMatchService(LocalShardCalls([StoredMatchShard(root, s) for s in (0, 1)]),
+                                   plan, data["enc"], data["cfg"])
+    front = open_all()
+    sk = data["seekers"]
+    parts = plan.split_seekers(sk)
+    only0 = sorted(set(parts[0].tolist()) - set(parts[1].tolist()))
+    liked = set(data["inter"].filter(pl.col("event").is_in(["applied", "clicked"]))["seeker_id"])
+    mover = next(i for i in only0 if sk["seeker_id"][i] in liked
+                 and len(sk["desired_regions"][i]) < 3)
+    far = data["postings"][int(plan.split_postings(data["postings"])[1][0])]
+    row = sk.row(mover, named=True)
+    moved = _profile(row, desired_regions=row["desired_regions"] + [
+        {"sido": far["sido"][0], "sigungu": far["sigungu"][0]}])
+    news = [_profile(sk.row(i, named=True), seeker_id=f"S-NEW-{i}") for i in range(6)]
+    gone_id = sk["seeker_id"][7]
+    assert front.upsert_seekers([moved, *news]) == 7
+    assert front.delete_seekers([gone_id, "nobody"]) == 1
+    with pytest.raises(InvalidInputError):
+        front.upsert_seekers([{**news[0], "desired_regions": [{"sido": "없는도"}]}])
+    with pytest.raises(InvalidInputError):
+        front.upsert_seekers([news[0], news[0]])
+
+    written = seeker_frame([moved, *news])
+    wvec = data["enc"].encode([seeker_text(r) for r in written.iter_rows(named=True)])
+    keep = ~sk["seeker_id"].is_in(pl.Series([row["seeker_id"], gone_id]).implode()).to_numpy()
+    table = pl.concat([sk.filter(pl.Series(keep)), written])
+    vecs = np.concatenate([data["sv"][keep], wvec])
+    oracle = MatchService(data["postings"], data["pv"], table, vecs, data["enc"],
+                          interactions=data["inter"], num_shards=2, config=data["cfg"])
+    assert 1 in plan.seeker_shards(areas_of(moved["desired_regions"]))
+    fresh = sum(st["fresh_seekers"] for st in front.stats())
+    assert (fresh == 0) if fold else fresh >= 7
+    for f in (front, open_all()):
+        for sid in table["seeker_id"].to_list():
+            _same(f.recommend_jobs(seeker_id=sid), oracle.recommend_jobs(seeker_id=sid))
+        with pytest.raises(NotFoundError):
+            f.recommend_jobs(seeker_id=gone_id)
+        for pid in data["postings"]["posting_id"].to_list()[::25]:
+            _same(f.recommend_candidates(pid), oracle.recommend_candidates(pid))

@@ -43,13 +43,14 @@ def served(request, tmp_path_factory):
                                config=cfg)
     else:
         request.getfixturevalue("ray_local")
+        from workers.matching.deployment import write_deployment
         from workers.matching.frontend import ShardedMatchService
         from workers.matching.shard_actors import (
             RayShardCalls,
             match_shard_names,
             start_match_shards,
         )
-        from workers.matching.sharded import AreaPlan, write_deployment
+        from workers.matching.sharded import AreaPlan
 
         root = write_deployment(tmp_path_factory.mktemp("match"), AreaPlan.build(postings, 2),
                                 postings, pv, seekers, sv, inter)
@@ -62,7 +63,8 @@ def served(request, tmp_path_factory):
     stub = mpb_grpc.MatchingServiceStub(channel)
     yield {"stub": stub, "postings": postings, "seekers": seekers, "inter": inter, "pv": pv,
            "sv": sv, "cfg": cfg, "service": service,
-           "rows": {r["posting_id"]: r for r in postings.iter_rows(named=True)}}
+           "rows": {r["posting_id"]: r for r in postings.iter_rows(named=True)},
+           "kind": request.param}
     channel.close()
     stop()
     if close is not None:
@@ -211,3 +213,42 @@ def _new_posting_for(served, sid: str) -> dict:
     return {**row, "posting_id": "NEW-MATCH-0001", "company": "새로운회사",
             "occupation_code": s["desired_occupations"][0], "min_education_level": 0,
             "career": "any", "min_career_years": None, "closes_on": None, "registered_on": REF}
+
+
+def test_upsert_and_delete_seekers(served):
+    """UpsertSeekers / DeleteSeekers: served by the matching shards (a new seeker's list by id
+    == the same profile inline; bad regions refused; deleted is NOT_FOUND), refused with
+    FAILED_PRECONDITION by the in-process service."""
+    stub = served["stub"]
+    row = served["seekers"].row(3, named=True)
+    prof = mpb.SeekerProfile(
+        seeker_id="S-GRPC-1", desired_occupations=row["desired_occupations"],
+        desired_regions=[mpb.DesiredRegion(**{k: v for k, v in r.items() if v is not None})
+                         for r in row["desired_regions"]],
+        education_level=row["education_level"], career_years=row["career_years"],
+        resume_text=row["resume_text"])
+    req = mpb.UpsertSeekersRequest(seekers=[prof])
+    if served["kind"] == "in-process":
+        with pytest.raises(grpc.RpcError) as err:
+            stub.UpsertSeekers(req, metadata=_md("plain-key"))
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        return
+    assert stub.UpsertSeekers(req, metadata=_md("plain-key")).upserted == 1
+    by_id = stub.RecommendJobs(mpb.RecommendJobsRequest(seeker_id="S-GRPC-1"),
+                               metadata=_md("plain-key"))
+    inline = stub.RecommendJobs(mpb.RecommendJobsRequest(profile=prof), metadata=_md("plain-key"))
+    assert [m.posting_id for m in by_id.matches] == [m.posting_id for m in inline.matches]
+    assert by_id.matches
+    bad = mpb.SeekerProfile()
+    bad.CopyFrom(prof)
+    del bad.desired_regions[:]
+    bad.desired_regions.append(mpb.DesiredRegion(sido="없는도"))
+    with pytest.raises(grpc.RpcError) as err:
+        stub.UpsertSeekers(mpb.UpsertSeekersRequest(seekers=[bad]), metadata=_md("plain-key"))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    resp = stub.DeleteSeekers(mpb.DeleteSeekersRequest(seeker_ids=["S-GRPC-1", "nobody"]),
+                              metadata=_md("plain-key"))
+    assert resp.deleted == 1
+    with pytest.raises(grpc.RpcError) as err:
+        stub.RecommendJobs(mpb.RecommendJobsRequest(seeker_id="S-GRPC-1"), metadata=_md("plain-key"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND

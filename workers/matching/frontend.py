@@ -20,10 +20,11 @@ from core.errors import InvalidInputError, NotConfiguredError, NotFoundError
 from core.matching import Match, MatchConfig, SeekerQuery, sort_view
 from core.seekers import seeker_text
 from workers.matching.index import merge_exact
-from workers.matching.service import check_interaction_rows, check_profile
+from workers.matching.service import check_interaction_rows, check_profile, seeker_frame
 from workers.matching.sharded import AreaPlan, MatchShard
 
-_WRITES = frozenset({"record", "upsert_postings", "delete_postings"})
+_WRITES = frozenset({"record", "upsert_postings", "delete_postings", "upsert_seekers",
+                     "delete_seekers"})
 
 
 class LocalShardCalls:
@@ -140,6 +141,35 @@ class ShardedMatchService:
         liked = {p for _, p, e, _ in clean if e in LIKED_EVENTS}
         self.calls.call(where, "record", clean, {p: vectors[p] for p in liked})
         return len(clean)
+
+    def upsert_seekers(self, profiles: Sequence[Mapping]) -> int:
+        """New or changed seekers (profiles with a ``seeker_id``), matchable at once; each goes
+        to the shards of its desired areas, with its exclusions and history carried from the
+        shards that held it. Acknowledged once every shard taking it has logged it."""
+        import numpy as np
+
+        frame = seeker_frame(profiles)
+        ids = frame["seeker_id"].to_list()
+        vecs = np.asarray(self.encoder.encode([seeker_text(r) for r in frame.iter_rows(named=True)]),
+                          dtype=np.float32)
+        carried, liked = [], {}
+        for rows, vs in self.calls.call(self._all, "seeker_state", ids):
+            carried.extend(rows)
+            liked.update(vs)
+        carried = sorted(set(carried))  # a seeker in two shards: the same state twice
+        self.calls.call(self._all, "upsert_seekers", frame, vecs, carried, liked)
+        return len(ids)
+
+    def delete_seekers(self, seeker_ids: Sequence[str]) -> int:
+        """Seekers removed for good (never recommended nor proposed again); returns how many
+        were known."""
+        if not seeker_ids:
+            raise InvalidInputError("seeker_ids must not be empty", field="seeker_ids")
+        held: set[str] = set()
+        for hs, _ in self.calls.call(self._all, "known", list(seeker_ids), []):
+            held |= hs
+        self.calls.call(self._all, "delete_seekers", sorted(held))
+        return len(held)
 
     def upsert_postings(self, postings, vectors) -> None:
         """New or changed postings are recommendable at once, in the shard owning their area."""

@@ -282,6 +282,7 @@ class SeekerIndex:
         self.occ_codes = QueryBlock.occ_codes(self.occs)
         self._at = {sid: i for i, sid in enumerate(self.ids.tolist())}
         self._idrank = sort_ranks(self.ids)
+        self.alive = np.ones(len(self.ids), dtype=bool)  # False: retired (see retire)
         self.regions = [areas_of(r) for r in f["desired_regions"].to_list()]
         index: dict[tuple[str, str | None], list[int]] = {}
         for i, areas in enumerate(self.regions):
@@ -323,6 +324,7 @@ class SeekerIndex:
                                          else posting["monthly_wage"]], np.float64)}
         m = SEEKER_JOB_RULES.pair_mask(seeker_columns(
             self.education[idx], self.years[idx], self.wages[idx]), one, cfg)[:, 0]
+        m &= self.alive[idx]
         d = haversine_km(self.home_lat[idx], self.home_lng[idx], posting["lat"], posting["lng"])
         m &= ~(d > self.commute[idx])  # nan distance (no home) passes: no commute limit
         gone = self.excluded.get(posting["posting_id"])
@@ -353,6 +355,14 @@ class SeekerIndex:
                 ids[t].tolist(), scores[t].tolist(), sel.tolist(), np.round(dist[t], 2).tolist(),
                 rel[t].tolist(), self.wages[sel].tolist(),
                 np.round(sims[t].astype(np.float64), 4).tolist(), strict=True)]
+
+    def retire(self, seeker_ids: Sequence[str]) -> None:
+        """Never propose these seekers again (deleted, or superseded by a newer version held
+        elsewhere); the index is not rebuilt."""
+        for sid in seeker_ids:
+            i = self._at.get(sid)
+            if i is not None:
+                self.alive[i] = False
 
     def profile(self, seeker_id: str) -> dict:
         """The non-identifying fields of a seeker (what may leave the service)."""

@@ -146,6 +146,16 @@ class MatchService:
         """A stored seeker's row, or None."""
         return self.seekers.get(seeker_id)
 
+    def upsert_seekers(self, profiles) -> int:
+        """Refused: seekers are written through the matching shards."""
+        raise NotConfiguredError("UpsertSeekers writes to the matching shards: serve with "
+                                 "--match-root DIR")
+
+    def delete_seekers(self, seeker_ids) -> int:
+        """Refused: seekers are written through the matching shards."""
+        raise NotConfiguredError("DeleteSeekers writes to the matching shards: serve with "
+                                 "--match-root DIR")
+
     def seeker_count(self) -> int:
         """Seekers held."""
         return len(self.seekers)
@@ -267,6 +277,57 @@ def check_interaction_rows(rows: Sequence[Mapping], seeker_known, posting_known)
             when = when.astimezone(dt.UTC).replace(tzinfo=None)
         clean.append((r["seeker_id"], r["posting_id"], r["event"], when))
     return clean
+
+
+MAX_SEEKER_WRITES = 1000  # seekers per UpsertSeekers / DeleteSeekers call
+
+
+def seeker_frame(profiles: Sequence[Mapping]) -> pl.DataFrame:
+    """UpsertSeekers profiles as a canonical seeker table (registered today, active); raises
+    naming the first bad profile (no id, a duplicate id, a bad field, a region that is not
+    canonical)."""
+    from core.seekers import SEEKER_SCHEMA, validate_seekers
+
+    if not profiles:
+        raise InvalidInputError("seekers must not be empty", field="seekers")
+    if len(profiles) > MAX_SEEKER_WRITES:
+        raise InvalidInputError(f"at most {MAX_SEEKER_WRITES} seekers per call", field="seekers")
+    today = dt.datetime.now(dt.UTC).date()
+    rows, seen = [], set()
+    for i, p in enumerate(profiles):
+        sid = p.get("seeker_id")
+        if not isinstance(sid, str) or not sid:
+            raise InvalidInputError(f"seekers[{i}].seeker_id is required",
+                                    field=f"seekers[{i}].seeker_id")
+        if sid in seen:
+            raise InvalidInputError(f"seekers[{i}]: seeker {sid!r} appears twice",
+                                    field=f"seekers[{i}].seeker_id")
+        seen.add(sid)
+        try:
+            row = check_profile(p)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"seekers[{i}]: {exc}", field=f"seekers[{i}]") from exc
+        row["desired_regions"] = [_canonical_region(r, f"seekers[{i}].desired_regions[{j}]")
+                                  for j, r in enumerate(row["desired_regions"])]
+        rows.append({**row, "desired_employment_types": list(p.get("desired_employment_types")
+                                                             or []),
+                     "birth_year": None, "registered_on": today, "active": True})
+    frame = pl.DataFrame(rows, schema=SEEKER_SCHEMA)
+    validate_seekers(frame)
+    return frame
+
+
+def _canonical_region(r: Mapping, field: str) -> dict:
+    """A desired region as the region table names it; raises if it is not a known one."""
+    from core.seekers import resolve_area
+
+    label = " ".join(x for x in (r["sido"], r.get("sigungu")) if x)
+    area = resolve_area(label)
+    if area is None or area.sido != r["sido"] or (r.get("sigungu") and area.sigungu is None
+                                                  and r["sido"] != "세종특별자치시"):
+        raise InvalidInputError(f"{field}: {label!r} is not a known province or 시/군/구",
+                                field=field)
+    return {"sido": area.sido, "sigungu": area.sigungu}
 
 
 def check_profile(p: Mapping) -> dict:

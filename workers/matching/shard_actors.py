@@ -1,12 +1,12 @@
 """Thin Ray wrappers for matching in the shards: named, detached
-:class:`~workers.matching.sharded.StoredMatchShard` actors and the calls a
+:class:`~workers.matching.deployment.StoredMatchShard` actors and the calls a
 :class:`~workers.matching.frontend.ShardedMatchService` makes on them."""
 
 from __future__ import annotations
 
 import ray
 
-from workers.matching.sharded import StoredMatchShard
+from workers.matching.deployment import StoredMatchShard
 
 # created from a deployment path, never from tables in the object store (Ray cannot restart
 # an actor whose constructor arguments went out of scope, ray-project/ray#53727): a restarted
@@ -22,7 +22,7 @@ def match_shard_names(prefix: str, num_shards: int) -> list[str]:
 
 def start_match_shards(root: str, num_shards: int, *, names: list[str] | None = None,
                        max_restarts: int = 3) -> list:
-    """One :class:`~workers.matching.sharded.StoredMatchShard` actor per shard of the
+    """One :class:`~workers.matching.deployment.StoredMatchShard` actor per shard of the
     deployment at ``root`` (0 CPUs reserved); with ``names`` detached and named in the
     current namespace (an actor of that name that exists is returned as it is), so other
     frontends find them (:func:`find_match_shards`)."""

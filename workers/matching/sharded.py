@@ -28,11 +28,10 @@ import numpy as np
 import polars as pl
 
 from core.collab import LIKED_EVENTS
-from core.errors import InvalidInputError
 from core.matching import Match, MatchConfig, SeekerQuery
 from core.seekers import EXCLUDING_EVENTS, Area, areas_of
 from workers.jobs.match import excluded_by_seeker, history_vectors, shard_postings, unit_mean
-from workers.matching.index import JobIndex, SeekerIndex
+from workers.matching.index import JobIndex, SeekerIndex, merge_exact
 
 
 @dataclass(frozen=True)
@@ -140,6 +139,9 @@ def foreign_vectors(interactions: pl.DataFrame | None, seeker_ids: Sequence[str]
     return {p: np.asarray(posting_vectors[at[p]], np.float32) for p in sorted(liked) if p in at}
 
 
+FOLD_AT = 2000  # written seekers kept beside the base index before they are folded into it
+
+
 class MatchShard:
     """One shard of two-sided matching: its postings (a :class:`JobIndex`), its seekers (a
     :class:`SeekerIndex` for candidates, rows and vectors for jobs) and their exclusions and
@@ -155,7 +157,7 @@ class MatchShard:
                  posting_vectors: np.ndarray, seekers: pl.DataFrame, seeker_vectors: np.ndarray,
                  *, interactions: pl.DataFrame | None = None,
                  foreign: Mapping[str, np.ndarray] | None = None,
-                 log_root: str | Path | None = None, posting_log: PostingLog | None = None
+                 log_root: str | Path | None = None, posting_log=None, seeker_log=None
                  ) -> None:
         from workers.matching.interaction_log import shard_log
 
@@ -169,23 +171,40 @@ class MatchShard:
         if posting_log is not None:  # posting writes acknowledged since the start-up tables,
             self._replay(posting_log)  # before the history vectors use them
             self.posting_log = posting_log
+        carried = None
+        if seeker_log is not None:  # seeker writes since the start-up tables, folded in
+            seekers, seeker_vectors, carried = self._replay_seekers(seeker_log, seekers,
+                                                                    seeker_vectors)
         self.seekers = seekers
         self._svec = np.asarray(seeker_vectors, dtype=np.float32)
         self._at = {sid: i for i, sid in enumerate(seekers["seeker_id"].to_list())}
         self.log = None if log_root is None else shard_log(log_root, shard_id)
-        log = self.log
-        recorded = log.read() if log is not None else None
-        if recorded is not None and recorded.height:
-            self._foreign.update(log.vectors())
-            interactions = recorded if interactions is None else \
-                pl.concat([interactions.select(recorded.columns), recorded], how="vertical")
+        parts = [f for f in (interactions, carried) if f is not None and f.height]
+        if self.log is not None:
+            recorded = self.log.read()
+            if recorded.height:
+                self._foreign.update(self.log.vectors())
+                parts.append(recorded)
         mine = None
-        if interactions is not None and interactions.height:
-            mine = interactions.filter(pl.col("seeker_id").is_in(seekers["seeker_id"].implode()))
+        if parts:
+            cols = ["seeker_id", "posting_id", "event"]
+            mine = pl.concat([f.select(cols) for f in parts], how="vertical") \
+                .filter(pl.col("seeker_id").is_in(seekers["seeker_id"].implode()))
+        self._set_state(mine)
+        self.index = SeekerIndex(seekers, self._svec, self._gone)
+        # seekers written since: rows and vectors by id, a small index of them searched beside
+        # the base one (whose superseded rows are retired), folded in when it grows
+        self._fresh: dict[str, tuple[dict, np.ndarray]] = {}
+        self._dead: set[str] = set()
+        self.delta: SeekerIndex | None = None
+        self.seeker_log = seeker_log
+
+    def _set_state(self, mine: pl.DataFrame | None) -> None:
+        """Exclusions, liked postings and history vectors from interaction rows."""
         self.excluded = excluded_by_seeker(mine)
         known = list(self._pvec) + [p for p in self._foreign if p not in self._pvec]
-        vecs = np.asarray([self._vector(p) for p in known], dtype=np.float32).reshape(
-            len(known), pv.shape[1] if pv.ndim == 2 else 0)
+        dim = self.jobs._vectors.shape[1] if self.jobs._vectors.ndim == 2 else 0
+        vecs = np.asarray([self._vector(p) for p in known], dtype=np.float32).reshape(len(known), dim)
         self.history = history_vectors(mine, known, vecs) if known else {}
         self._liked: dict[str, frozenset[str]] = {}
         if mine is not None:
@@ -197,9 +216,28 @@ class MatchShard:
             for p in pids:
                 gone.setdefault(p, set()).add(sid)
         self._gone = gone
-        self.index = SeekerIndex(seekers, self._svec, gone)
 
-    def _replay(self, posting_log: PostingLog) -> None:
+    def _replay_seekers(self, log, seekers: pl.DataFrame, vectors: np.ndarray):
+        """(seekers, vectors, carried state rows) after the logged seeker writes."""
+        last: dict[str, tuple[pl.DataFrame, np.ndarray] | None] = {}
+        carried = []
+        for op, frame, vecs in log.entries():
+            if op == "vectors":
+                self._foreign.update(zip(frame["posting_id"].to_list(), vecs, strict=True))
+            elif op == "carry":
+                carried.append(frame)
+            else:
+                for i, sid in enumerate(frame["seeker_id"].to_list()):
+                    last[sid] = (frame[i], vecs[i]) if op == "upsert" else None
+        if last:
+            keep = ~seekers["seeker_id"].is_in(pl.Series(list(last), dtype=pl.Utf8).implode())
+            up = [v for v in last.values() if v is not None]
+            seekers = pl.concat([seekers.filter(keep)] + [f for f, _ in up], how="vertical")
+            vectors = np.concatenate([np.asarray(vectors, np.float32)[keep.to_numpy()]]
+                                     + [v[None, :] for _, v in up])
+        return seekers, vectors, (pl.concat(carried) if carried else None)
+
+    def _replay(self, posting_log) -> None:
         """Each posting's last logged write, applied at once (one index rebuild)."""
         last: dict[str, tuple[pl.DataFrame, np.ndarray] | None] = {}
         for op, frame, vecs in posting_log.entries():
@@ -216,12 +254,23 @@ class MatchShard:
         return self._foreign[pid] if v is None else v
 
     # ------------------------------------------------------------------ reads
-    def _query(self, seeker_id: str) -> SeekerQuery | None:
+    def _holds(self, seeker_id: str) -> bool:
+        return seeker_id in self._fresh or (seeker_id in self._at and seeker_id not in self._dead)
+
+    def _row_vec(self, seeker_id: str) -> tuple[dict, np.ndarray] | None:
+        got = self._fresh.get(seeker_id)
+        if got is not None:
+            return got
         i = self._at.get(seeker_id)
-        if i is None:
+        if i is None or seeker_id in self._dead:
             return None
-        return SeekerQuery.from_row(self.seekers.row(i, named=True), self._svec[i],
-                                    self.excluded.get(seeker_id, frozenset()),
+        return self.seekers.row(i, named=True), self._svec[i]
+
+    def _query(self, seeker_id: str) -> SeekerQuery | None:
+        got = self._row_vec(seeker_id)
+        if got is None:
+            return None
+        return SeekerQuery.from_row(got[0], got[1], self.excluded.get(seeker_id, frozenset()),
                                     self.history.get(seeker_id))
 
     def _with_rows(self, got: list[Match]) -> tuple[list[Match], dict[str, dict]]:
@@ -243,17 +292,25 @@ class MatchShard:
         row = self._prow.get(posting_id)
         if row is None:
             return None
-        got = self.index.candidates_for(row, self._pvec[posting_id], cfg)
-        return got, {m.item_id: self.index.profile(m.item_id) for m in got}
+        vec = self._pvec[posting_id]
+        got = self.index.candidates_for(row, vec, cfg)
+        if self.delta is None:
+            return got, {m.item_id: self.index.profile(m.item_id) for m in got}
+        new = self.delta.candidates_for(row, vec, cfg)
+        # a seeker's score does not depend on the others: the exact top-k of the union
+        got = merge_exact({0: got, 1: new}, cfg.k, 0, str)
+        fresh = {m.item_id for m in new}
+        return got, {m.item_id: (self.delta if m.item_id in fresh else self.index)
+                     .profile(m.item_id) for m in got}
 
     def seeker_row(self, seeker_id: str) -> dict | None:
         """The stored row of a seeker held here (it stays inside the service)."""
-        i = self._at.get(seeker_id)
-        return None if i is None else self.seekers.row(i, named=True)
+        got = self._row_vec(seeker_id)
+        return None if got is None else got[0]
 
     def known(self, seeker_ids: Sequence[str], posting_ids: Sequence[str]):
         """(the seekers held here, {posting id: vector} of the postings held here)."""
-        return ({s for s in seeker_ids if s in self._at},
+        return ({s for s in seeker_ids if self._holds(s)},
                 {p: self._pvec[p] for p in posting_ids if p in self._pvec})
 
     def area_plan(self) -> AreaPlan:
@@ -264,8 +321,9 @@ class MatchShard:
         """Sizes, for health checks and benchmarks."""
         import os
 
-        return {"shard": self.shard_id, "pid": os.getpid(), "postings": len(self._pvec), "seekers": len(self._at),
-                "active_seekers": len(self.index.ids), "foreign_vectors": len(self._foreign),
+        return {"shard": self.shard_id, "pid": os.getpid(), "postings": len(self._pvec),
+                "seekers": len(self._at) - len(self._dead) + len(self._fresh),
+                "fresh_seekers": len(self._fresh), "foreign_vectors": len(self._foreign),
                 "logged": self.log is not None}
 
     # ------------------------------------------------------------------ writes
@@ -274,7 +332,7 @@ class MatchShard:
         """Log (durably) and apply the rows of the seekers held here; ``vectors``: the
         liked postings' vectors (those of other shards are logged with the rows). Returns
         the rows taken."""
-        mine = [r for r in rows if r[0] in self._at]
+        mine = [r for r in rows if self._holds(r[0])]
         if not mine:
             return 0
         if self.log is None:
@@ -285,8 +343,13 @@ class MatchShard:
                 if e in LIKED_EVENTS and p not in self._pvec and p in vectors}
         self.log.append(mine, need)  # durable before anything changes in memory
         self._foreign.update(need)
+        self._apply(mine)
+        return len(mine)
+
+    def _apply(self, rows) -> None:
+        """The in-memory effect of interaction rows (sets replaced, never mutated: readers)."""
         touched: set[str] = set()
-        for sid, pid, event, _ in mine:
+        for sid, pid, event, *_ in rows:
             if event in EXCLUDING_EVENTS:
                 self.excluded[sid] = self.excluded.get(sid, frozenset()) | {pid}
                 self._gone[pid] = self._gone.get(pid, set()) | {sid}
@@ -299,7 +362,101 @@ class MatchShard:
             v = unit_mean(np.asarray(vecs)) if vecs else None
             if v is not None:
                 self.history[sid] = v
-        return len(mine)
+
+    def seeker_state(self, seeker_ids: Sequence[str]):
+        """What a shard taking over these seekers needs: their interaction state as rows
+        (``applied`` = excluded and liked, ``hidden`` = excluded, ``clicked`` = liked) and the
+        vectors of the liked postings."""
+        rows, vecs = [], {}
+        for sid in seeker_ids:
+            if not self._holds(sid):
+                continue
+            ex, lk = self.excluded.get(sid, frozenset()), self._liked.get(sid, frozenset())
+            for p in sorted(ex | lk):
+                rows.append((sid, p, "applied" if p in ex and p in lk else
+                             "hidden" if p in ex else "clicked"))
+                if p in lk and (p in self._pvec or p in self._foreign):
+                    vecs[p] = self._vector(p)
+        return rows, vecs
+
+    def upsert_seekers(self, seekers: pl.DataFrame, vectors: np.ndarray,
+                       carried: Sequence[tuple[str, str, str]],
+                       liked_vectors: Mapping[str, np.ndarray]) -> int:
+        """Take the new or changed seekers this shard should hold (by their desired areas),
+        with their carried interaction state; drop its copy of those that moved away.
+        Durable (the shard's seeker write log) before anything changes. Returns the seekers
+        taken."""
+        regions = seekers["desired_regions"].to_list()
+        here = np.array([self.shard_id in self.plan.seeker_shards(areas_of(r)) for r in regions])
+        ids = seekers["seeker_id"].to_list()
+        away = [s for s, h in zip(ids, here, strict=True) if not h and self._holds(s)]
+        taken = [s for s, h in zip(ids, here, strict=True) if h]
+        mine = [r for r in carried if r[0] in set(taken)]
+        need = {p: np.asarray(v, np.float32) for p, v in liked_vectors.items()
+                if p not in self._pvec and p not in self._foreign}
+        if self.seeker_log is not None:  # vectors and state first: a torn write adds nothing
+            if need:
+                self.seeker_log.append("vectors", pl.DataFrame(
+                    {"posting_id": list(need)}, schema={"posting_id": pl.Utf8}),
+                    np.stack(list(need.values())))
+            if mine:
+                self.seeker_log.append("carry", pl.DataFrame(
+                    mine, schema={"seeker_id": pl.Utf8, "posting_id": pl.Utf8, "event": pl.Utf8},
+                    orient="row"), None)
+            if taken:
+                self.seeker_log.append("upsert", seekers.filter(pl.Series(here)),
+                                       np.asarray(vectors, np.float32)[here])
+        if away:
+            self.delete_seekers(away)
+        if not taken:
+            return 0
+        self._foreign.update(need)
+        vec = np.asarray(vectors, np.float32)[here]
+        for row, v in zip(seekers.filter(pl.Series(here)).iter_rows(named=True), vec, strict=True):
+            self._fresh[row["seeker_id"]] = (row, v)
+        base = [s for s in taken if s in self._at]
+        self._dead.update(base)
+        self.index.retire(base)
+        self._apply(mine)
+        self._fresh_changed()
+        return len(taken)
+
+    def delete_seekers(self, seeker_ids: Sequence[str]) -> int:
+        """Remove seekers held here (durably first); returns how many were."""
+        known = [s for s in seeker_ids if self._holds(s)]
+        if not known:
+            return 0
+        if self.seeker_log is not None:
+            self.seeker_log.append("delete", pl.DataFrame({"seeker_id": known}), None)
+        for s in known:
+            self._fresh.pop(s, None)
+            if s in self._at:
+                self._dead.add(s)
+        self.index.retire(known)
+        self._fresh_changed()
+        return len(known)
+
+    def _fresh_changed(self) -> None:
+        """Rebuild the small index of written seekers, or fold them into the base one when
+        they are many (a base rebuild is O(seekers))."""
+        if len(self._fresh) + len(self._dead) > max(FOLD_AT, self.seekers.height // 20):
+            keep = ~self.seekers["seeker_id"].is_in(
+                pl.Series(sorted(self._dead | set(self._fresh)), dtype=pl.Utf8).implode())
+            rows = [r for r, _ in self._fresh.values()]
+            self.seekers = pl.concat([self.seekers.filter(keep),
+                                      pl.DataFrame(rows, schema=self.seekers.schema)])
+            self._svec = np.concatenate([self._svec[keep.to_numpy()]] + [
+                v[None, :] for _, v in self._fresh.values()]).astype(np.float32)
+            self._at = {sid: i for i, sid in enumerate(self.seekers["seeker_id"].to_list())}
+            self.index = SeekerIndex(self.seekers, self._svec, self._gone)
+            self._fresh, self._dead, self.delta = {}, set(), None
+            return
+        if not self._fresh:
+            self.delta = None
+            return
+        rows = [r for r, _ in self._fresh.values()]
+        self.delta = SeekerIndex(pl.DataFrame(rows, schema=self.seekers.schema),
+                                 np.stack([v for _, v in self._fresh.values()]), self._gone)
 
     def upsert_postings(self, postings: pl.DataFrame, vectors: np.ndarray) -> int:
         """Add or replace postings whose area this shard owns; drop the others' earlier
@@ -359,114 +516,3 @@ def build_shards(plan: AreaPlan, postings: pl.DataFrame, posting_vectors: np.nda
         })
     return out
 
-
-class PostingLog:
-    """A shard's posting writes since its start-up tables: ``NNNNNNNN.parquet`` files (an
-    upsert's rows with their vectors, or a delete's ids), each written whole (temporary name,
-    ``fsync``, rename) before the write is acknowledged, replayed in order on start."""
-
-    def __init__(self, directory: str | Path) -> None:
-        self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        for t in self.dir.glob("*.tmp"):  # a write that never finished was never acknowledged
-            t.unlink()
-        self.seq = max([int(f.stem) for f in self._files()], default=0)
-
-    def _files(self) -> list[Path]:
-        return sorted(self.dir.glob("*.parquet"))
-
-    def append(self, op: str, frame: pl.DataFrame, vectors: np.ndarray | None) -> None:
-        """Log one write (``upsert`` with vectors, or ``delete``) durably."""
-        import os
-
-        t = frame.with_columns(pl.lit(op).alias("_op"))
-        if vectors is not None:
-            t = t.with_columns(pl.Series("_vector", [np.asarray(v, "<f4").tobytes()
-                                                     for v in vectors], dtype=pl.Binary))
-        self.seq += 1
-        path = self.dir / f"{self.seq:08d}.parquet"
-        tmp = path.with_suffix(".tmp")
-        t.write_parquet(tmp)
-        for target in (tmp, self.dir):
-            fd = os.open(target, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            if target == tmp:
-                os.replace(tmp, path)
-
-    def entries(self):
-        """(op, frame, vectors or None) of every logged write, in order."""
-        for f in self._files():
-            t = pl.read_parquet(f)
-            op = t["_op"][0]
-            vec = None
-            if "_vector" in t.columns:
-                vec = np.stack([np.frombuffer(b, "<f4") for b in t["_vector"].to_list()]) \
-                    if t.height else np.zeros((0, 0), np.float32)
-            yield op, t.drop([c for c in ("_op", "_vector") if c in t.columns]), vec
-
-
-DEPLOYMENT = "MATCH_DEPLOYMENT.json"
-
-
-def write_deployment(root: str | Path, plan: AreaPlan, postings: pl.DataFrame,
-                     posting_vectors: np.ndarray, seekers: pl.DataFrame,
-                     seeker_vectors: np.ndarray, interactions: pl.DataFrame | None = None
-                     ) -> Path:
-    """Write each shard's start-up tables under ``root`` (what :class:`StoredMatchShard`
-    opens: a shard actor is created and restarted from a path, not from tables held by the
-    process that started it). Refuses a ``root`` that holds a deployment already."""
-    import json
-
-    r = Path(root)
-    if (r / DEPLOYMENT).exists():
-        raise InvalidInputError(f"{r} holds a matching deployment already", field="match_root")
-    for kw in build_shards(plan, postings, posting_vectors, seekers, seeker_vectors,
-                           interactions=interactions):
-        d = r / f"shard-{kw['shard_id']:03d}"
-        d.mkdir(parents=True, exist_ok=True)
-        kw["postings"].write_parquet(d / "postings.parquet")
-        np.save(d / "posting_vectors.npy", np.asarray(kw["posting_vectors"], np.float32))
-        kw["seekers"].write_parquet(d / "seekers.parquet")
-        np.save(d / "seeker_vectors.npy", np.asarray(kw["seeker_vectors"], np.float32))
-        if kw["interactions"] is not None:
-            kw["interactions"].write_parquet(d / "interactions.parquet")
-        f = kw["foreign"]
-        pl.DataFrame({"posting_id": list(f), "vector": [np.asarray(v, "<f4").tobytes()
-                                                         for v in f.values()]},
-                     schema={"posting_id": pl.Utf8, "vector": pl.Binary}
-                     ).write_parquet(d / "foreign.parquet")
-    # the marker last: a root without it is an unfinished write, refused by open
-    (r / DEPLOYMENT).write_text(json.dumps(plan.to_json()))
-    return r
-
-
-def read_plan(root: str | Path) -> AreaPlan:
-    """The area plan of the deployment at ``root``."""
-    import json
-
-    p = Path(root) / DEPLOYMENT
-    if not p.is_file():
-        raise InvalidInputError(f"{root} holds no matching deployment (no {DEPLOYMENT})",
-                                field="match_root")
-    return AreaPlan.from_json(json.loads(p.read_text()))
-
-
-class StoredMatchShard(MatchShard):
-    """A :class:`MatchShard` opened from a deployment root: its start-up tables, its posting
-    writes (:class:`PostingLog`) and its interaction log (``root/interactions``)."""
-
-    def __init__(self, root: str | Path, shard_id: int) -> None:
-        plan = read_plan(root)
-        d = Path(root) / f"shard-{shard_id:03d}"
-        inter = pl.read_parquet(d / "interactions.parquet") \
-            if (d / "interactions.parquet").is_file() else None
-        foreign = {p: np.frombuffer(b, "<f4").copy() for p, b in
-                   pl.read_parquet(d / "foreign.parquet").iter_rows()}
-        super().__init__(shard_id, plan, pl.read_parquet(d / "postings.parquet"),
-                         np.load(d / "posting_vectors.npy"), pl.read_parquet(d / "seekers.parquet"),
-                         np.load(d / "seeker_vectors.npy"), interactions=inter, foreign=foreign,
-                         log_root=Path(root) / "interactions",
-                         posting_log=PostingLog(d / "posting-writes"))

@@ -171,3 +171,27 @@ class RecordInteractionsResponse(_message.Message):
     RECORDED_FIELD_NUMBER: _ClassVar[int]
     recorded: int
     def __init__(self, recorded: _Optional[int] = ...) -> None: ...
+
+class UpsertSeekersRequest(_message.Message):
+    __slots__ = ("seekers",)
+    SEEKERS_FIELD_NUMBER: _ClassVar[int]
+    seekers: _containers.RepeatedCompositeFieldContainer[SeekerProfile]
+    def __init__(self, seekers: _Optional[_Iterable[_Union[SeekerProfile, _Mapping]]] = ...) -> None: ...
+
+class UpsertSeekersResponse(_message.Message):
+    __slots__ = ("upserted",)
+    UPSERTED_FIELD_NUMBER: _ClassVar[int]
+    upserted: int
+    def __init__(self, upserted: _Optional[int] = ...) -> None: ...
+
+class DeleteSeekersRequest(_message.Message):
+    __slots__ = ("seeker_ids",)
+    SEEKER_IDS_FIELD_NUMBER: _ClassVar[int]
+    seeker_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, seeker_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteSeekersResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: int
+    def __init__(self, deleted: _Optional[int] = ...) -> None: ...

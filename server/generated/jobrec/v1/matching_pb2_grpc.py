@@ -50,6 +50,16 @@ class MatchingServiceStub:
                 request_serializer=jobrec_dot_v1_dot_matching__pb2.RecordInteractionsRequest.SerializeToString,
                 response_deserializer=jobrec_dot_v1_dot_matching__pb2.RecordInteractionsResponse.FromString,
                 _registered_method=True)
+        self.UpsertSeekers = channel.unary_unary(
+                '/jobrec.v1.MatchingService/UpsertSeekers',
+                request_serializer=jobrec_dot_v1_dot_matching__pb2.UpsertSeekersRequest.SerializeToString,
+                response_deserializer=jobrec_dot_v1_dot_matching__pb2.UpsertSeekersResponse.FromString,
+                _registered_method=True)
+        self.DeleteSeekers = channel.unary_unary(
+                '/jobrec.v1.MatchingService/DeleteSeekers',
+                request_serializer=jobrec_dot_v1_dot_matching__pb2.DeleteSeekersRequest.SerializeToString,
+                response_deserializer=jobrec_dot_v1_dot_matching__pb2.DeleteSeekersResponse.FromString,
+                _registered_method=True)
 
 
 class MatchingServiceServicer:
@@ -82,6 +92,24 @@ class MatchingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpsertSeekers(self, request, context):
+        """Register or change seekers (each with a seeker_id), matchable at once. Served by the
+        matching shards (`jobrec serve --match-root`): acknowledged once every shard taking a
+        seeker has logged it durably; its exclusions and history go with it. A bad profile or a
+        region that is not a canonical province or 시/군/구 is INVALID_ARGUMENT (nothing written);
+        a server without matching shards answers FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSeekers(self, request, context):
+        """Remove seekers for good: never recommended postings nor proposed as candidates again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MatchingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -99,6 +127,16 @@ def add_MatchingServiceServicer_to_server(servicer, server):
                     servicer.RecordInteractions,
                     request_deserializer=jobrec_dot_v1_dot_matching__pb2.RecordInteractionsRequest.FromString,
                     response_serializer=jobrec_dot_v1_dot_matching__pb2.RecordInteractionsResponse.SerializeToString,
+            ),
+            'UpsertSeekers': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertSeekers,
+                    request_deserializer=jobrec_dot_v1_dot_matching__pb2.UpsertSeekersRequest.FromString,
+                    response_serializer=jobrec_dot_v1_dot_matching__pb2.UpsertSeekersResponse.SerializeToString,
+            ),
+            'DeleteSeekers': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSeekers,
+                    request_deserializer=jobrec_dot_v1_dot_matching__pb2.DeleteSeekersRequest.FromString,
+                    response_serializer=jobrec_dot_v1_dot_matching__pb2.DeleteSeekersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -183,6 +221,60 @@ class MatchingService:
             '/jobrec.v1.MatchingService/RecordInteractions',
             jobrec_dot_v1_dot_matching__pb2.RecordInteractionsRequest.SerializeToString,
             jobrec_dot_v1_dot_matching__pb2.RecordInteractionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertSeekers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobrec.v1.MatchingService/UpsertSeekers',
+            jobrec_dot_v1_dot_matching__pb2.UpsertSeekersRequest.SerializeToString,
+            jobrec_dot_v1_dot_matching__pb2.UpsertSeekersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSeekers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobrec.v1.MatchingService/DeleteSeekers',
+            jobrec_dot_v1_dot_matching__pb2.DeleteSeekersRequest.SerializeToString,
+            jobrec_dot_v1_dot_matching__pb2.DeleteSeekersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,133 @@
+"""A matching deployment on disk: what :class:`StoredMatchShard` actors open, so a shard is
+created and restarted from a path (Ray cannot restart an actor whose constructor tables went
+out of scope, ray-project/ray#53727), and the write logs that make every acknowledged posting
+and seeker write survive a restart.
+
+Layout under the root: ``MATCH_DEPLOYMENT.json`` (the area plan; written last, so a root
+without it is an unfinished write), ``shard-NNN/`` (start-up tables: ``postings.parquet``,
+``posting_vectors.npy``, ``seekers.parquet``, ``seeker_vectors.npy``, ``interactions.parquet``,
+``foreign.parquet``; write logs ``posting-writes/`` and ``seeker-writes/``) and
+``interactions/`` (the shards' interaction logs, :func:`~workers.matching.interaction_log.shard_log`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from core.errors import InvalidInputError
+from workers.matching.sharded import AreaPlan, MatchShard, build_shards
+
+
+class WriteLog:
+    """A shard's writes of one kind since its start-up tables: ``NNNNNNNN.parquet`` files (an
+    upsert's rows with their vectors, or a delete's ids), each written whole (temporary name,
+    ``fsync``, rename) before the write is acknowledged, replayed in order on start."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for t in self.dir.glob("*.tmp"):  # a write that never finished was never acknowledged
+            t.unlink()
+        self.seq = max([int(f.stem) for f in self._files()], default=0)
+
+    def _files(self) -> list[Path]:
+        return sorted(self.dir.glob("*.parquet"))
+
+    def append(self, op: str, frame: pl.DataFrame, vectors: np.ndarray | None) -> None:
+        """Log one write (``upsert`` with vectors, or ``delete``) durably."""
+        t = frame.with_columns(pl.lit(op).alias("_op"))
+        if vectors is not None:
+            t = t.with_columns(pl.Series("_vector", [np.asarray(v, "<f4").tobytes()
+                                                     for v in vectors], dtype=pl.Binary))
+        self.seq += 1
+        path = self.dir / f"{self.seq:08d}.parquet"
+        tmp = path.with_suffix(".tmp")
+        t.write_parquet(tmp)
+        for target in (tmp, self.dir):
+            fd = os.open(target, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if target == tmp:
+                os.replace(tmp, path)
+
+    def entries(self):
+        """(op, frame, vectors or None) of every logged write, in order."""
+        for f in self._files():
+            t = pl.read_parquet(f)
+            op = t["_op"][0]
+            vec = None
+            if "_vector" in t.columns:
+                vec = np.stack([np.frombuffer(b, "<f4") for b in t["_vector"].to_list()]) \
+                    if t.height else np.zeros((0, 0), np.float32)
+            yield op, t.drop([c for c in ("_op", "_vector") if c in t.columns]), vec
+
+
+DEPLOYMENT = "MATCH_DEPLOYMENT.json"
+
+
+def write_deployment(root: str | Path, plan: AreaPlan, postings: pl.DataFrame,
+                     posting_vectors: np.ndarray, seekers: pl.DataFrame,
+                     seeker_vectors: np.ndarray, interactions: pl.DataFrame | None = None
+                     ) -> Path:
+    """Write each shard's start-up tables under ``root`` (what :class:`StoredMatchShard`
+    opens: a shard actor is created and restarted from a path, not from tables held by the
+    process that started it). Refuses a ``root`` that holds a deployment already."""
+    import json
+
+    r = Path(root)
+    if (r / DEPLOYMENT).exists():
+        raise InvalidInputError(f"{r} holds a matching deployment already", field="match_root")
+    for kw in build_shards(plan, postings, posting_vectors, seekers, seeker_vectors,
+                           interactions=interactions):
+        d = r / f"shard-{kw['shard_id']:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        kw["postings"].write_parquet(d / "postings.parquet")
+        np.save(d / "posting_vectors.npy", np.asarray(kw["posting_vectors"], np.float32))
+        kw["seekers"].write_parquet(d / "seekers.parquet")
+        np.save(d / "seeker_vectors.npy", np.asarray(kw["seeker_vectors"], np.float32))
+        if kw["interactions"] is not None:
+            kw["interactions"].write_parquet(d / "interactions.parquet")
+        f = kw["foreign"]
+        pl.DataFrame({"posting_id": list(f), "vector": [np.asarray(v, "<f4").tobytes()
+                                                         for v in f.values()]},
+                     schema={"posting_id": pl.Utf8, "vector": pl.Binary}
+                     ).write_parquet(d / "foreign.parquet")
+    # the marker last: a root without it is an unfinished write, refused by open
+    (r / DEPLOYMENT).write_text(json.dumps(plan.to_json()))
+    return r
+
+
+def read_plan(root: str | Path) -> AreaPlan:
+    """The area plan of the deployment at ``root``."""
+    import json
+
+    p = Path(root) / DEPLOYMENT
+    if not p.is_file():
+        raise InvalidInputError(f"{root} holds no matching deployment (no {DEPLOYMENT})",
+                                field="match_root")
+    return AreaPlan.from_json(json.loads(p.read_text()))
+
+
+class StoredMatchShard(MatchShard):
+    """A :class:`MatchShard` opened from a deployment root: its start-up tables, its posting
+    writes (:class:`PostingLog`) and its interaction log (``root/interactions``)."""
+
+    def __init__(self, root: str | Path, shard_id: int) -> None:
+        plan = read_plan(root)
+        d = Path(root) / f"shard-{shard_id:03d}"
+        inter = pl.read_parquet(d / "interactions.parquet") \
+            if (d / "interactions.parquet").is_file() else None
+        foreign = {p: np.frombuffer(b, "<f4").copy() for p, b in
+                   pl.read_parquet(d / "foreign.parquet").iter_rows()}
+        super().__init__(shard_id, plan, pl.read_parquet(d / "postings.parquet"),
+                         np.load(d / "posting_vectors.npy"), pl.read_parquet(d / "seekers.parquet"),
+                         np.load(d / "seeker_vectors.npy"), interactions=inter, foreign=foreign,
+                         log_root=Path(root) / "interactions",
+                         posting_log=WriteLog(d / "posting-writes"),
+                         seeker_log=WriteLog(d / "seeker-writes"))
