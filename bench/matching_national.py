@@ -42,15 +42,19 @@ _NAMES = ("postings.parquet", "seekers.parquet", "posting_vectors.npy", "seeker_
 
 
 def national_world(data: Path | None, n_postings: int, n_seekers: int, seed: int,
-                   out: dict) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray, np.ndarray]:
+                   out: dict, dim: int = 512
+                   ) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray, np.ndarray]:
     """(postings, seekers, posting vectors, seeker vectors), from ``data`` when it holds them,
-    else generated and encoded in chunks (and saved there)."""
+    else generated and encoded in chunks (and saved there); ``dim``: the hashed n-gram
+    vectors' width."""
     from workers.matching.service import LexicalEncoder
 
     t0 = time.perf_counter()
     if data is not None and all((data / n).is_file() for n in _NAMES):
         postings, seekers = (pl.read_parquet(data / n) for n in _NAMES[:2])
         pv, sv = (np.load(data / n, mmap_mode="r") for n in _NAMES[2:])
+        if pv.shape[1] != dim:
+            raise SystemExit(f"{data} holds vectors of dim {pv.shape[1]}, not {dim}")
         # a smaller run on a cached world: its first rows
         postings, pv = postings.head(n_postings), pv[:n_postings]
         seekers, sv = seekers.head(n_seekers), sv[:n_seekers]
@@ -60,7 +64,7 @@ def national_world(data: Path | None, n_postings: int, n_seekers: int, seed: int
         seekers = generate_seekers(n_seekers, seed, postings=postings, ref_date=DEFAULT_REF_DATE)
         gen_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        enc = LexicalEncoder(512)
+        enc = LexicalEncoder(dim)
         pv = _encode(enc, postings, posting_text)
         sv = _encode(enc, seekers, seeker_text)
         out["data"] = {"generate_s": round(gen_s, 1), "encode_s": round(time.perf_counter() - t0, 1)}

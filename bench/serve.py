@@ -38,6 +38,7 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +153,7 @@ def _self_cpu_s() -> float:
 
 
 def run_load(
-    port: int,
+    port: int | Sequence[int],
     requests: list[bytes],
     rate: float,
     duration: float,
@@ -164,7 +165,9 @@ def run_load(
     seed: int = 0,
     metadata: tuple = (),
 ) -> dict:
-    """Offer ``rate`` QPS for ``duration`` s from ``procs`` processes; latency and CPU figures."""
+    """Offer ``rate`` QPS for ``duration`` s from ``procs`` processes; latency and CPU figures.
+    Several ``port`` s: load process ``i`` calls the frontend ``port[i % len(port)]``."""
+    ports = [port] if isinstance(port, int) else list(port)
     n = max(1, int(rate * duration))
     per = [requests[i::procs][: max(1, n // procs)] for i in range(procs)]
     ctx = mp.get_context("spawn")
@@ -174,7 +177,7 @@ def run_load(
         ctx.Process(
             target=_loadgen_proc,
             args=(
-                port, per[i], kind, rate / procs, t_start + i / rate, timeout, arrivals,
+                ports[i % len(ports)], per[i], kind, rate / procs, t_start + i / rate, timeout, arrivals,
                 seed * 1000 + i, q, metadata,
             ),  # fmt: skip
         )

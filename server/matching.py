@@ -62,7 +62,9 @@ class MatchingServicer(mpb_grpc.MatchingServiceServicer):
             kw["seeker_id"] = request.seeker_id
         elif which == "profile":
             kw["profile"] = convert.profile_from_pb(request.profile)
-        got, rows = await asyncio.to_thread(lambda: self.service.jobs_with_rows(**kw))
+        fast = getattr(self.service, "ajobs_with_rows", None)  # the shard frontend's
+        got, rows = await fast(**kw) if fast is not None else \
+            await asyncio.to_thread(lambda: self.service.jobs_with_rows(**kw))
         return mpb.RecommendJobsResponse(
             matches=[convert.job_match_to_pb(m, rows[m.item_id]) for m in got])
 
@@ -73,8 +75,11 @@ class MatchingServicer(mpb_grpc.MatchingServiceServicer):
                 f"RecommendCandidates needs an API key with the {CANDIDATES_SCOPE!r} scope")
         if not request.posting_id:
             raise InvalidInputError("posting_id is required", field="posting_id")
-        got, profiles = await asyncio.to_thread(lambda: self.service.candidates_with_profiles(
-            request.posting_id, k=_k(request.k), sort=request.sort or "score"))
+        kw = {"k": _k(request.k), "sort": request.sort or "score"}
+        fast = getattr(self.service, "acandidates_with_profiles", None)
+        got, profiles = await fast(request.posting_id, **kw) if fast is not None else \
+            await asyncio.to_thread(lambda: self.service.candidates_with_profiles(
+                request.posting_id, **kw))
         return mpb.RecommendCandidatesResponse(
             candidates=[convert.candidate_to_pb(m, profiles[m.item_id]) for m in got])
 

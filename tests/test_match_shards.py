@@ -246,6 +246,23 @@ def test_ray_shard_actors_named_restarted_and_shared(data, tmp_path, ray_local):
         local, _ = _local(data, 2)
         sid, foreign = _two_shard_seeker(data, plan)
         _same(front.recommend_jobs(seeker_id=sid), local.recommend_jobs(seeker_id=sid))
+        # concurrent async requests: the same answers, fewer actor calls than requests
+        import asyncio
+
+        sids = data["seekers"]["seeker_id"].to_list()[:24]
+        pids = data["postings"]["posting_id"].to_list()[:24]
+
+        async def many():
+            jobs = await asyncio.gather(*(front.ajobs_with_rows(seeker_id=s) for s in sids))
+            cands = await asyncio.gather(*(front.acandidates_with_profiles(p) for p in pids))
+            return jobs, cands, sum(c.calls for per in front._coalescers.values()
+                                    for c in per.values())
+        jobs, cands, made = asyncio.run(many())
+        for s, (got, _) in zip(sids, jobs, strict=True):
+            _same(got, front.recommend_jobs(seeker_id=s))
+        for p, (got, _) in zip(pids, cands, strict=True):
+            _same(got, front.recommend_candidates(p))
+        assert made < 2 * 2 * 24  # two shards, two methods, 24 requests each
         top = front.recommend_jobs(seeker_id=sid)[0].item_id
         front.record_interactions([{"seeker_id": sid, "posting_id": top, "event": "applied"},
                                    {"seeker_id": sid, "posting_id": foreign, "event": "clicked"}])

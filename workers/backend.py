@@ -7,7 +7,7 @@ Writes go to the owner and to every shard whose halo the posting falls in.
 
 Sync methods block on the actor calls; the ``a``-prefixed twins await the ObjectRefs so
 an asyncio server never blocks its event loop. Concurrent async queries to one shard are
-coalesced into one actor call (:class:`_Coalescer`): a Ray call costs about as much CPU as
+coalesced into one actor call (:class:`workers.coalesce.Coalescer`): a Ray call costs about as much CPU as
 the search itself, so under load this is most of the per-query cost saved.
 
 Validation happens here, once: ``k`` (:func:`core.rules.check_k`), the rules against the
@@ -37,6 +37,7 @@ from core.course_rules import CourseRuleConfig
 from core.errors import InvalidInputError, NotFoundError, UnavailableError
 from core.rules import RuleConfig, check_k
 from workers import actors
+from workers.coalesce import Coalescer
 from workers.engine.collection import CollectionKind, kind_by_name
 from workers.engine.scoring import normalise
 from workers.engine.sharding import ShardingConfig, ShardPlan, partition
@@ -54,61 +55,8 @@ from workers.kinds.courses import course_partition, merge_answers
 
 log = logging.getLogger(__name__)
 
-_CALLS_PER_SHARD = 2  # coalesced calls in flight per shard: the actor never waits for a batch
-_MAX_BATCH = 32  # queries per coalesced call
-
 Where = dict[str, tuple[int, tuple[int, ...]]]
 """item id -> (owner shard, shards storing it)."""
-
-
-class _Coalescer:
-    """Queries for one shard from one event loop, sent together as ``search_many`` calls.
-
-    A query goes out at once when fewer than ``_CALLS_PER_SHARD`` calls are in flight;
-    otherwise it waits for the next call, together with every query that arrives meanwhile.
-    Nothing waits for a timer, so an idle system answers each query with one call.
-    """
-
-    def __init__(self, backend: RecommendationBackend, shard: int) -> None:
-        self.backend = backend
-        self.shard = shard
-        self.pending: list[tuple[Query, asyncio.Future]] = []
-        self.in_flight = 0
-        self.calls = 0  # actor calls made (tests, stats)
-
-    async def submit(self, query: Query) -> list:
-        fut = asyncio.get_running_loop().create_future()
-        self.pending.append((query, fut))
-        if self.in_flight < _CALLS_PER_SHARD:
-            self._launch()
-        value = await fut
-        if isinstance(value, BaseException):
-            raise value
-        return value
-
-    def _launch(self) -> None:
-        # callers that gave up (deadline, cancellation) are not sent
-        batch = [(r, f) for r, f in self.pending[:_MAX_BATCH] if not f.done()]
-        del self.pending[:_MAX_BATCH]
-        if not batch:
-            return
-        self.in_flight += 1
-        self.calls += 1
-        asyncio.get_running_loop().create_task(self._call(batch))
-
-    async def _call(self, batch) -> None:
-        try:
-            actor = self.backend._actors[self.shard]
-            answers = await self.backend._await(actor.search_many.remote([q for q, _ in batch]))
-        except Exception as exc:  # noqa: BLE001 - every caller of the batch gets it
-            answers = [exc] * len(batch)
-        finally:
-            self.in_flight -= 1
-            if self.pending:
-                self._launch()
-        for (_, fut), answer in zip(batch, answers, strict=True):
-            if not fut.done():
-                fut.set_result(answer)
 
 
 class RecommendationBackend:
@@ -134,7 +82,7 @@ class RecommendationBackend:
         self._owns_dir = owns_snapshot_dir
         self.courses_loaded = 0  # courses stored (load_courses)
         self.certificate_demand: CertificateDemand | None = None
-        # per event loop (futures belong to one loop): {loop: {shard: _Coalescer}}
+        # per event loop (futures belong to one loop): {loop: {shard: Coalescer}}
         self._coalescers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     # ------------------------------------------------------------------ build
@@ -520,7 +468,9 @@ class RecommendationBackend:
             per_loop = self._coalescers[loop] = {}
         co = per_loop.get(shard)
         if co is None:
-            co = per_loop[shard] = _Coalescer(self, shard)
+            co = per_loop[shard] = Coalescer(
+                # the handle is read per call: a shard replaced after a failure is called
+                lambda qs, s=shard: self._await(self._actors[s].search_many.remote(qs)))
         return await co.submit(q)
 
     async def asimilar(

@@ -10,15 +10,18 @@ shards through a ``calls`` object: :class:`LocalShardCalls` in process, or
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 
 from core.collab import LIKED_EVENTS
 from core.errors import InvalidInputError, NotConfiguredError, NotFoundError
 from core.matching import Match, MatchConfig, SeekerQuery, sort_view
 from core.seekers import seeker_text
+from workers.coalesce import Coalescer
 from workers.matching.index import merge_exact
 from workers.matching.service import check_interaction_rows, check_profile, seeker_frame
 from workers.matching.sharded import AreaPlan, MatchShard
@@ -45,6 +48,10 @@ class LocalShardCalls:
                 return [getattr(self.shards[s], method)(*args) for s in shard_ids]
         return [getattr(self.shards[s], method)(*args) for s in shard_ids]
 
+    async def asend(self, shard: int, method: str, *args):
+        """``method(*args)`` on one shard, awaited (a read: run in a worker thread)."""
+        return await asyncio.to_thread(getattr(self.shards[shard], method), *args)
+
 
 class ShardedMatchService:
     """Jobs for seekers and candidates for postings, from the shards that hold them (the
@@ -59,6 +66,8 @@ class ShardedMatchService:
         self.config = config or MatchConfig()
         self.records = records
         self._all = list(range(plan.num_shards))
+        # per event loop (futures belong to one loop): {loop: {(shard, method): Coalescer}}
+        self._coalescers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def _cfg(self, k: int | None, ref_date: dt.date | None, wage_hard: bool) -> MatchConfig:
         return dataclasses.replace(self.config, k=k or self.config.k,
@@ -72,16 +81,53 @@ class ShardedMatchService:
         if seeker_id is not None:
             # only the shards holding the seeker answer; they are the ones with its postings
             answers = dict(enumerate(self.calls.call(self._all, "jobs_for", seeker_id, cfg)))
-            lists = {s: a for s, a in answers.items() if a is not None}
-            if not lists:
-                raise NotFoundError(f"seeker {seeker_id!r} is not known")
-        elif profile is not None:
-            row = check_profile(profile)
-            q = SeekerQuery.from_row(row, self.encoder.encode([seeker_text(row)])[0])
-            hs = self.plan.seeker_shards(q.areas)
-            lists = dict(zip(hs, self.calls.call(hs, "jobs_query", q, cfg), strict=True))
         else:
+            q, hs = self._inline(profile)
+            answers = dict(zip(hs, self.calls.call(hs, "jobs_query", q, cfg), strict=True))
+        return self._merged(answers, seeker_id, cfg, sort)
+
+    async def ajobs_with_rows(self, *, seeker_id: str | None = None,
+                              profile: Mapping | None = None, k: int | None = None,
+                              sort: str = "score", ref_date: dt.date | None = None,
+                              wage_hard: bool = False) -> tuple[list[Match], Mapping[str, dict]]:
+        """:meth:`jobs_with_rows` without blocking the event loop: the calls of concurrent
+        requests to one shard go out together (:class:`~workers.coalesce.Coalescer`)."""
+        cfg = self._cfg(k, ref_date, wage_hard)
+        if seeker_id is not None:
+            got = await asyncio.gather(*(self._co(s, "jobs_for_many").submit((seeker_id, cfg))
+                                         for s in self._all))
+            answers = dict(zip(self._all, got, strict=True))
+        else:
+            q, hs = self._inline(profile)
+            got = await asyncio.gather(*(self.calls.asend(s, "jobs_query", q, cfg) for s in hs))
+            answers = dict(zip(hs, got, strict=True))
+        return self._merged(answers, seeker_id, cfg, sort)
+
+    def _co(self, shard: int, method: str) -> Coalescer:
+        loop = asyncio.get_running_loop()
+        per = self._coalescers.get(loop)
+        if per is None:
+            per = self._coalescers[loop] = {}
+        co = per.get((shard, method))
+        if co is None:
+            co = per[(shard, method)] = Coalescer(
+                lambda items, s=shard, m=method: self.calls.asend(s, m, items))
+        return co
+
+    def _inline(self, profile: Mapping | None) -> tuple[SeekerQuery, tuple[int, ...]]:
+        if profile is None:
             raise InvalidInputError("give a seeker_id or a profile", field="seeker")
+        row = check_profile(profile)
+        q = SeekerQuery.from_row(row, self.encoder.encode([seeker_text(row)])[0])
+        return q, self.plan.seeker_shards(q.areas)
+
+    def _merged(self, answers: Mapping[int, tuple | None], seeker_id: str | None,
+                cfg: MatchConfig, sort: str) -> tuple[list[Match], Mapping[str, dict]]:
+        lists = {s: a for s, a in answers.items() if a is not None}
+        if not lists:
+            if seeker_id is not None:
+                raise NotFoundError(f"seeker {seeker_id!r} is not known")
+            return sort_view([], sort), {}
         rows: dict[str, dict] = {}
         for _, r in lists.values():
             rows.update(r)
@@ -110,6 +156,20 @@ class ShardedMatchService:
             raise NotFoundError(f"posting {posting_id!r} is not known")
         matches, profiles = got[0]  # a posting lives in one shard
         return sort_view(matches, sort), profiles
+
+    async def acandidates_with_profiles(self, posting_id: str, *, k: int | None = None,
+                                        sort: str = "score"):
+        """:meth:`candidates_with_profiles` without blocking the event loop (coalesced)."""
+        if sort not in ("score", "distance"):
+            raise InvalidInputError(f"candidates sort by score or distance, not {sort!r}",
+                                    field="sort")
+        cfg = self._cfg(k, None, False)
+        got = [a for a in await asyncio.gather(*(
+            self._co(s, "candidates_for_many").submit((posting_id, cfg)) for s in self._all))
+            if a is not None]
+        if not got:
+            raise NotFoundError(f"posting {posting_id!r} is not known")
+        return sort_view(got[0][0], sort), got[0][1]
 
     def recommend_candidates(self, posting_id: str, **kw) -> list[Match]:
         """:meth:`candidates_with_profiles` without the profiles."""

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import ray
 
 from workers.matching.deployment import StoredMatchShard
@@ -60,6 +62,24 @@ class RayShardCalls:
             args = tuple(ray.put(a) if _big(a) else a for a in args)
         return get([getattr(self.actors[s], method).remote(*args) for s in shard_ids],
                    timeout=self.timeout)
+
+    async def asend(self, shard: int, method: str, *args):
+        """``method(*args)`` on one shard actor, awaited (errors mapped as :meth:`call`'s)."""
+        from workers.actors import map_error
+
+        try:
+            return await asyncio.wait_for(
+                asyncio.wrap_future(getattr(self.actors[shard], method).remote(*args).future()),
+                self.timeout)
+        except Exception as exc:  # noqa: BLE001 - mapped, re-raised
+            mapped = map_error(exc)
+            if isinstance(exc, TimeoutError):
+                from core.errors import UnavailableError
+
+                mapped = UnavailableError(f"shard {shard} did not answer in {self.timeout} s")
+            if mapped is exc:
+                raise
+            raise mapped from exc
 
     def plan(self):
         """The deployment's area plan (every shard holds it)."""

@@ -139,6 +139,7 @@ def foreign_vectors(interactions: pl.DataFrame | None, seeker_ids: Sequence[str]
     return {p: np.asarray(posting_vectors[at[p]], np.float32) for p in sorted(liked) if p in at}
 
 
+SHOWN_FIELDS = ("title", "company", "region", "closes_on", "registered_on")
 FOLD_AT = 2000  # written seekers kept beside the base index before they are folded into it
 
 
@@ -274,13 +275,24 @@ class MatchShard:
                                     self.history.get(seeker_id))
 
     def _with_rows(self, got: list[Match]) -> tuple[list[Match], dict[str, dict]]:
-        return got, {m.item_id: self._prow[m.item_id] for m in got}
+        # only what a response shows, the merge and the sort views read: a full row would be
+        # most of what a call sends back
+        return got, {m.item_id: {f: self._prow[m.item_id].get(f) for f in SHOWN_FIELDS}
+                     for m in got}
 
     def jobs_for(self, seeker_id: str, cfg: MatchConfig):
         """This shard's top-k for a seeker it holds, with the postings' rows; None if the
         seeker is not here."""
         q = self._query(seeker_id)
         return None if q is None else self._with_rows(self.jobs.recommend(q, cfg, cfg.k))
+
+    def jobs_for_many(self, items: Sequence[tuple[str, MatchConfig]]) -> list:
+        """:meth:`jobs_for` of each (seeker id, config): one actor call for many queries."""
+        return [self.jobs_for(sid, cfg) for sid, cfg in items]
+
+    def candidates_for_many(self, items: Sequence[tuple[str, MatchConfig]]) -> list:
+        """:meth:`candidates_for` of each (posting id, config)."""
+        return [self.candidates_for(pid, cfg) for pid, cfg in items]
 
     def jobs_query(self, q: SeekerQuery, cfg: MatchConfig):
         """This shard's top-k for an inline query, with the postings' rows."""
