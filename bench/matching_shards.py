@@ -126,12 +126,21 @@ def requests_for(seekers: pl.DataFrame, postings: pl.DataFrame, n: int, seed: in
     }, sids
 
 
-def load_phase(ports, reqs, args, out: dict) -> None:
+def load_phase(ports, reqs, args, out: dict, pids: dict[str, list[int]]) -> None:
+    """Open-loop RecommendJobs, then RecommendCandidates; CPU ms per request of each kind
+    of process in ``pids`` (frontends, shards)."""
+    from bench.serve import _pids_cpu_s
+
     n = int(args.qps * args.duration)
     for kind in ("jobs", "candidates"):
         run_load(ports, reqs[kind][-50:], 20, 2.0, len(ports), kind, metadata=MD[kind])  # warm
+        before = {k: _pids_cpu_s(v) for k, v in pids.items()}
         res = run_load(ports, reqs[kind][:n], args.qps, args.duration, len(ports), kind,
                        metadata=MD[kind])
+        for k, v in pids.items():
+            after = _pids_cpu_s(v)
+            res["cpu_ms_per_request"][k] = round(sum(after[p] - before[k].get(p, after[p])
+                                                     for p in after) / max(1, n) * 1e3, 3)
         res["meets_target"] = bool(res["p99_ms"] <= 50 and res["error_rate"] == 0)
         out["RecommendJobs" if kind == "jobs" else "RecommendCandidates"] = res
         print(f"bench: {kind} {len(ports)} frontends @ {args.qps:.0f} QPS: p50 {res['p50_ms']} "
@@ -204,7 +213,8 @@ def run_size(n_seekers: int, postings, seekers_all, pv, sv_all, args, work: Path
         ports = [p for _, p in fronts]
         reqs, sids = requests_for(seekers, postings, int(args.qps * args.duration), args.seed)
         out["grpc"] = {}
-        load_phase(ports, reqs, args, out["grpc"])
+        load_phase(ports, reqs, args, out["grpc"], {
+            "frontends": [p.pid for p, _ in fronts], "shards": [st["pid"] for st in shard_stats]})
         rec = run_load(ports, reqs["record"][:int(args.write_qps * args.duration)],
                        args.write_qps, args.duration, len(ports), "record", metadata=MD["record"])
         rec["meets_target"] = bool(rec["p99_ms"] <= 20 and rec["error_rate"] == 0)
@@ -230,7 +240,7 @@ def run_size(n_seekers: int, postings, seekers_all, pv, sv_all, args, work: Path
                                   "--shards", str(args.shards)], work / f"port-base-{n_seekers}")
         base: dict = {"start_s": round(time.perf_counter() - t0, 1)}
         try:
-            load_phase([port], reqs, args, base)
+            load_phase([port], reqs, args, base, {"frontend": [p.pid]})
             base["frontend"] = rss_mb(p.pid)
         finally:
             p.kill()

@@ -143,6 +143,10 @@ SHOWN_FIELDS = ("title", "company", "region", "closes_on", "registered_on")
 FOLD_AT = 2000  # written seekers kept beside the base index before they are folded into it
 
 
+def _shown(row: Mapping) -> dict:
+    return {f: row.get(f) for f in SHOWN_FIELDS}
+
+
 class MatchShard:
     """One shard of two-sided matching: its postings (a :class:`JobIndex`), its seekers (a
     :class:`SeekerIndex` for candidates, rows and vectors for jobs) and their exclusions and
@@ -166,6 +170,7 @@ class MatchShard:
         pv = np.asarray(posting_vectors, dtype=np.float32)
         self.jobs = JobIndex(postings, pv)
         self._prow = {r["posting_id"]: r for r in postings.iter_rows(named=True)}
+        self._shown = {p: _shown(r) for p, r in self._prow.items()}
         self._pvec = dict(zip(postings["posting_id"].to_list(), pv, strict=True))
         self._foreign: dict[str, np.ndarray] = dict(foreign or {})
         self.posting_log = None
@@ -277,8 +282,8 @@ class MatchShard:
     def _with_rows(self, got: list[Match]) -> tuple[list[Match], dict[str, dict]]:
         # only what a response shows, the merge and the sort views read: a full row would be
         # most of what a call sends back
-        return got, {m.item_id: {f: self._prow[m.item_id].get(f) for f in SHOWN_FIELDS}
-                     for m in got}
+        shown = self._shown
+        return got, {m.item_id: shown[m.item_id] for m in got}
 
     def jobs_for(self, seeker_id: str, cfg: MatchConfig):
         """This shard's top-k for a seeker it holds, with the postings' rows; None if the
@@ -491,6 +496,7 @@ class MatchShard:
             self.jobs.upsert(sub, vec)
             for r, v in zip(sub.iter_rows(named=True), vec, strict=True):
                 self._prow[r["posting_id"]], self._pvec[r["posting_id"]] = r, v
+                self._shown[r["posting_id"]] = _shown(r)
         return int(here.sum())
 
     def delete_postings(self, posting_ids: Sequence[str]) -> int:
@@ -501,7 +507,7 @@ class MatchShard:
         if known:
             self.jobs.delete(known)
             for p in known:
-                del self._prow[p], self._pvec[p]
+                del self._prow[p], self._pvec[p], self._shown[p]
         return len(known)
 
 
