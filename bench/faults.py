@@ -6,14 +6,19 @@ machine); the shards are detached named actors in one Ray namespace that both fr
 (two ``JobrecServer`` processes-in-threads, each its own gRPC port and backend handle)
 serve; the shard store is a local directory (``--store`` for another, e.g. ``s3://…``).
 
-Load: ``--qps`` SimilarPostings by id over gRPC, round-robin over the live frontends (a
-caller that gets UNAVAILABLE from one frontend tries the other, as a load balancer would),
-plus ``--ups`` acknowledged upserts per second through the frontends' backends.
+Load: ``--qps`` reads over gRPC, half SimilarPostings by id and half RecommendJobs of a
+random seeker (matching answered by named match shard actors that both frontends share,
+``jobrec serve --match-root``), round-robin over the live frontends (a caller that gets
+UNAVAILABLE from one frontend tries the other, as a load balancer would), plus ``--ups``
+acknowledged upserts per second through the frontends' backends and ``--records``
+acknowledged RecordInteractions (an application each) per second through their gRPC
+MatchingService.
 
 Per fault the JSON report has: errors by status code while it lasted, time to full
 recovery (until the end of the last call that failed or took over ``--slow-s``; health must
 be SERVING afterwards), read latency p50/p99, acknowledged upserts lost (must be 0: each acknowledged id is
-read back afterwards) and whether the answers equal an exact brute force (the oracle of
+read back afterwards), acknowledged applications lost (must be 0: each is in the shards' logs
+and excluded from that seeker's RecommendJobs afterwards) and whether the answers equal an exact brute force (the oracle of
 ``tests/test_retrieval_oracle.py`` over the postings the store holds) for ``--check``
 queries. A timeline plot (latency and errors over time, faults marked) is written beside.
 
@@ -44,10 +49,12 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 class Load:
     """Open-loop reads over gRPC and acknowledged upserts, recorded on one timeline."""
 
-    def __init__(self, frontends: list, ids: list[str], qps: float, ups: float, seed: int = 0):
+    def __init__(self, frontends: list, ids: list[str], qps: float, ups: float, seed: int = 0,
+                 seekers: list[str] = (), records: float = 0.0):
         self.frontends = frontends  # [Frontend], some may be down
-        self.ids = ids
-        self.qps, self.ups = qps, ups
+        self.ids, self.seekers = ids, list(seekers)
+        self.qps, self.ups, self.records = qps, ups, records
+        self.applied: list[tuple[str, str]] = []  # acknowledged RecordInteractions
         # (sent at, kind, code, latency_s): times are send times, so a slow or failed call
         # is placed where it began
         self.events: list[tuple[float, str, str, float]] = []
@@ -64,22 +71,62 @@ class Load:
     def _read_once(self, i: int) -> None:
         import grpc
 
+        from server.generated.jobrec.v1 import matching_pb2 as mpb
         from server.generated.jobrec.v1 import recommendation_pb2 as pb
 
-        pid = self.ids[self._rng.randrange(len(self.ids))]
+        jobs = bool(self.seekers) and i % 2 == 1
+        if jobs:
+            sid = self.seekers[self._rng.randrange(len(self.seekers))]
+        else:
+            pid = self.ids[self._rng.randrange(len(self.ids))]
         live = [f for f in self.frontends if f.up]
         t = time.monotonic()
         code = "UNAVAILABLE"
         for f in (live[i % len(live) :] + live[: i % len(live)]) if live else []:
             try:
-                f.stub.SimilarPostings(pb.SimilarPostingsRequest(posting_id=pid, k=5), timeout=5)
+                if jobs:
+                    f.mstub.RecommendJobs(mpb.RecommendJobsRequest(seeker_id=sid, k=20), timeout=5)
+                else:
+                    f.stub.SimilarPostings(pb.SimilarPostingsRequest(posting_id=pid, k=5),
+                                           timeout=5)
                 code = "OK"
                 break
             except grpc.RpcError as exc:
                 code = exc.code().name
                 if exc.code() != grpc.StatusCode.UNAVAILABLE:
                     break  # only UNAVAILABLE is worth another frontend
-        self._record("read", code, time.monotonic() - t)
+        self._record("jobs" if jobs else "read", code, time.monotonic() - t)
+
+    def _applications(self) -> None:
+        import grpc
+
+        from server.generated.jobrec.v1 import matching_pb2 as mpb
+
+        rng = random.Random(7)
+        i, start = 0, time.monotonic()
+        while not self._stop.is_set():
+            pause = start + i / self.records - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            sid, pid = rng.choice(self.seekers), rng.choice(self.ids)
+            live = [f for f in self.frontends if f.up]
+            t = time.monotonic()
+            code = "UNAVAILABLE"
+            for f in live[i % max(1, len(live)) :] + live[: i % max(1, len(live))]:
+                try:
+                    f.mstub.RecordInteractions(mpb.RecordInteractionsRequest(interactions=[
+                        mpb.Interaction(seeker_id=sid, posting_id=pid, event="applied")]),
+                        timeout=10)
+                    code = "OK"
+                    with self._lock:
+                        self.applied.append((sid, pid))
+                    break
+                except grpc.RpcError as exc:
+                    code = exc.code().name
+                    if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                        break
+            self._record("record", code, time.monotonic() - t)
+            i += 1
 
     def _reads(self) -> None:
         from concurrent.futures import ThreadPoolExecutor
@@ -126,6 +173,8 @@ class Load:
             threading.Thread(target=self._reads, daemon=True),
             threading.Thread(target=self._writes, args=(df, vec), daemon=True),
         ]
+        if self.seekers and self.records:
+            self.threads.append(threading.Thread(target=self._applications, daemon=True))
         for t in self.threads:
             t.start()
 
@@ -141,8 +190,9 @@ class Load:
 class Frontend:
     """One gRPC frontend over the shared shards (``up`` while it serves)."""
 
-    def __init__(self, store, namespace: str) -> None:
-        self.store, self.namespace = store, namespace
+    def __init__(self, store, namespace: str, match: tuple[str, list[str]] | None = None) -> None:
+        """``match``: (deployment root, actor names) of the matching shards to serve."""
+        self.store, self.namespace, self.match = store, namespace, match
         self.up = False
         self.start()
 
@@ -155,13 +205,27 @@ class Frontend:
         from tests.test_retrieval_oracle import REF
 
         self.backend, rules = build_backend(None, None, ref_date=REF, store=self.store, shared=True)
+        self.matching = None
+        if self.match is not None:  # stateless: the plan and actor handles only
+            from core.matching import MatchConfig
+            from workers.matching.deployment import read_plan
+            from workers.matching.frontend import ShardedMatchService
+            from workers.matching.shard_actors import RayShardCalls, find_match_shards
+
+            root, names = self.match
+            self.matching = ShardedMatchService(RayShardCalls(find_match_shards(names)),
+                                                read_plan(root), None, MatchConfig(ref_date=REF))
         self.server = JobrecServer(
-            self.backend, None, rules, ServerConfig(port=0, health_interval_s=0)
+            self.backend, None, rules, ServerConfig(port=0, health_interval_s=0),
+            matching=self.matching,
         )
         self.bg = BackgroundServer(self.server)
         self.port = self.bg.start()
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         self.stub = pb_grpc.RecommendationServiceStub(self.channel)
+        from server.generated.jobrec.v1 import matching_pb2_grpc as mpb_grpc
+
+        self.mstub = mpb_grpc.MatchingServiceStub(self.channel)
         self.up = True
 
     def kill(self) -> None:
@@ -211,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nodes", type=int, default=3, help="worker raylets besides the head")
     p.add_argument("--qps", type=float, default=100.0)
     p.add_argument("--ups", type=float, default=10.0)
+    p.add_argument("--seekers", type=int, default=400, help="seekers in the match shards")
+    p.add_argument("--records", type=float, default=10.0,
+                   help="RecordInteractions (one application each) per second")
     p.add_argument("--steady-s", type=float, default=10.0, help="load before the first fault")
     p.add_argument("--fault-s", type=float, default=20.0, help="observation window per fault")
     p.add_argument(
@@ -223,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes (CI / a busy machine)")
     args = p.parse_args(argv)
     if args.quick:
-        args.postings, args.qps, args.ups = 600, 20.0, 4.0
+        args.postings, args.qps, args.ups, args.seekers, args.records = 600, 20.0, 4.0, 150, 4.0
         args.steady_s, args.fault_s, args.check, args.nodes = 4.0, 12.0, 20, 2
     return run(args)
 
@@ -248,8 +315,23 @@ def run(args) -> int:
     seed_backend, _ = build_backend(
         df, vec, shards=args.shards, ref_date=REF, store=store, shared=True
     )
-    frontends = [Frontend(store, namespace), Frontend(store, namespace)]
-    load = Load(frontends, df["posting_id"].to_list(), args.qps, args.ups)
+    from core.synth.seekers import generate_seekers
+    from workers.matching.deployment import write_deployment
+    from workers.matching.shard_actors import match_shard_names, start_match_shards
+    from workers.matching.sharded import AreaPlan
+
+    seekers = generate_seekers(args.seekers, 3, postings=df, ref_date=REF)
+    svec = np.random.default_rng(3).standard_normal((seekers.height, vec.shape[1])).astype(np.float32)
+    svec /= np.linalg.norm(svec, axis=1, keepdims=True)
+    match_root = write_deployment(tmp / "match", AreaPlan.build(df, args.shards), df, vec,
+                                  seekers, svec)
+    names = match_shard_names("jobrec-faults-match", args.shards)
+    start_match_shards(str(match_root), args.shards, names=names)
+    match = (str(match_root), names)
+    frontends = [Frontend(store, namespace, match), Frontend(store, namespace, match)]
+    load = Load(frontends, df["posting_id"].to_list(), args.qps, args.ups,
+                seekers=seekers.filter(seekers["active"])["seeker_id"].to_list(),
+                records=args.records)
     faults: list[dict] = []
     load.start(df, vec)
     time.sleep(args.steady_s)
@@ -292,6 +374,11 @@ def run(args) -> int:
         workers.remove(victim)
         return {"node": victim.node_id[:12], "shards_there": hosts.most_common(1)[0][1]}
 
+    def kill_match_shard():
+        st = frontends[0].matching.stats()[0]
+        os.kill(st["pid"], signal.SIGKILL)
+        return {"match_shard": 0, "pid": st["pid"]}
+
     def kill_frontend():
         frontends[0].kill()
         return {"frontend": 0}
@@ -314,6 +401,7 @@ def run(args) -> int:
 
     try:
         observe("kill shard actor", kill_actor)
+        observe("kill match shard actor", kill_match_shard)
         observe("remove worker node", remove_node)
         observe("kill frontend", kill_frontend)
         frontends[0].start()  # back for the refresh
@@ -322,12 +410,16 @@ def run(args) -> int:
         load.stop()
     live = next(f for f in frontends if f.up)
     lost = [pid for pid in load.acked if not _has(live.backend, pid)]
+    lost_applied = _applications_lost(live.matching, match_root, load.applied)
     exact = _exactness(store, live.backend, args.check, seed=5)
     report = {
         "postings": args.postings, "shards": args.shards, "worker_nodes": args.nodes,
         "offered_qps": args.qps, "offered_upserts_per_s": args.ups,
         "faults": faults, "acknowledged_upserts": len(load.acked),
         "acknowledged_upserts_lost": len(lost), "exact_after_recovery": exact,
+        "seekers": seekers.height, "offered_applications_per_s": args.records,
+        "acknowledged_applications": len(load.applied),
+        "acknowledged_applications_lost": lost_applied,
         "errors_total": dict(Counter(c for _, _, c, _ in load.events if c != "OK")),
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -338,9 +430,23 @@ def run(args) -> int:
         if f.up:
             f.kill()
     seed_backend.shutdown()
+    live.matching.calls.close()
     ray.shutdown()
     cluster.shutdown()
-    return 0 if not lost and exact["equal"] == exact["checked"] else 1
+    return 0 if not lost and not lost_applied and exact["equal"] == exact["checked"] else 1
+
+
+def _applications_lost(matching, root: Path, applied: list[tuple[str, str]]) -> int:
+    """Acknowledged applications missing from the shards' logs or still recommended."""
+    from workers.matching.interaction_log import read_interactions
+
+    log = read_interactions(root / "interactions")
+    logged = set(log.filter(log["event"] == "applied").select("seeker_id", "posting_id").rows())
+    lost = 0
+    for sid, pid in applied:
+        shown = {m.item_id for m in matching.recommend_jobs(seeker_id=sid, k=120)}
+        lost += (sid, pid) not in logged or pid in shown
+    return lost
 
 
 def _has(backend, pid: str) -> bool:
