@@ -283,7 +283,10 @@ def posting_columns(p: PostingSide, idx: np.ndarray) -> dict[str, np.ndarray]:
 
 def seeker_columns(education, career_years, desired_wage) -> dict[str, np.ndarray]:
     """Query columns of :data:`SEEKER_JOB_RULES` (desired wage None/NaN -> 0 = none)."""
-    w = np.asarray([np.nan if v is None else v for v in desired_wage], dtype=np.float64)
+    if isinstance(desired_wage, np.ndarray) and desired_wage.dtype.kind == "f":
+        w = desired_wage.astype(np.float64)  # a column with NaN for none: no Python loop
+    else:
+        w = np.asarray([np.nan if v is None else v for v in desired_wage], dtype=np.float64)
     return {"education": np.asarray(education, dtype=np.int16),
             "career_years": np.asarray(career_years, dtype=np.int32),
             "desired_wage": np.nan_to_num(w, nan=0.0)}
