@@ -60,11 +60,12 @@ class WriteLog:
         """(op, frame, vectors or None) of every logged write, in order."""
         for f in self._files():
             t = pl.read_parquet(f)
+            if t.height == 0:
+                continue
             op = t["_op"][0]
             vec = None
             if "_vector" in t.columns:
-                vec = np.stack([np.frombuffer(b, "<f4") for b in t["_vector"].to_list()]) \
-                    if t.height else np.zeros((0, 0), np.float32)
+                vec = np.stack([np.frombuffer(b, "<f4") for b in t["_vector"].to_list()])
             yield op, t.drop([c for c in ("_op", "_vector") if c in t.columns]), vec
 
 

@@ -408,7 +408,8 @@ class MatchShard:
         ids = seekers["seeker_id"].to_list()
         away = [s for s, h in zip(ids, here, strict=True) if not h and self._holds(s)]
         taken = [s for s, h in zip(ids, here, strict=True) if h]
-        mine = [r for r in carried if r[0] in set(taken)]
+        taking = set(taken)
+        mine = [r for r in carried if r[0] in taking]
         need = {p: np.asarray(v, np.float32) for p, v in liked_vectors.items()
                 if p not in self._pvec and p not in self._foreign}
         if self.seeker_log is not None:  # vectors and state first: a torn write adds nothing
