@@ -213,7 +213,7 @@ class Frontend:
             from workers.matching.shard_actors import RayShardCalls, find_match_shards
 
             root, names = self.match
-            self.matching = ShardedMatchService(RayShardCalls(find_match_shards(names)),
+            self.matching = ShardedMatchService(RayShardCalls(find_match_shards(names), names=names),
                                                 read_plan(root), None, MatchConfig(ref_date=REF))
         self.server = JobrecServer(
             self.backend, None, rules, ServerConfig(port=0, health_interval_s=0),

@@ -504,13 +504,20 @@ class JobrecServer:
         except Exception as exc:  # noqa: BLE001  (any failure means "not serving")
             log.warning("backend health check failed: %s", exc)
             ok = False
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if ok
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
+        match_ok = True
+        probe = getattr(self.matching, "health", None)  # the match shard actors' frontend
+        if probe is not None:
+            try:
+                match_ok = bool((await loop.run_in_executor(None, probe))["ok"])
+            except Exception as exc:  # noqa: BLE001  (any failure means "not serving")
+                log.warning("matching shards health check failed: %s", exc)
+                match_ok = False
+        from server.matching import SERVICE_NAME as MATCHING_SERVICE_NAME
+
         for name in self._services:
-            await self.health.set(name, status)
+            serving = ok and (match_ok or name != MATCHING_SERVICE_NAME)
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING if serving
+                                  else health_pb2.HealthCheckResponse.NOT_SERVING)
         return ok
 
     async def _watch_backend(self) -> None:

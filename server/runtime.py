@@ -349,7 +349,8 @@ def load_sharded_matching(
         write_deployment(root, plan, postings, posting_vectors, seekers, vecs, inter)
     plan = read_plan(root)
     names = match_shard_names(f"jobrec-match-{_root_tag(root)}", plan.num_shards)
-    calls = RayShardCalls(start_match_shards(str(root), plan.num_shards, names=names))
+    calls = RayShardCalls(start_match_shards(str(root), plan.num_shards, names=names),
+                          names=names)
     return ShardedMatchService(calls, plan, encoder, MatchConfig(ref_date=ref_date))
 
 

@@ -98,6 +98,29 @@ def test_two_frontends_share_the_match_shards(files, tmp_path, ray_local):
     try:
         assert top not in b.jobs(sid, k=100) and top not in c.jobs(sid, k=100)
         assert {s: c.jobs(s) for s in sids[1:]} == {s: want[s] for s in sids[1:]}
+        # every shard actor gone for good: MatchingService turns NOT_SERVING on the health
+        # check (RecommendationService does not), and a frontend started then brings the
+        # shards back from the deployment; the others find them by name; nothing is lost
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        from workers.actors import kill_named
+
+        kill_named(c.server.matching.calls.names)
+        health = health_pb2_grpc.HealthStub(c.channel)
+
+        def status(name):
+            c.bg.call(c.server.check_backend())
+            return health.Check(health_pb2.HealthCheckRequest(service=name), timeout=30).status
+        assert status("jobrec.v1.MatchingService") == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert status("jobrec.v1.RecommendationService") == health_pb2.HealthCheckResponse.SERVING
+        e = Frontend(_serve(d, "--match-root", str(root)))
+        try:
+            for f in (e, c, b):
+                assert top not in f.jobs(sid, k=100)
+                assert f.jobs(sids[1]) == want[sids[1]]
+            assert status("jobrec.v1.MatchingService") == health_pb2.HealthCheckResponse.SERVING
+        finally:
+            e.close()
     finally:
         b.close(), c.close()
     from workers.matching.interaction_log import read_interactions

@@ -243,6 +243,12 @@ class ShardedMatchService:
         """Seekers held by the shards (a seeker in two shards counts twice)."""
         return sum(st["seekers"] for st in self.stats())
 
+    def health(self) -> dict:
+        """Whether every shard answers (raises, or ``ok`` False, when one does not)."""
+        stats = self.stats()
+        return {"ok": len(stats) == self.plan.num_shards, "shards": len(stats),
+                "postings": sum(st["postings"] for st in stats)}
+
     def stats(self) -> list[dict]:
         """Each shard's sizes."""
         return self.calls.call(self._all, "stats")

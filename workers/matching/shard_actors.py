@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import ray
 
@@ -23,17 +24,28 @@ def match_shard_names(prefix: str, num_shards: int) -> list[str]:
 
 
 def start_match_shards(root: str, num_shards: int, *, names: list[str] | None = None,
-                       max_restarts: int = 3) -> list:
+                       max_restarts: int = 3, tries: int = 20) -> list:
     """One :class:`~workers.matching.deployment.StoredMatchShard` actor per shard of the
     deployment at ``root`` (0 CPUs reserved); with ``names`` detached and named in the
     current namespace (an actor of that name that exists is returned as it is), so other
-    frontends find them (:func:`find_match_shards`)."""
+    frontends find them (:func:`find_match_shards`). Returns once every shard has opened;
+    a named actor just killed may still hold its name for a moment, so one found dead is
+    started again (``tries`` times)."""
     out = []
     for i in range(num_shards):
         opts: dict = {"num_cpus": 0, "max_restarts": max_restarts, "max_task_retries": 3}
         if names is not None:
             opts.update(name=names[i], lifetime="detached", get_if_exists=True)
-        out.append(MatchShardActor.options(**opts).remote(str(root), i))
+        for attempt in range(tries):
+            actor = MatchShardActor.options(**opts).remote(str(root), i)
+            try:
+                ray.get(actor.area_plan.remote())  # opened (or its open failed: raised)
+                break
+            except ray.exceptions.RayActorError:
+                if attempt == tries - 1:
+                    raise
+                time.sleep(0.5)
+        out.append(actor)
     return out
 
 
@@ -47,39 +59,71 @@ def find_match_shards(names: list[str]) -> list | None:
 
 class RayShardCalls:
     """:class:`~workers.matching.frontend.LocalShardCalls`' calls on shard actors; a shard
-    that does not answer within ``timeout`` s is UNAVAILABLE."""
+    that does not answer within ``timeout`` s is UNAVAILABLE. With ``names``, a shard found
+    dead is looked up again by name and the call retried once on the actor that replaced it
+    (another frontend may have started it again from the deployment)."""
 
-    def __init__(self, actors: list, timeout: float = 30.0) -> None:
-        self.actors, self.timeout = list(actors), timeout
+    def __init__(self, actors: list, timeout: float = 30.0,
+                 names: list[str] | None = None) -> None:
+        self.actors, self.timeout, self.names = list(actors), timeout, names
 
     def __len__(self) -> int:
         return len(self.actors)
 
     def call(self, shard_ids, method: str, *args) -> list:
+        from core.errors import UnavailableError
         from workers.actors import get
 
         if len(shard_ids) > 1 and args:
             args = tuple(ray.put(a) if _big(a) else a for a in args)
-        return get([getattr(self.actors[s], method).remote(*args) for s in shard_ids],
-                   timeout=self.timeout)
+        used = list(self.actors)
+        try:
+            return get([getattr(used[s], method).remote(*args) for s in shard_ids],
+                       timeout=self.timeout)
+        except UnavailableError:
+            if not self._renew(used, shard_ids):
+                raise
+            return get([getattr(self.actors[s], method).remote(*args) for s in shard_ids],
+                       timeout=self.timeout)
 
     async def asend(self, shard: int, method: str, *args):
         """``method(*args)`` on one shard actor, awaited (errors mapped as :meth:`call`'s)."""
+        from core.errors import UnavailableError
+
+        used = list(self.actors)
+        try:
+            return await self._asend(used[shard], shard, method, *args)
+        except UnavailableError:
+            if not self._renew(used, [shard]):
+                raise
+            return await self._asend(self.actors[shard], shard, method, *args)
+
+    async def _asend(self, actor, shard: int, method: str, *args):
+        from core.errors import UnavailableError
         from workers.actors import map_error
 
         try:
             return await asyncio.wait_for(
-                asyncio.wrap_future(getattr(self.actors[shard], method).remote(*args).future()),
+                asyncio.wrap_future(getattr(actor, method).remote(*args).future()),
                 self.timeout)
         except Exception as exc:  # noqa: BLE001 - mapped, re-raised
             mapped = map_error(exc)
             if isinstance(exc, TimeoutError):
-                from core.errors import UnavailableError
-
                 mapped = UnavailableError(f"shard {shard} did not answer in {self.timeout} s")
             if mapped is exc:
                 raise
             raise mapped from exc
+
+    def _renew(self, used: list, shard_ids) -> bool:
+        """Handles of the named shards looked up again; whether a shard of ``shard_ids`` is
+        now another actor than the one in ``used`` (a concurrent call may have renewed)."""
+        if self.names is None:
+            return False
+        found = find_match_shards(self.names)
+        if found is None:
+            return False
+        self.actors = found
+        return any(found[s]._actor_id != used[s]._actor_id for s in shard_ids)
 
     def plan(self):
         """The deployment's area plan (every shard holds it)."""
