@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +54,46 @@ def excluded_by_seeker(interactions: pl.DataFrame | None) -> dict[str, frozenset
     ex = interactions.filter(pl.col("event").is_in(list(EXCLUDING_EVENTS)))
     g = ex.group_by("seeker_id").agg(pl.col("posting_id").unique())
     return {s: frozenset(p) for s, p in g.iter_rows()}
+
+
+def liked_by_seeker(interactions: pl.DataFrame | None) -> dict[str, frozenset[str]]:
+    """seeker_id -> postings it clicked or applied to."""
+    if interactions is None or interactions.height == 0:
+        return {}
+    g = interactions.filter(pl.col("event").is_in(list(LIKED_EVENTS))) \
+        .group_by("seeker_id").agg(pl.col("posting_id").unique())
+    return {s: frozenset(p) for s, p in g.iter_rows()}
+
+
+def seekers_by_excluded(excluded: Mapping[str, frozenset[str]]) -> dict[str, set[str]]:
+    """posting_id -> seekers who applied to or hid it (the candidates side's exclusions)."""
+    gone: dict[str, set[str]] = {}
+    for sid, pids in excluded.items():
+        for p in pids:
+            gone.setdefault(p, set()).add(sid)
+    return gone
+
+
+def apply_interactions(rows, excluded: dict, gone: dict, liked: dict, history: dict,
+                       vector_of: Callable[[str], np.ndarray | None]) -> None:
+    """The in-memory effect of logged interaction rows ``(seeker_id, posting_id, event,
+    ...)``: an application or a hidden posting excluded both ways, a click or an
+    application in the seeker's history vector (the liked postings' vectors by
+    ``vector_of``, None: unknown, in posting-id order as :func:`history_vectors`). Readers
+    run in other threads: every set a reader may iterate is replaced, never mutated."""
+    touched: set[str] = set()
+    for sid, pid, event, *_ in rows:
+        if event in EXCLUDING_EVENTS:
+            excluded[sid] = excluded.get(sid, frozenset()) | {pid}
+            gone[pid] = gone.get(pid, set()) | {sid}
+        if event in LIKED_EVENTS:
+            liked[sid] = liked.get(sid, frozenset()) | {pid}
+            touched.add(sid)
+    for sid in touched:
+        vecs = [v for v in map(vector_of, sorted(liked[sid])) if v is not None]
+        v = unit_mean(np.asarray(vecs)) if vecs else None
+        if v is not None:
+            history[sid] = v
 
 
 def history_vectors(interactions: pl.DataFrame | None, posting_ids: Sequence[str],
@@ -334,12 +374,8 @@ def candidates_all(seekers: pl.DataFrame, postings: pl.DataFrame, seeker_vectors
     """Top-k active seekers for every open posting (``--candidates``)."""
     from workers.matching.index import SeekerIndex
 
-    gone: dict[str, set[str]] = {}
-    if interactions is not None:
-        for s, p in interactions.filter(pl.col("event").is_in(list(EXCLUDING_EVENTS))).select(
-                "seeker_id", "posting_id").iter_rows():
-            gone.setdefault(p, set()).add(s)
-    index = SeekerIndex(seekers, seeker_vectors, gone)
+    index = SeekerIndex(seekers, seeker_vectors,
+                        seekers_by_excluded(excluded_by_seeker(interactions)))
     ref = cfg.ref_days()
     ids, results = [], []
     for j, row in enumerate(postings.iter_rows(named=True)):

@@ -11,7 +11,6 @@ shards through a ``calls`` object: :class:`LocalShardCalls` in process, or
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import threading
 import weakref
@@ -23,7 +22,13 @@ from core.matching import Match, MatchConfig, SeekerQuery, sort_view
 from core.seekers import seeker_text
 from workers.coalesce import Coalescer
 from workers.matching.index import merge_exact
-from workers.matching.service import check_interaction_rows, check_profile, seeker_frame
+from workers.matching.service import (
+    call_config,
+    check_candidate_sort,
+    check_interaction_rows,
+    check_profile,
+    seeker_frame,
+)
 from workers.matching.sharded import AreaPlan, MatchShard
 
 _WRITES = frozenset({"record", "upsert_postings", "delete_postings", "upsert_seekers",
@@ -70,8 +75,7 @@ class ShardedMatchService:
         self._coalescers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def _cfg(self, k: int | None, ref_date: dt.date | None, wage_hard: bool) -> MatchConfig:
-        return dataclasses.replace(self.config, k=k or self.config.k,
-                                   ref_date=ref_date or self.config.ref_date, wage_hard=wage_hard)
+        return call_config(self.config, k, ref_date, wage_hard)
 
     def jobs_with_rows(self, *, seeker_id: str | None = None, profile: Mapping | None = None,
                        k: int | None = None, sort: str = "score", ref_date: dt.date | None = None,
@@ -146,9 +150,7 @@ class ShardedMatchService:
     def candidates_with_profiles(self, posting_id: str, *, k: int | None = None,
                                  sort: str = "score") -> tuple[list[Match], Mapping[str, dict]]:
         """The top-``k`` active seekers for a stored posting, and their shareable profiles."""
-        if sort not in ("score", "distance"):
-            raise InvalidInputError(f"candidates sort by score or distance, not {sort!r}",
-                                    field="sort")
+        check_candidate_sort(sort)
         cfg = self._cfg(k, None, False)
         got = [a for a in self.calls.call(self._all, "candidates_for", posting_id, cfg)
                if a is not None]
@@ -160,9 +162,7 @@ class ShardedMatchService:
     async def acandidates_with_profiles(self, posting_id: str, *, k: int | None = None,
                                         sort: str = "score"):
         """:meth:`candidates_with_profiles` without blocking the event loop (coalesced)."""
-        if sort not in ("score", "distance"):
-            raise InvalidInputError(f"candidates sort by score or distance, not {sort!r}",
-                                    field="sort")
+        check_candidate_sort(sort)
         cfg = self._cfg(k, None, False)
         got = [a for a in await asyncio.gather(*(
             self._co(s, "candidates_for_many").submit((posting_id, cfg)) for s in self._all))

@@ -15,12 +15,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from core.collab import LIKED_EVENTS
 from core.errors import InvalidInputError, NotConfiguredError, NotFoundError
 from core.matching import Match, MatchConfig, SeekerQuery, sort_view
 from core.pii import scrub_resume
 from core.seekers import (
-    EXCLUDING_EVENTS,
     INTERACTION_EVENTS,
     MAX_DESIRED_OCCUPATIONS,
     MAX_DESIRED_REGIONS,
@@ -29,11 +27,13 @@ from core.seekers import (
 )
 from workers.jobs.match import (
     LocalShards,
+    apply_interactions,
     excluded_by_seeker,
     history_vectors,
+    liked_by_seeker,
     recommend_fanout,
+    seekers_by_excluded,
     shard_postings,
-    unit_mean,
 )
 from workers.matching.index import JobIndex, SeekerIndex
 
@@ -90,22 +90,13 @@ class MatchService:
         self.excluded = excluded_by_seeker(interactions)
         self.history = history_vectors(interactions, postings["posting_id"].to_list(),
                                        posting_vectors)
-        self._liked: dict[str, frozenset[str]] = {}
-        if interactions is not None and interactions.height:
-            g = interactions.filter(pl.col("event").is_in(list(LIKED_EVENTS))) \
-                .group_by("seeker_id").agg(pl.col("posting_id").unique())
-            self._liked = {s: frozenset(p) for s, p in g.iter_rows()}
-        gone: dict[str, set[str]] = {}
-        for sid, pids in self.excluded.items():
-            for p in pids:
-                gone.setdefault(p, set()).add(sid)
-        self._gone = gone
+        self._liked = liked_by_seeker(interactions)
+        self._gone = seekers_by_excluded(self.excluded)
         self._write_lock = threading.Lock()
-        self.seeker_index = SeekerIndex(seekers, seeker_vectors, gone)
+        self.seeker_index = SeekerIndex(seekers, seeker_vectors, self._gone)
 
     def _cfg(self, k: int | None, ref_date: dt.date | None, wage_hard: bool) -> MatchConfig:
-        return dataclasses.replace(self.config, k=k or self.config.k,
-                                   ref_date=ref_date or self.config.ref_date, wage_hard=wage_hard)
+        return call_config(self.config, k, ref_date, wage_hard)
 
     def recommend_jobs(self, *, seeker_id: str | None = None, profile: Mapping | None = None,
                        k: int | None = None, sort: str = "score", ref_date: dt.date | None = None,
@@ -193,28 +184,14 @@ class MatchService:
         return len(clean)
 
     def _apply(self, rows: Sequence[tuple]) -> None:
-        """The in-memory effect of logged rows. Readers run in other threads: every set a
-        reader may iterate is replaced, never mutated."""
-        touched: set[str] = set()
-        for sid, pid, event, _ in rows:
-            if event in EXCLUDING_EVENTS:
-                self.excluded[sid] = self.excluded.get(sid, frozenset()) | {pid}
-                self._gone[pid] = self._gone.get(pid, set()) | {sid}
-            if event in LIKED_EVENTS:
-                self._liked[sid] = self._liked.get(sid, frozenset()) | {pid}
-                touched.add(sid)
-        for sid in touched:
-            vecs = [self._pvec[p] for p in sorted(self._liked[sid]) if p in self._pvec]
-            v = unit_mean(np.asarray(vecs)) if vecs else None
-            if v is not None:
-                self.history[sid] = v
+        """The in-memory effect of logged rows."""
+        apply_interactions(rows, self.excluded, self._gone, self._liked, self.history,
+                           self._pvec.get)
 
     def recommend_candidates(self, posting_id: str, *, k: int | None = None,
                              sort: str = "score") -> list[Match]:
         """The top-``k`` active seekers for a stored posting."""
-        if sort not in ("score", "distance"):
-            raise InvalidInputError(f"candidates sort by score or distance, not {sort!r}",
-                                    field="sort")
+        check_candidate_sort(sort)
         row = self.postings.get(posting_id)
         if row is None:
             raise NotFoundError(f"posting {posting_id!r} is not known")
@@ -250,6 +227,20 @@ class MatchService:
             del self.postings[p]
             del self._pvec[p]
         return len(known)
+
+
+def call_config(config: MatchConfig, k: int | None, ref_date: dt.date | None,
+                wage_hard: bool) -> MatchConfig:
+    """``config`` with one call's k, reference date and wage rule (None: the configured)."""
+    return dataclasses.replace(config, k=k or config.k, ref_date=ref_date or config.ref_date,
+                               wage_hard=wage_hard)
+
+
+def check_candidate_sort(sort: str) -> None:
+    """Candidates sort by score or distance only (raises InvalidInputError)."""
+    if sort not in ("score", "distance"):
+        raise InvalidInputError(f"candidates sort by score or distance, not {sort!r}",
+                                field="sort")
 
 
 def check_interaction_rows(rows: Sequence[Mapping], seeker_known, posting_known) -> list[tuple]:

@@ -29,8 +29,15 @@ import polars as pl
 
 from core.collab import LIKED_EVENTS
 from core.matching import Match, MatchConfig, SeekerQuery
-from core.seekers import EXCLUDING_EVENTS, Area, areas_of
-from workers.jobs.match import excluded_by_seeker, history_vectors, shard_postings, unit_mean
+from core.seekers import Area, areas_of
+from workers.jobs.match import (
+    apply_interactions,
+    excluded_by_seeker,
+    history_vectors,
+    liked_by_seeker,
+    seekers_by_excluded,
+    shard_postings,
+)
 from workers.matching.index import JobIndex, SeekerIndex, merge_exact
 
 
@@ -212,16 +219,8 @@ class MatchShard:
         dim = self.jobs._vectors.shape[1] if self.jobs._vectors.ndim == 2 else 0
         vecs = np.asarray([self._vector(p) for p in known], dtype=np.float32).reshape(len(known), dim)
         self.history = history_vectors(mine, known, vecs) if known else {}
-        self._liked: dict[str, frozenset[str]] = {}
-        if mine is not None:
-            g = mine.filter(pl.col("event").is_in(list(LIKED_EVENTS))) \
-                .group_by("seeker_id").agg(pl.col("posting_id").unique())
-            self._liked = {s: frozenset(p) for s, p in g.iter_rows()}
-        gone: dict[str, set[str]] = {}
-        for sid, pids in self.excluded.items():
-            for p in pids:
-                gone.setdefault(p, set()).add(sid)
-        self._gone = gone
+        self._liked = liked_by_seeker(mine)
+        self._gone = seekers_by_excluded(self.excluded)
 
     def _replay_seekers(self, log, seekers: pl.DataFrame, vectors: np.ndarray):
         """(seekers, vectors, carried state rows) after the logged seeker writes."""
@@ -364,21 +363,9 @@ class MatchShard:
         return len(mine)
 
     def _apply(self, rows) -> None:
-        """The in-memory effect of interaction rows (sets replaced, never mutated: readers)."""
-        touched: set[str] = set()
-        for sid, pid, event, *_ in rows:
-            if event in EXCLUDING_EVENTS:
-                self.excluded[sid] = self.excluded.get(sid, frozenset()) | {pid}
-                self._gone[pid] = self._gone.get(pid, set()) | {sid}
-            if event in LIKED_EVENTS:
-                self._liked[sid] = self._liked.get(sid, frozenset()) | {pid}
-                touched.add(sid)
-        for sid in touched:
-            vecs = [self._vector(p) for p in sorted(self._liked[sid])
-                    if p in self._pvec or p in self._foreign]
-            v = unit_mean(np.asarray(vecs)) if vecs else None
-            if v is not None:
-                self.history[sid] = v
+        """The in-memory effect of interaction rows (the in-process service's function)."""
+        apply_interactions(rows, self.excluded, self._gone, self._liked, self.history,
+                           lambda p: self._pvec.get(p, self._foreign.get(p)))
 
     def seeker_state(self, seeker_ids: Sequence[str]):
         """What a shard taking over these seekers needs: their interaction state as rows
