@@ -7,6 +7,26 @@ import polars as pl
 from core.reference import regions
 
 
+def matching_files(d, n_postings: int, n_seekers: int, seed: int, days: int, ref_date):
+    """Write generated postings, seekers and interactions under ``d`` (``postings.parquet``,
+    ``seekers.parquet``, ``interactions.parquet``) and a briefly trained model
+    (``d / "model"``) for the CLI tests of matching; returns the three tables."""
+    from core.synth import generate_postings
+    from core.synth.seekers import generate_interactions, generate_seekers
+    from training.train import TrainConfig, run_local, train_model
+
+    postings = generate_postings(n_postings, seed, ref_date=ref_date)
+    seekers = generate_seekers(n_seekers, seed, postings=postings, ref_date=ref_date)
+    inter = generate_interactions(seekers, postings, seed, days=days, ref_date=ref_date)
+    postings.write_parquet(d / "postings.parquet")
+    seekers.write_parquet(d / "seekers.parquet")
+    inter.write_parquet(d / "interactions.parquet")
+    cfg = TrainConfig(epochs=1, mlm_epochs=1, max_steps=4, vocab_size=1500, max_length=48,
+                      log_every=0)
+    train_model(postings.head(300), d / "model", cfg, runner=run_local, compute_metrics=False)
+    return postings, seekers, inter
+
+
 def coords(*parts: str) -> tuple[float, float]:
     """Centroid of the region with exactly these name parts (sido, sigungu, ...)."""
     padded = list(parts) + [""] * (5 - len(parts))

@@ -10,11 +10,9 @@ import json
 import polars as pl
 import pytest
 
-from core.synth import generate_postings
-from core.synth.seekers import generate_interactions, generate_seekers
 from jobrec.cli import main
+from tests.helpers import matching_files
 from tests.test_seekers import _oracle_ok
-from training.train import TrainConfig, run_local, train_model
 from workers.jobs.match import MATCH_SCHEMA, excluded_by_seeker
 
 REF = dt.date(2026, 11, 20)
@@ -23,16 +21,7 @@ REF = dt.date(2026, 11, 20)
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("match")
-    postings = generate_postings(600, 12, ref_date=REF)
-    seekers = generate_seekers(80, 12, postings=postings, ref_date=REF)
-    inter = generate_interactions(seekers, postings, 12, days=2, ref_date=REF)
-    postings.write_parquet(d / "postings.parquet")
-    seekers.write_parquet(d / "seekers.parquet")
-    inter.write_parquet(d / "interactions.parquet")
-    cfg = TrainConfig(epochs=1, mlm_epochs=1, max_steps=4, vocab_size=1500, max_length=48,
-                      log_every=0)
-    train_model(postings.head(300), d / "model", cfg, runner=run_local, compute_metrics=False)
-    return d, postings, seekers, inter
+    return (d, *matching_files(d, 600, 80, 12, 2, REF))
 
 
 def test_match_writes_rule_abiding_lists_for_every_active_seeker(files, ray_local, capsys):

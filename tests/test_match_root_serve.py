@@ -11,12 +11,10 @@ import grpc
 import polars as pl
 import pytest
 
-from core.synth import generate_postings
-from core.synth.seekers import generate_interactions, generate_seekers
 from jobrec.cli import build_parser, main
 from server.generated.jobrec.v1 import matching_pb2 as mpb
 from server.generated.jobrec.v1 import matching_pb2_grpc as mpb_grpc
-from training.train import TrainConfig, run_local, train_model
+from tests.helpers import matching_files
 
 REF = dt.date(2026, 11, 20)
 
@@ -24,15 +22,7 @@ REF = dt.date(2026, 11, 20)
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("match_root")
-    postings = generate_postings(900, 41, ref_date=REF)
-    seekers = generate_seekers(120, 41, postings=postings, ref_date=REF)
-    inter = generate_interactions(seekers, postings, 41, days=3, ref_date=REF)
-    postings.write_parquet(d / "postings.parquet")
-    seekers.write_parquet(d / "seekers.parquet")
-    inter.write_parquet(d / "interactions.parquet")
-    cfg = TrainConfig(epochs=1, mlm_epochs=1, max_steps=4, vocab_size=1500, max_length=48,
-                      log_every=0)
-    train_model(postings.head(300), d / "model", cfg, runner=run_local, compute_metrics=False)
+    matching_files(d, 900, 120, 41, 3, REF)
     return d
 
 

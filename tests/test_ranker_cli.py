@@ -16,11 +16,9 @@ import pytest
 
 from core.matching import MatchConfig, reason_text
 from core.ranker import DRIVER_TEXTS
-from core.synth import generate_postings
-from core.synth.seekers import generate_interactions, generate_seekers
 from jobrec.cli import main
+from tests.helpers import matching_files
 from tests.test_seekers import _oracle_ok
-from training.train import TrainConfig, run_local, train_model
 from workers.jobs.match import MATCH_SCHEMA, excluded_by_seeker
 from workers.matching.ranker_store import RankerSlot, current_version, load_ranker, publish
 
@@ -30,16 +28,7 @@ REF = dt.date(2026, 11, 20)
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("rank")
-    postings = generate_postings(900, 31, ref_date=REF)
-    seekers = generate_seekers(240, 31, postings=postings, ref_date=REF)
-    inter = generate_interactions(seekers, postings, 31, days=5, ref_date=REF)
-    postings.write_parquet(d / "postings.parquet")
-    seekers.write_parquet(d / "seekers.parquet")
-    inter.write_parquet(d / "interactions.parquet")
-    cfg = TrainConfig(epochs=1, mlm_epochs=1, max_steps=4, vocab_size=1500, max_length=48,
-                      log_every=0)
-    train_model(postings.head(300), d / "model", cfg, runner=run_local, compute_metrics=False)
-    return d, postings, seekers, inter
+    return (d, *matching_files(d, 900, 240, 31, 5, REF))
 
 
 def _args(d, *extra):
