@@ -215,11 +215,12 @@ class MatchShard:
     def _set_state(self, mine: pl.DataFrame | None) -> None:
         """Exclusions, liked postings and history vectors from interaction rows."""
         self.excluded = excluded_by_seeker(mine)
-        known = list(self._pvec) + [p for p in self._foreign if p not in self._pvec]
-        dim = self.jobs._vectors.shape[1] if self.jobs._vectors.ndim == 2 else 0
-        vecs = np.asarray([self._vector(p) for p in known], dtype=np.float32).reshape(len(known), dim)
-        self.history = history_vectors(mine, known, vecs) if known else {}
         self._liked = liked_by_seeker(mine)
+        # only the liked postings' vectors: not a copy of every posting vector at start-up
+        known = sorted({p for ps in self._liked.values() for p in ps
+                        if p in self._pvec or p in self._foreign})
+        self.history = history_vectors(mine, known, np.asarray(
+            [self._vector(p) for p in known], dtype=np.float32)) if known else {}
         self._gone = seekers_by_excluded(self.excluded)
 
     def _replay_seekers(self, log, seekers: pl.DataFrame, vectors: np.ndarray):
