@@ -115,11 +115,14 @@ _BLOCK = 256  # seekers per collaborative block: (256, items) float32 rows, four
 
 
 def pool_features(qs: Sequence[SeekerQuery], side: PostingSide, index, collab: CollabModel,
-                  cfg: MatchConfig, pool: int) -> Pools:
+                  cfg: MatchConfig, pool: int,
+                  history_occ: Mapping[str, int] | None = None) -> Pools:
     """Rule-passing pools and their features for seekers ``qs`` (``index``: a
     :class:`workers.matching.index.JobIndex`-like object whose ``passing(qs, cfg)`` gives each
     seeker's rule-passing candidates, formula scores and cosines over the rows of ``side``,
-    computed in blocks of seekers with the same desired regions)."""
+    computed in blocks of seekers with the same desired regions). ``history_occ``: the
+    occupation code of each history posting by id, for an index that holds only part of
+    the postings (a match shard); None: read from ``side``."""
     ref = cfg.ref_days()
     # ties go to the smaller posting id: its rank among the index's ids (cached by JobIndex)
     rank = getattr(index, "id_rank", None)
@@ -151,10 +154,14 @@ def pool_features(qs: Sequence[SeekerQuery], side: PostingSide, index, collab: C
         x = _content_features(q, side, idx, f, ref, sims[keep])
         x[:, FEATURES.index("seen_before")] = np.log1p(seen_n[keep])
         x[:, FEATURES.index("clicked_before")] = clicked[keep]
-        hpos = np.fromiter((at[h] for h in histories[i] if h in at), np.int64)
+        if history_occ is None:
+            hocc = side.occ[np.fromiter((at[h] for h in histories[i] if h in at), np.int64)]
+        else:
+            hocc = np.fromiter((history_occ[h] for h in histories[i] if h in history_occ),
+                               np.int64)
         x[:, FEATURES.index("history_occupation_share")] = \
-            ((side.occ[idx][:, None] == side.occ[hpos][None, :])
-             & (side.occ[idx][:, None] >= 0)).mean(axis=1) if hpos.size else 0.0
+            ((side.occ[idx][:, None] == hocc[None, :])
+             & (side.occ[idx][:, None] >= 0)).mean(axis=1) if hocc.size else 0.0
         x[:, FEATURES.index("coapply_knn")] = knn
         x[:, FEATURES.index("ease")] = ease
         x[:, FEATURES.index("popularity")] = collab.popularity(codes)
@@ -407,15 +414,18 @@ def attribution_boosters(booster, features: Sequence[int]) -> list:
 
 
 def rank_lists(ranker: Ranker | None | str, pools: Pools, side: PostingSide, k: int,
-               max_per_company: int, fresh: int | None = None
+               max_per_company: int, fresh: int | None = None, scores: np.ndarray | None = None
                ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per seeker the top-``k`` of its pool under the company cap as (positions, scores,
     rows of ``pools``), by the ranker (the formula when ``ranker`` is None; ``"untrained"``:
     one constant score, so the order is the posting ids': what a ranker knows before any
     training). Ties go to the smaller posting id, as everywhere. With a ranker, the best
     ``fresh`` (default: the ranker's ``fresh_slots``) places of a list go to the best
-    postings nobody applied to yet, even where known ones score more."""
-    if isinstance(ranker, str):
+    postings nobody applied to yet, even where known ones score more. ``scores``: the
+    ranker's scores of ``pools.X`` computed already (where the pools were built)."""
+    if scores is not None:
+        s = np.asarray(scores, dtype=np.float64)
+    elif isinstance(ranker, str):
         if ranker != "untrained":
             raise ValueError(f"ranker must be a Ranker, None or 'untrained', got {ranker!r}")
         s = np.zeros(pools.row.size)

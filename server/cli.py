@@ -50,7 +50,9 @@ def register(subparsers) -> None:
                         "Ray cluster shares: the deployment directory (start-up tables, "
                         "posting writes, the shards' interaction logs). Written from "
                         "--seekers/--postings/--interactions on the first start; later "
-                        "frontends need only --match-root. The frontend holds no seeker")
+                        "frontends need only --match-root. The frontend holds no seeker. "
+                        "With --ranker the shards order RecommendJobs by it (fixed when the "
+                        "deployment is written)")
     p.add_argument("--port", type=int, default=d.port, help="gRPC port (0 = any free port)")
     p.add_argument("--host", default=d.host, help="address to bind (0.0.0.0 in a pod)")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: local)")
@@ -151,9 +153,6 @@ def _check_match_root(args: argparse.Namespace) -> None:
         return
     from workers.matching.deployment import DEPLOYMENT
 
-    if args.ranker is not None:
-        raise SystemExit("jobrec serve: the learned ranker is not served from the match "
-                         "shards yet: serve --ranker without --match-root")
     if args.interaction_log is not None:
         raise SystemExit("jobrec serve: with --match-root the shards log RecordInteractions "
                          "in MATCH_ROOT/interactions: drop --interaction-log")
@@ -235,8 +234,9 @@ def build_server(args: argparse.Namespace):
                                          ref_date=args.ref_date)
         log.info("courses loaded", extra={"courses": backend.courses_loaded})
     matching, scopes = None, None
-    if args.ranker is not None and args.seekers is None:
-        raise SystemExit("jobrec serve: --ranker orders RecommendJobs: give --seekers too")
+    if args.ranker is not None and args.seekers is None and args.match_root is None:
+        raise SystemExit("jobrec serve: --ranker orders RecommendJobs: give --seekers (or "
+                         "--match-root) too")
     if args.interaction_log is not None and args.seekers is None:
         raise SystemExit("jobrec serve: --interaction-log is where RecordInteractions writes: "
                          "give --seekers too")
@@ -259,7 +259,8 @@ def build_server(args: argparse.Namespace):
                         "--match-root to serve other seekers)", args.match_root)
         mp, mv = matching_tables() if fresh else (None, None)
         matching = load_sharded_matching(args.match_root, args.seekers, args.interactions, mp, mv,
-                                         encoder, shards=args.shards, ref_date=args.ref_date)
+                                         encoder, shards=args.shards, ref_date=args.ref_date,
+                                         ranker=args.ranker, ranker_pool=args.ranker_pool)
         scopes = load_key_scopes(args.api_keys_file)
         log.info("matching shards attached", extra={"seekers": matching.seeker_count()})
     elif args.seekers is not None:

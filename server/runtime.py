@@ -328,30 +328,49 @@ def load_sharded_matching(
     root: str | Path, seekers_path: str | Path | None, interactions_path: str | Path | None,
     postings: pl.DataFrame | None, posting_vectors: np.ndarray | None, encoder: Any, *,
     shards: int | None = None, ref_date: dt.date | None = None,
+    ranker: str | Path | None = None, ranker_pool: int | None = None,
 ):
     """Matching answered by named, detached shard actors (one deployment per ``root``): the
     first frontend writes the deployment from the tables (``seekers_path``, ``postings``);
     every frontend (this one included) then attaches to the shards, creating those that are
-    not running. The returned frontend holds nothing per seeker or posting."""
+    not running. The returned frontend holds nothing per seeker or posting. ``ranker``: a
+    ranker directory the shards order RecommendJobs by; written with the deployment (a
+    later frontend naming another ranker is refused)."""
     from core.matching import MatchConfig
-    from workers.matching.deployment import DEPLOYMENT, read_plan, write_deployment
+    from workers.matching.deployment import (
+        DEPLOYMENT,
+        deployed_manifest,
+        deployment_ranked,
+        read_plan,
+        write_deployment,
+    )
     from workers.matching.frontend import ShardedMatchService
+    from workers.matching.ranker_store import load_ranker
     from workers.matching.shard_actors import RayShardCalls, match_shard_names, start_match_shards
     from workers.matching.sharded import AreaPlan
 
     root = Path(root)
+    rk = None if ranker is None else load_ranker(Path(ranker))  # refuses another version
     if not (root / DEPLOYMENT).is_file():
         if seekers_path is None or postings is None or posting_vectors is None:
             raise InvalidInputError(f"{root} holds no matching deployment: give --seekers and "
                                     "--postings to write one", field="match_root")
         seekers, vecs, inter = _matching_inputs(seekers_path, interactions_path, encoder)
         plan = AreaPlan.build(postings, shards or 2)
-        write_deployment(root, plan, postings, posting_vectors, seekers, vecs, inter)
+        write_deployment(root, plan, postings, posting_vectors, seekers, vecs, inter,
+                         ranker=rk, **({} if ranker_pool is None else
+                                       {"ranker_pool": ranker_pool}))
+    elif rk is not None and rk.manifest != deployed_manifest(root):
+        which = "with another" if deployment_ranked(root) else "without a"
+        raise InvalidInputError(f"{root} was deployed {which} ranker: the shards' ranker is "
+                                "fixed when the deployment is written (write a new "
+                                "--match-root to serve this one)", field="ranker")
     plan = read_plan(root)
     names = match_shard_names(f"jobrec-match-{_root_tag(root)}", plan.num_shards)
     calls = RayShardCalls(start_match_shards(str(root), plan.num_shards, names=names),
                           names=names)
-    return ShardedMatchService(calls, plan, encoder, MatchConfig(ref_date=ref_date))
+    return ShardedMatchService(calls, plan, encoder, MatchConfig(ref_date=ref_date),
+                               ranked=deployment_ranked(root))
 
 
 def _root_tag(root: Path) -> str:

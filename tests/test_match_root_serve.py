@@ -123,8 +123,7 @@ def test_match_root_refusals(files, tmp_path):
     from server.cli import build_server
 
     d = files
-    for extra, msg in ((["--interaction-log", str(tmp_path / "log")], "drop --interaction-log"),
-                       (["--ranker", str(tmp_path / "rk")], "not served from the match shards")):
+    for extra, msg in ((["--interaction-log", str(tmp_path / "log")], "drop --interaction-log"),):
         args = build_parser().parse_args(_serve(d, "--match-root", str(tmp_path / "r"),
                                                 "--seekers", str(d / "seekers.parquet"), *extra))
         with pytest.raises(SystemExit, match=msg):

@@ -212,3 +212,59 @@ def test_serve_ranker_needs_seekers(files, trained):
                                       "--ranker", str(trained)])
     with pytest.raises(SystemExit, match="--seekers"):
         build_server(args)
+
+
+def test_serve_match_root_with_ranker_answers_the_batch_from_the_shards(
+        files, trained, ray_local, tmp_path):
+    """`jobrec serve --match-root R --ranker K`: the shard actors hold the ranker and order
+    RecommendJobs as `jobrec match --ranker K` does; a second frontend needs no seeker table;
+    a root deployed without a ranker refuses one."""
+    import grpc
+
+    from core.errors import InvalidInputError
+    from jobrec.cli import build_parser
+    from server.app import BackgroundServer
+    from server.cli import build_server
+    from server.generated.jobrec.v1 import matching_pb2 as mpb
+    from server.generated.jobrec.v1 import matching_pb2_grpc as mpb_grpc
+    from workers.matching.deployment import write_deployment
+    from workers.matching.sharded import AreaPlan
+
+    d, postings, seekers, inter = files
+    out = tmp_path / "ranked.parquet"
+    assert main(["match", *_args(d, "--interactions", str(d / "interactions.parquet"),
+                                 "--ranker", str(trained), "--k", "20", "--ref-date",
+                                 REF.isoformat(), "--out", str(out))]) == 0
+    frame = pl.read_parquet(out)
+    sids = frame["seeker_id"].unique().sort().head(15).to_list()
+    want = {s: frame.filter(pl.col("seeker_id") == s).sort("rank")["posting_id"].to_list()
+            for s in sids}
+    root = tmp_path / "deploy"
+    base = ["serve", "--port", "0", "--shards", "2", "--ref-date", REF.isoformat(),
+            "--postings", str(d / "postings.parquet"), "--model", str(d / "model"),
+            "--match-root", str(root), "--ranker", str(trained)]
+    ends = []
+    try:
+        for argv in (base + ["--seekers", str(d / "seekers.parquet"), "--interactions",
+                             str(d / "interactions.parquet")], base):
+            server, backend, _ = build_server(build_parser().parse_args(argv))
+            bg = BackgroundServer(server)
+            channel = grpc.insecure_channel(f"127.0.0.1:{bg.start()}")
+            ends.append((channel, bg, backend))
+            stub = mpb_grpc.MatchingServiceStub(channel)
+            got = {s: stub.RecommendJobs(mpb.RecommendJobsRequest(seeker_id=s, k=20),
+                                         timeout=30).matches for s in sids}
+            assert {s: [m.posting_id for m in g] for s, g in got.items()} == want
+            texts = {m.reason_text.split(" · ")[0] for g in got.values() for m in g}
+            assert texts & set(DRIVER_TEXTS)  # the learned reasons come from the shards
+    finally:
+        for channel, bg, backend in ends:
+            channel.close(), bg.stop(), backend.shutdown()
+    plain = tmp_path / "plain"
+    vec = np.zeros((postings.height, 8), np.float32)
+    write_deployment(plain, AreaPlan.build(postings, 2), postings, vec, seekers,
+                     np.zeros((seekers.height, 8), np.float32))
+    from server.runtime import load_sharded_matching
+
+    with pytest.raises(InvalidInputError, match="without a ranker"):
+        load_sharded_matching(plain, None, None, None, None, None, ranker=trained)

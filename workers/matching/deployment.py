@@ -6,8 +6,11 @@ and seeker write survive a restart.
 Layout under the root: ``MATCH_DEPLOYMENT.json`` (the area plan; written last, so a root
 without it is an unfinished write), ``shard-NNN/`` (start-up tables: ``postings.parquet``,
 ``posting_vectors.npy``, ``seekers.parquet``, ``seeker_vectors.npy``, ``interactions.parquet``,
-``foreign.parquet``; write logs ``posting-writes/`` and ``seeker-writes/``) and
-``interactions/`` (the shards' interaction logs, :func:`~workers.matching.interaction_log.shard_log`).
+``foreign.parquet``; write logs ``posting-writes/`` and ``seeker-writes/``),
+``interactions/`` (the shards' interaction logs, :func:`~workers.matching.interaction_log.shard_log`)
+and, for a deployment with a learned ranker, ``ranking/`` (``model/``: the ranker;
+``log.parquet``: the start-up log every shard fits the same collaborative model on;
+``history_occ.parquet``; ``settings.json``: the pool size).
 """
 
 from __future__ import annotations
@@ -74,16 +77,20 @@ DEPLOYMENT = "MATCH_DEPLOYMENT.json"
 
 def write_deployment(root: str | Path, plan: AreaPlan, postings: pl.DataFrame,
                      posting_vectors: np.ndarray, seekers: pl.DataFrame,
-                     seeker_vectors: np.ndarray, interactions: pl.DataFrame | None = None
-                     ) -> Path:
+                     seeker_vectors: np.ndarray, interactions: pl.DataFrame | None = None,
+                     *, ranker=None, ranker_pool: int = 300) -> Path:
     """Write each shard's start-up tables under ``root`` (what :class:`StoredMatchShard`
     opens: a shard actor is created and restarted from a path, not from tables held by the
-    process that started it). Refuses a ``root`` that holds a deployment already."""
+    process that started it). Refuses a ``root`` that holds a deployment already.
+    ``ranker``: a :class:`core.ranker.Ranker` the shards order RecommendJobs by, over
+    pools of ``ranker_pool`` per signal."""
     import json
 
     r = Path(root)
     if (r / DEPLOYMENT).exists():
         raise InvalidInputError(f"{r} holds a matching deployment already", field="match_root")
+    if ranker is not None:
+        _write_ranking(r / RANKING, ranker, ranker_pool, interactions, postings)
     for kw in build_shards(plan, postings, posting_vectors, seekers, seeker_vectors,
                            interactions=interactions):
         d = r / f"shard-{kw['shard_id']:03d}"
@@ -102,6 +109,60 @@ def write_deployment(root: str | Path, plan: AreaPlan, postings: pl.DataFrame,
     # the marker last: a root without it is an unfinished write, refused by open
     (r / DEPLOYMENT).write_text(json.dumps(plan.to_json()))
     return r
+
+
+RANKING = "ranking"
+
+
+def _write_ranking(d: Path, ranker, pool: int, interactions: pl.DataFrame | None,
+                   postings: pl.DataFrame) -> None:
+    import json
+
+    from core.collab import CollabModel
+    from workers.matching.ranked import history_occupations
+
+    if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
+        raise InvalidInputError(f"ranker pool must be an int >= 1, got {pool!r}",
+                                field="ranker_pool")
+    log = interactions if interactions is not None else pl.DataFrame(
+        schema={"seeker_id": pl.Utf8, "posting_id": pl.Utf8, "event": pl.Utf8})
+    ranker.save(d / "model")
+    log.write_parquet(d / "log.parquet")
+    occ = history_occupations(CollabModel(log), postings)
+    pl.DataFrame({"posting_id": list(occ), "occ": list(occ.values())},
+                 schema={"posting_id": pl.Utf8, "occ": pl.Int64}
+                 ).write_parquet(d / "history_occ.parquet")
+    (d / "settings.json").write_text(json.dumps({"pool": pool}))
+
+
+def deployment_ranked(root: str | Path) -> bool:
+    """Whether the deployment at ``root`` orders RecommendJobs by a learned ranker."""
+    return (Path(root) / RANKING / "settings.json").is_file()
+
+
+def deployed_manifest(root: str | Path) -> dict | None:
+    """The manifest of the deployment's ranker, or None."""
+    import json
+
+    f = Path(root) / RANKING / "model" / "manifest.json"
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+def open_ranking(root: str | Path):
+    """The :class:`~workers.matching.ranked.ShardRanker` of a deployment, or None."""
+    import json
+
+    from core.collab import CollabModel
+    from core.ranker import Ranker
+    from workers.matching.ranked import ShardRanker
+
+    d = Path(root) / RANKING
+    if not deployment_ranked(root):
+        return None
+    occ = pl.read_parquet(d / "history_occ.parquet")
+    return ShardRanker(Ranker.load(d / "model"), CollabModel(pl.read_parquet(d / "log.parquet")),
+                       json.loads((d / "settings.json").read_text())["pool"],
+                       dict(zip(occ["posting_id"].to_list(), occ["occ"].to_list(), strict=True)))
 
 
 def read_plan(root: str | Path) -> AreaPlan:
@@ -131,4 +192,4 @@ class StoredMatchShard(MatchShard):
                          np.load(d / "seeker_vectors.npy"), interactions=inter, foreign=foreign,
                          log_root=Path(root) / "interactions",
                          posting_log=WriteLog(d / "posting-writes"),
-                         seeker_log=WriteLog(d / "seeker-writes"))
+                         seeker_log=WriteLog(d / "seeker-writes"), ranking=open_ranking(root))

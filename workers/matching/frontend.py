@@ -16,12 +16,15 @@ import threading
 import weakref
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
 from core.collab import LIKED_EVENTS
 from core.errors import InvalidInputError, NotConfiguredError, NotFoundError
 from core.matching import Match, MatchConfig, SeekerQuery, sort_view
 from core.seekers import seeker_text
 from workers.coalesce import Coalescer
 from workers.matching.index import merge_exact
+from workers.matching.ranked import merge_pools
 from workers.matching.service import (
     call_config,
     check_candidate_sort,
@@ -63,13 +66,15 @@ class ShardedMatchService:
     same answers as :class:`~workers.matching.service.MatchService` and ``jobrec match``)."""
 
     def __init__(self, calls, plan: AreaPlan, encoder, config: MatchConfig | None = None,
-                 *, records: bool = True) -> None:
-        """``records``: the shards log interactions (else RecordInteractions is refused)."""
+                 *, records: bool = True, ranked: bool = False) -> None:
+        """``records``: the shards log interactions (else RecordInteractions is refused);
+        ``ranked``: the shards hold a learned ranker, which orders RecommendJobs
+        (:mod:`workers.matching.ranked`)."""
         if len(calls) != plan.num_shards:
             raise ValueError(f"{len(calls)} shards for a plan of {plan.num_shards}")
         self.calls, self.plan, self.encoder = calls, plan, encoder
         self.config = config or MatchConfig()
-        self.records = records
+        self.records, self.ranked = records, ranked
         self._all = list(range(plan.num_shards))
         # per event loop (futures belong to one loop): {loop: {(shard, method): Coalescer}}
         self._coalescers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -82,6 +87,12 @@ class ShardedMatchService:
                        wage_hard: bool = False) -> tuple[list[Match], Mapping[str, dict]]:
         """The top-``k`` jobs of a stored seeker or an inline ``profile``, and their rows."""
         cfg = self._cfg(k, ref_date, wage_hard)
+        if self.ranked:
+            key, hs = (seeker_id, self._all) if seeker_id is not None else self._inline(profile)
+            got = [a[0] for a in self.calls.call(hs, "ranked_pool_many", [(key, cfg)])]
+            order, items = self._ranked_list(dict(zip(hs, got, strict=True)), key, cfg)
+            return self._ranked_done(order, [self.calls.call([s], "ranked_rows_many", [it])[0][0]
+                                             for s, it in items.items()], sort)
         if seeker_id is not None:
             # only the shards holding the seeker answer; they are the ones with its postings
             answers = dict(enumerate(self.calls.call(self._all, "jobs_for", seeker_id, cfg)))
@@ -97,6 +108,14 @@ class ShardedMatchService:
         """:meth:`jobs_with_rows` without blocking the event loop: the calls of concurrent
         requests to one shard go out together (:class:`~workers.coalesce.Coalescer`)."""
         cfg = self._cfg(k, ref_date, wage_hard)
+        if self.ranked:
+            key, hs = (seeker_id, self._all) if seeker_id is not None else self._inline(profile)
+            got = await asyncio.gather(*(self._co(s, "ranked_pool_many").submit((key, cfg))
+                                         for s in hs))
+            order, items = self._ranked_list(dict(zip(hs, got, strict=True)), key, cfg)
+            done = await asyncio.gather(*(self._co(s, "ranked_rows_many").submit(it)
+                                          for s, it in items.items()))
+            return self._ranked_done(order, done, sort)
         if seeker_id is not None:
             got = await asyncio.gather(*(self._co(s, "jobs_for_many").submit((seeker_id, cfg))
                                          for s in self._all))
@@ -141,6 +160,33 @@ class ShardedMatchService:
         else:
             got = next(iter(lists.values()))[0]
         got = sort_view(got, sort, frame_lookup=rows)
+        return got, {m.item_id: rows[m.item_id] for m in got}
+
+    @staticmethod
+    def _ranked_list(parts: Mapping[int, object], key, cfg: MatchConfig
+                     ) -> tuple[list[str], dict[int, tuple]]:
+        """The learned list from the shards' pools (None: the seeker is not held there): the
+        posting ids in order, and what each shard holding some of them is asked for."""
+        held = {s: p for s, p in parts.items() if p is not None}
+        if not held and not isinstance(key, SeekerQuery):
+            raise NotFoundError(f"seeker {key!r} is not known")
+        listed = merge_pools(held, cfg.k, cfg.max_per_company)
+        per: dict[int, list] = {}
+        for s, pid, score, x in listed:
+            per.setdefault(s, []).append((pid, score, x))
+        items = {s: (key, cfg, [p for p, _, _ in v], np.array([sc for _, sc, _ in v]),
+                     np.stack([x for _, _, x in v])) for s, v in per.items()}
+        return [pid for _, pid, _, _ in listed], items
+
+    @staticmethod
+    def _ranked_done(order: Sequence[str], answers: Sequence[tuple], sort: str
+                     ) -> tuple[list[Match], Mapping[str, dict]]:
+        by: dict[str, Match] = {}
+        rows: dict[str, dict] = {}
+        for matches, r in answers:
+            by.update((m.item_id, m) for m in matches)
+            rows.update(r)
+        got = sort_view([by[p] for p in order], sort, frame_lookup=rows)
         return got, {m.item_id: rows[m.item_id] for m in got}
 
     def recommend_jobs(self, **kw) -> list[Match]:

@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 
 from core.collab import LIKED_EVENTS
+from core.errors import NotConfiguredError, NotFoundError
 from core.matching import Match, MatchConfig, SeekerQuery
 from core.seekers import Area, areas_of
 from workers.jobs.match import (
@@ -169,11 +170,12 @@ class MatchShard:
                  posting_vectors: np.ndarray, seekers: pl.DataFrame, seeker_vectors: np.ndarray,
                  *, interactions: pl.DataFrame | None = None,
                  foreign: Mapping[str, np.ndarray] | None = None,
-                 log_root: str | Path | None = None, posting_log=None, seeker_log=None
-                 ) -> None:
+                 log_root: str | Path | None = None, posting_log=None, seeker_log=None,
+                 ranking=None) -> None:
         from workers.matching.interaction_log import shard_log
 
         self.shard_id, self.plan = shard_id, plan
+        self.ranking = ranking  # a ShardRanker (workers.matching.ranked), or None: the formula
         pv = np.asarray(posting_vectors, dtype=np.float32)
         self.jobs = JobIndex(postings, pv)
         self._prow = {r["posting_id"]: r for r in postings.iter_rows(named=True)}
@@ -320,6 +322,39 @@ class MatchShard:
         return got, {m.item_id: (self.delta if m.item_id in fresh else self.index)
                      .profile(m.item_id) for m in got}
 
+    def _ranking(self):
+        if self.ranking is None:
+            raise NotConfiguredError("this matching deployment has no learned ranker")
+        return self.ranking
+
+    def ranked_pool_many(self, items: Sequence[tuple[str | SeekerQuery, MatchConfig]]) -> list:
+        """Per (seeker id or inline query, config), this shard's part of the learned pool
+        (:class:`~workers.matching.ranked.LocalPool`); None for a seeker not held here."""
+        ranking = self._ranking()
+        qs = [it if isinstance(it, SeekerQuery) else self._query(it) for it, _ in items]
+        out: list = [None] * len(items)
+        by_cfg: dict[MatchConfig, list[int]] = {}
+        for i, (q, (_, cfg)) in enumerate(zip(qs, items, strict=True)):
+            if q is not None:
+                by_cfg.setdefault(cfg, []).append(i)
+        for cfg, at in by_cfg.items():  # one pass over the collaborative rows per config
+            for i, got in zip(at, ranking.pools(self.jobs, [qs[i] for i in at], cfg),
+                              strict=True):
+                out[i] = got
+        return out
+
+    def ranked_rows_many(self, items: Sequence[tuple]) -> list:
+        """Per (seeker id or inline query, config, posting ids, scores, feature rows) of the
+        postings of a learned list held here: their Matches with reasons, and their rows."""
+        ranking = self._ranking()
+        out = []
+        for key, _cfg, ids, scores, X in items:
+            q = key if isinstance(key, SeekerQuery) else self._query(key)
+            if q is None:
+                raise NotFoundError(f"seeker {key!r} is not held by shard {self.shard_id}")
+            out.append(self._with_rows(ranking.rows(self.jobs, q, ids, scores, X)))
+        return out
+
     def seeker_row(self, seeker_id: str) -> dict | None:
         """The stored row of a seeker held here (it stays inside the service)."""
         got = self._row_vec(seeker_id)
@@ -353,8 +388,6 @@ class MatchShard:
         if not mine:
             return 0
         if self.log is None:
-            from core.errors import NotConfiguredError
-
             raise NotConfiguredError("this deployment records no interactions")
         need = {p: np.asarray(vectors[p], np.float32) for _, p, e, _ in mine
                 if e in LIKED_EVENTS and p not in self._pvec and p in vectors}
@@ -483,6 +516,8 @@ class MatchShard:
         if here.any():
             sub, vec = postings.filter(pl.Series(here)), np.asarray(vectors, np.float32)[here]
             self.jobs.upsert(sub, vec)
+            if self.ranking is not None:
+                self.ranking.noted(sub)
             for r, v in zip(sub.iter_rows(named=True), vec, strict=True):
                 self._prow[r["posting_id"]], self._pvec[r["posting_id"]] = r, v
                 self._shown[r["posting_id"]] = _shown(r)
@@ -503,9 +538,10 @@ class MatchShard:
 def build_shards(plan: AreaPlan, postings: pl.DataFrame, posting_vectors: np.ndarray,
                  seekers: pl.DataFrame, seeker_vectors: np.ndarray, *,
                  interactions: pl.DataFrame | None = None,
-                 log_root: str | Path | None = None) -> list[dict]:
+                 log_root: str | Path | None = None, ranking=None) -> list[dict]:
     """The constructor arguments of every :class:`MatchShard` (what a launcher sends each
-    shard: only its postings, its seekers and their log)."""
+    shard: only its postings, its seekers and their log; ``ranking``: one
+    :class:`~workers.matching.ranked.ShardRanker` every shard reads)."""
     out = []
     for s, (p, k) in enumerate(zip(plan.split_postings(postings), plan.split_seekers(seekers),
                                    strict=True)):
@@ -519,7 +555,7 @@ def build_shards(plan: AreaPlan, postings: pl.DataFrame, posting_vectors: np.nda
             "seeker_vectors": np.asarray(seeker_vectors)[k], "interactions": inter,
             "foreign": foreign_vectors(inter, sk["seeker_id"].to_list(),
                                        sub["posting_id"].to_list(), postings, posting_vectors),
-            "log_root": None if log_root is None else str(log_root),
+            "log_root": None if log_root is None else str(log_root), "ranking": ranking,
         })
     return out
 
