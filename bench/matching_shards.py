@@ -15,6 +15,12 @@ seeker and posting in the frontend), is started as a frontend process too at eac
 The world is ``bench/matching_national.py``'s (cached in ``--data``; hashed character n-gram
 vectors of ``--dim``: 256 is W-BERT's width, and 512-wide float64 candidate blocks of 1M
 seekers do not fit this machine twice).
+
+``--ranked``: the learned ranker orders RecommendJobs in the shards
+(:mod:`workers.matching.ranked`) and in the in-process baseline (``jobrec serve --seekers
+--ranker``). The world then also has ``--days`` of generated interactions, and a ranker is
+trained on them (:class:`workers.jobs.rank.RankWorld`, the same vectors), both cached in
+``--data``.
 """
 
 from __future__ import annotations
@@ -64,20 +70,25 @@ def frontend_main(args) -> int:
     from core.matching import MatchConfig
     from server.auth import load_key_scopes
     from server.runtime import settle_for_serving
-    from workers.matching.deployment import read_plan
+    from workers.matching.deployment import deployment_ranked, read_plan
     from workers.matching.service import LexicalEncoder
 
     enc = LexicalEncoder(args.dim)
     cfg = MatchConfig(ref_date=DEFAULT_REF_DATE)
     if args.in_process:
+        from core.ranker import Ranker
         from workers.matching.service import MatchService
 
         w = Path(args.root)
+        ranked = (w / "ranker").is_dir()
         service = MatchService(pl.read_parquet(w / "postings.parquet"),
                                np.load(w / "posting_vectors.npy"),
                                pl.read_parquet(w / "seekers.parquet"),
                                np.load(w / "seeker_vectors.npy"), enc, num_shards=args.shards,
-                               config=cfg)
+                               config=cfg, ranker_pool=args.ranker_pool,
+                               interactions=pl.read_parquet(w / "interactions.parquet")
+                               if ranked else None,
+                               ranker=Ranker.load(w / "ranker") if ranked else None)
     else:
         from workers.matching.frontend import ShardedMatchService
         from workers.matching.shard_actors import (
@@ -89,7 +100,8 @@ def frontend_main(args) -> int:
         ray.init(address=args.ray_address, namespace="jobrec-bench", log_to_driver=False)
         plan = read_plan(args.root)
         handles = find_match_shards(match_shard_names(NAMES, plan.num_shards))
-        service = ShardedMatchService(RayShardCalls(handles), plan, enc, cfg)
+        service = ShardedMatchService(RayShardCalls(handles), plan, enc, cfg,
+                                      ranked=deployment_ranked(args.root))
     settle_for_serving()
     port, _ = serve_in_thread(service, load_key_scopes(env={"JOBREC_API_KEYS": KEYS}))
     Path(args.port_file).write_text(str(port))
@@ -181,7 +193,8 @@ def read_after_write(ports, sids, checks: int) -> dict:
             "write_closed_loop": _pcts(write_ms)}
 
 
-def run_size(n_seekers: int, postings, seekers_all, pv, sv_all, args, work: Path) -> dict:
+def run_size(n_seekers: int, postings, seekers_all, pv, sv_all, args, work: Path,
+             inter: pl.DataFrame | None = None, ranker=None) -> dict:
     from workers.actors import init_ray
     from workers.matching.deployment import write_deployment
     from workers.matching.shard_actors import RayShardCalls, match_shard_names, start_match_shards
@@ -191,8 +204,10 @@ def run_size(n_seekers: int, postings, seekers_all, pv, sv_all, args, work: Path
     seekers, sv = seekers_all.head(n_seekers), np.asarray(sv_all[:n_seekers])
     root = work / f"deploy-{n_seekers}"
     t0 = time.perf_counter()
+    if inter is not None:
+        inter = inter.filter(pl.col("seeker_id").is_in(seekers["seeker_id"].implode()))
     write_deployment(root, AreaPlan.build(postings, args.shards), postings, np.asarray(pv),
-                     seekers, sv)
+                     seekers, sv, inter, ranker=ranker, ranker_pool=args.ranker_pool)
     out["write_deployment_s"] = round(time.perf_counter() - t0, 1)
     init_ray(num_cpus=2, namespace="jobrec-bench")
     import ray
@@ -235,9 +250,13 @@ def run_size(n_seekers: int, postings, seekers_all, pv, sv_all, args, work: Path
         np.save(w / "posting_vectors.npy", np.asarray(pv))
         seekers.write_parquet(w / "seekers.parquet")
         np.save(w / "seeker_vectors.npy", sv)
+        if ranker is not None:
+            inter.write_parquet(w / "interactions.parquet")
+            ranker.save(w / "ranker")
         t0 = time.perf_counter()
         p, port = start_frontend(["--in-process", "--root", str(w), "--dim", str(args.dim),
-                                  "--shards", str(args.shards)], work / f"port-base-{n_seekers}")
+                                  "--shards", str(args.shards), "--ranker-pool",
+                                  str(args.ranker_pool)], work / f"port-base-{n_seekers}")
         base: dict = {"start_s": round(time.perf_counter() - t0, 1)}
         try:
             load_phase([port], reqs, args, base, {"frontend": [p.pid]})
@@ -247,6 +266,32 @@ def run_size(n_seekers: int, postings, seekers_all, pv, sv_all, args, work: Path
             p.wait()
         out["in_process_baseline"] = base
     return out
+
+
+def ranked_world(data: Path | None, postings, seekers, pv, sv, args, out: dict):
+    """(interactions, ranker) of the world: ``--days`` of generated log and a ranker trained
+    on it with the world's vectors (cached in ``data``)."""
+    from core.matching import MatchConfig
+    from core.ranker import Ranker, RankerConfig
+    from core.synth.seekers import generate_interactions
+    from workers.jobs.rank import RankWorld
+
+    if data is not None and (data / "ranker").is_dir():
+        out["ranker"] = {"cached": str(data / "ranker")}
+        return pl.read_parquet(data / "interactions.parquet"), Ranker.load(data / "ranker")
+    t0 = time.perf_counter()
+    inter = generate_interactions(seekers, postings, args.seed, days=args.days,
+                                  ref_date=DEFAULT_REF_DATE)
+    gen_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ranker, _ = RankWorld(seekers, postings, np.asarray(sv), np.asarray(pv)).train(
+        inter, MatchConfig(ref_date=DEFAULT_REF_DATE), RankerConfig(pool=args.ranker_pool))
+    out["ranker"] = {"log_rows": inter.height, "generate_s": round(gen_s, 1),
+                     "train_s": round(time.perf_counter() - t0, 1)}
+    if data is not None:
+        inter.write_parquet(data / "interactions.parquet")
+        ranker.save(data / "ranker")
+    return inter, ranker
 
 
 def main(argv=None) -> int:
@@ -269,6 +314,10 @@ def main(argv=None) -> int:
                     help="largest size the in-process frontend is measured at")
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--data", type=Path, default=None, help="cache of the generated world")
+    ap.add_argument("--ranked", action="store_true",
+                    help="the learned ranker orders RecommendJobs (trained on the world's log)")
+    ap.add_argument("--days", type=int, default=3, help="days of generated log (--ranked)")
+    ap.add_argument("--ranker-pool", type=int, default=300)
     args = ap.parse_args(argv)
     if args.frontend:
         return frontend_main(args)
@@ -278,10 +327,14 @@ def main(argv=None) -> int:
     out: dict = {"config": {k: str(v) for k, v in vars(args).items()}}
     postings, seekers, pv, sv = national_world(args.data, args.postings, sizes[-1], args.seed,
                                                out, dim=args.dim)
+    inter = ranker = None
+    if args.ranked:
+        inter, ranker = ranked_world(args.data, postings, seekers, pv, sv, args, out)
     out["runs"] = []
     with tempfile.TemporaryDirectory(dir=os.environ.get("JOBREC_BENCH_TMP")) as tmp:
         for n in sizes:
-            out["runs"].append(run_size(n, postings, seekers, pv, sv, args, Path(tmp)))
+            out["runs"].append(run_size(n, postings, seekers, pv, sv, args, Path(tmp), inter,
+                                        ranker))
             print(json.dumps(out["runs"][-1]), file=sys.stderr)
     fr = [r["frontends"] for r in out["runs"]]
     rss = [max(f["rss_mb"] for f in x) for x in fr]
