@@ -134,8 +134,19 @@ def test_gate_keeps_a_worse_version_aside_and_slot_swaps_a_better(files, trained
     assert not slot.refresh() and slot.current() is after
 
 
+@pytest.fixture(scope="module")
+def ranked_batch(files, trained, tmp_path_factory):
+    """`jobrec match --ranker` at k = 20: the lists the serving tests must give."""
+    d, *_ = files
+    out = tmp_path_factory.mktemp("ranked") / "ranked.parquet"
+    assert main(["match", *_args(d, "--interactions", str(d / "interactions.parquet"),
+                                 "--ranker", str(trained), "--k", "20", "--ref-date",
+                                 REF.isoformat(), "--out", str(out))]) == 0
+    return pl.read_parquet(out)
+
+
 def test_serve_with_ranker_answers_the_batch_and_takes_a_first_version_live(
-        files, trained, ray_local, tmp_path):
+        files, trained, ranked_batch, ray_local, tmp_path):
     """`jobrec serve --seekers --ranker R` over gRPC == `jobrec match --ranker R`; started on
     a ranker directory no training has written yet, it serves the formula and switches to the
     first promoted version without a restart."""
@@ -150,11 +161,7 @@ def test_serve_with_ranker_answers_the_batch_and_takes_a_first_version_live(
     from server.generated.jobrec.v1 import matching_pb2_grpc as mpb_grpc
 
     d, postings, seekers, inter = files
-    out = tmp_path / "ranked.parquet"
-    assert main(["match", *_args(d, "--interactions", str(d / "interactions.parquet"),
-                                 "--ranker", str(trained), "--k", "20", "--ref-date",
-                                 REF.isoformat(), "--out", str(out))]) == 0
-    frame = pl.read_parquet(out)
+    frame = ranked_batch
     formula = tmp_path / "formula.parquet"
     assert main(["match", *_args(d, "--interactions", str(d / "interactions.parquet"),
                                  "--k", "20", "--ref-date", REF.isoformat(),
@@ -215,7 +222,7 @@ def test_serve_ranker_needs_seekers(files, trained):
 
 
 def test_serve_match_root_with_ranker_answers_the_batch_from_the_shards(
-        files, trained, ray_local, tmp_path):
+        files, trained, ranked_batch, ray_local, tmp_path):
     """`jobrec serve --match-root R --ranker K`: the shard actors hold the ranker and order
     RecommendJobs as `jobrec match --ranker K` does; a second frontend needs no seeker table;
     a root deployed without a ranker refuses one."""
@@ -231,11 +238,7 @@ def test_serve_match_root_with_ranker_answers_the_batch_from_the_shards(
     from workers.matching.sharded import AreaPlan
 
     d, postings, seekers, inter = files
-    out = tmp_path / "ranked.parquet"
-    assert main(["match", *_args(d, "--interactions", str(d / "interactions.parquet"),
-                                 "--ranker", str(trained), "--k", "20", "--ref-date",
-                                 REF.isoformat(), "--out", str(out))]) == 0
-    frame = pl.read_parquet(out)
+    frame = ranked_batch
     sids = frame["seeker_id"].unique().sort().head(15).to_list()
     want = {s: frame.filter(pl.col("seeker_id") == s).sort("rank")["posting_id"].to_list()
             for s in sids}

@@ -77,12 +77,7 @@ class ShardRanker:
 
     def noted(self, postings: pl.DataFrame) -> None:
         """Occupations of postings written to this shard (a history posting may change)."""
-        from core.matching import _occ_ints
-
-        occ = _occ_ints(postings["occupation_code"].to_list())[0]
-        for pid, c in zip(postings["posting_id"].to_list(), occ.tolist(), strict=True):
-            if pid in self.collab.code:
-                self.history_occ[pid] = c
+        self.history_occ.update(history_occupations(self.collab, postings))
 
     def pools(self, jobs, qs: Sequence[SeekerQuery], cfg: MatchConfig) -> list[LocalPool]:
         """Each query's local pool over the shard's postings ``jobs`` (a JobIndex), scored."""
