@@ -49,6 +49,10 @@ class UnavailableError(JobrecError):
     """A dependency (a shard actor, the Ray cluster) cannot be reached right now."""
 
 
+class RetiredError(UnavailableError):
+    """The part called was superseded (a sealed matching generation): call its successor."""
+
+
 class PermissionDeniedError(JobrecError):
     """The caller is authenticated but its key lacks the scope the call needs."""
 

@@ -24,6 +24,7 @@ _REGISTRARS: tuple[str, ...] = (
     "workers.jobs.match_cli",  # match
     "workers.jobs.rank_cli",  # train-ranker
     "server.cli",  # serve
+    "server.deploy_cli",  # match-deploy
 )
 
 

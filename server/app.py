@@ -505,6 +505,12 @@ class JobrecServer:
             log.warning("backend health check failed: %s", exc)
             ok = False
         match_ok = True
+        switch = getattr(self.matching, "maybe_switch", None)  # a new matching generation?
+        if switch is not None:
+            try:
+                await loop.run_in_executor(None, switch)
+            except Exception as exc:  # noqa: BLE001  (the old generation keeps serving)
+                log.warning("matching switch-over failed, still serving the old one: %s", exc)
         probe = getattr(self.matching, "health", None)  # the match shard actors' frontend
         if probe is not None:
             try:

@@ -49,10 +49,11 @@ def register(subparsers) -> None:
                    help="serve matching from named shard actors that every frontend of the "
                         "Ray cluster shares: the deployment directory (start-up tables, "
                         "posting writes, the shards' interaction logs). Written from "
-                        "--seekers/--postings/--interactions on the first start; later "
-                        "frontends need only --match-root. The frontend holds no seeker. "
-                        "With --ranker the shards order RecommendJobs by it (fixed when the "
-                        "deployment is written)")
+                        "--seekers/--postings/--interactions on the first start (its first "
+                        "generation); later frontends need only --match-root, and switch "
+                        "to each generation jobrec match-deploy writes. The frontend holds "
+                        "no seeker. With --ranker the shards order RecommendJobs by it "
+                        "(fixed with the generation)")
     p.add_argument("--port", type=int, default=d.port, help="gRPC port (0 = any free port)")
     p.add_argument("--host", default=d.host, help="address to bind (0.0.0.0 in a pod)")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: local)")
@@ -151,12 +152,12 @@ def _check_match_root(args: argparse.Namespace) -> None:
     """The flags ``--match-root`` cannot go with, refused clearly."""
     if args.match_root is None:
         return
-    from workers.matching.deployment import DEPLOYMENT
+    from workers.matching.generations import serving_dir
 
     if args.interaction_log is not None:
         raise SystemExit("jobrec serve: with --match-root the shards log RecordInteractions "
-                         "in MATCH_ROOT/interactions: drop --interaction-log")
-    if not (args.match_root / DEPLOYMENT).is_file() and args.seekers is None:
+                         "in the deployment's interactions/: drop --interaction-log")
+    if serving_dir(args.match_root) is None and args.seekers is None:
         raise SystemExit(f"jobrec serve: {args.match_root} holds no matching deployment: "
                          "give --seekers (and --postings) to write one")
 
@@ -251,12 +252,12 @@ def build_server(args: argparse.Namespace):
 
     if args.match_root is not None:
         from server.runtime import load_sharded_matching
-        from workers.matching.deployment import DEPLOYMENT
+        from workers.matching.generations import serving_dir
 
-        fresh = not (args.match_root / DEPLOYMENT).is_file()
+        fresh = serving_dir(args.match_root) is None
         if not fresh and args.seekers is not None:
-            log.warning("%s holds a deployment: --seekers is not read again (write a new "
-                        "--match-root to serve other seekers)", args.match_root)
+            log.warning("%s holds a deployment: --seekers is not read again (jobrec "
+                        "match-deploy writes a new day's tables)", args.match_root)
         mp, mv = matching_tables() if fresh else (None, None)
         matching = load_sharded_matching(args.match_root, args.seekers, args.interactions, mp, mv,
                                          encoder, shards=args.shards, ref_date=args.ref_date,

@@ -330,47 +330,92 @@ def load_sharded_matching(
     shards: int | None = None, ref_date: dt.date | None = None,
     ranker: str | Path | None = None, ranker_pool: int | None = None,
 ):
-    """Matching answered by named, detached shard actors (one deployment per ``root``): the
-    first frontend writes the deployment from the tables (``seekers_path``, ``postings``);
-    every frontend (this one included) then attaches to the shards, creating those that are
-    not running. The returned frontend holds nothing per seeker or posting. ``ranker``: a
-    ranker directory the shards order RecommendJobs by; written with the deployment (a
-    later frontend naming another ranker is refused)."""
-    from core.matching import MatchConfig
-    from workers.matching.deployment import (
-        DEPLOYMENT,
-        deployed_manifest,
-        deployment_ranked,
-        read_plan,
-        write_deployment,
+    """Matching answered by named, detached shard actors that every frontend shares: the
+    first frontend writes the root's first generation from the tables (``seekers_path``,
+    ``postings``); every frontend (this one included) then attaches to the serving
+    generation's shards, creating those that are not running, and follows the generations
+    ``jobrec match-deploy`` writes (:mod:`workers.matching.generations`). A root written as a
+    single deployment (no generations) is served as it is. The returned frontend holds
+    nothing per seeker or posting. ``ranker``: a ranker directory the first generation's
+    shards order RecommendJobs by (a later frontend naming another one is refused: a new
+    ranker is a new generation)."""
+    from workers.matching.deployment import deployed_manifest, deployment_ranked
+    from workers.matching.generations import (
+        GenerationalMatchService,
+        current_generation,
+        deploy_generation,
+        serving_dir,
     )
-    from workers.matching.frontend import ShardedMatchService
     from workers.matching.ranker_store import load_ranker
-    from workers.matching.shard_actors import RayShardCalls, match_shard_names, start_match_shards
-    from workers.matching.sharded import AreaPlan
 
     root = Path(root)
     rk = None if ranker is None else load_ranker(Path(ranker))  # refuses another version
-    if not (root / DEPLOYMENT).is_file():
+    dep = serving_dir(root)
+    if dep is None:
         if seekers_path is None or postings is None or posting_vectors is None:
             raise InvalidInputError(f"{root} holds no matching deployment: give --seekers and "
                                     "--postings to write one", field="match_root")
         seekers, vecs, inter = _matching_inputs(seekers_path, interactions_path, encoder)
-        plan = AreaPlan.build(postings, shards or 2)
-        write_deployment(root, plan, postings, posting_vectors, seekers, vecs, inter,
-                         ranker=rk, **({} if ranker_pool is None else
-                                       {"ranker_pool": ranker_pool}))
-    elif rk is not None and rk.manifest != deployed_manifest(root):
-        which = "with another" if deployment_ranked(root) else "without a"
-        raise InvalidInputError(f"{root} was deployed {which} ranker: the shards' ranker is "
-                                "fixed when the deployment is written (write a new "
-                                "--match-root to serve this one)", field="ranker")
-    plan = read_plan(root)
-    names = match_shard_names(f"jobrec-match-{_root_tag(root)}", plan.num_shards)
-    calls = RayShardCalls(start_match_shards(str(root), plan.num_shards, names=names),
-                          names=names)
+        enc_p, enc_s = deploy_encoders(encoder)
+        deploy_generation(root, postings, posting_vectors, seekers, vecs, inter,
+                          encode_postings=enc_p, encode_seekers=enc_s, shards=shards or 2,
+                          ranker=rk, ranker_pool=ranker_pool)
+    elif rk is not None and rk.manifest != deployed_manifest(dep):
+        which = "with another" if deployment_ranked(dep) else "without a"
+        raise InvalidInputError(f"{dep} was deployed {which} ranker: the shards' ranker is "
+                                "fixed with the generation (deploy a new one: jobrec "
+                                "match-deploy --ranker)", field="ranker")
+
+    def attach(d: Path):
+        return attach_match_shards(d, encoder, ref_date)
+
+    if current_generation(root) is None:  # a single deployment
+        return attach(root)
+    return GenerationalMatchService(root, attach, retire=_retire_shards)
+
+
+def _retire_shards(service) -> None:
+    """Kill a superseded generation's shard actors (other frontends have switched by now)."""
+    import ray
+
+    if ray.is_initialized():
+        try:
+            service.calls.close()
+        except Exception as exc:  # noqa: BLE001 - already gone, or Ray going down
+            log.warning("retiring the old matching generation's shards: %s", exc)
+
+
+def deploy_encoders(encoder: Any):
+    """(postings, seekers) frame -> vectors by ``encoder``: what a new generation encodes
+    the rows it carries with."""
+    from core.seekers import seeker_text
+    from encoding.text import posting_text
+
+    def postings(df: pl.DataFrame) -> np.ndarray:
+        return np.asarray(encoder.encode([posting_text(r) for r in df.iter_rows(named=True)]),
+                          np.float32)
+
+    def seekers(df: pl.DataFrame) -> np.ndarray:
+        return np.asarray(encoder.encode([seeker_text(r) for r in df.iter_rows(named=True)]),
+                          np.float32)
+
+    return postings, seekers
+
+
+def attach_match_shards(deployment: str | Path, encoder: Any, ref_date: dt.date | None = None):
+    """A :class:`~workers.matching.frontend.ShardedMatchService` over the named shard actors
+    of one deployment (started if not running)."""
+    from core.matching import MatchConfig
+    from workers.matching.deployment import deployment_ranked, read_plan
+    from workers.matching.frontend import ShardedMatchService
+    from workers.matching.shard_actors import RayShardCalls, match_shard_names, start_match_shards
+
+    d = Path(deployment)
+    plan = read_plan(d)
+    names = match_shard_names(f"jobrec-match-{_root_tag(d)}", plan.num_shards)
+    calls = RayShardCalls(start_match_shards(str(d), plan.num_shards, names=names), names=names)
     return ShardedMatchService(calls, plan, encoder, MatchConfig(ref_date=ref_date),
-                               ranked=deployment_ranked(root))
+                               ranked=deployment_ranked(d))
 
 
 def _root_tag(root: Path) -> str:

@@ -113,9 +113,10 @@ def test_two_frontends_share_the_match_shards(files, tmp_path, ray_local):
             e.close()
     finally:
         b.close(), c.close()
+    from workers.matching.generations import serving_dir
     from workers.matching.interaction_log import read_interactions
 
-    logged = read_interactions(root / "interactions")
+    logged = read_interactions(serving_dir(root) / "interactions")
     assert logged.select("seeker_id", "posting_id", "event").rows() == [(sid, top, "applied")]
 
 
@@ -128,3 +129,46 @@ def test_match_root_refusals(files, tmp_path):
                                                 "--seekers", str(d / "seekers.parquet"), *extra))
         with pytest.raises(SystemExit, match=msg):
             build_server(args)
+
+
+def test_match_deploy_switches_the_frontends_without_a_restart(files, tmp_path, ray_local):
+    """``jobrec match-deploy`` writes the next day as a new generation while two frontends
+    serve the first: the one that checks first switches; a write through the other, refused
+    by the sealed generation, goes to the new one; an application recorded before stays
+    excluded; a seeker the day's table no longer has is gone."""
+    d = files
+    root = tmp_path / "gens"
+    a = Frontend(_serve(d, "--match-root", str(root), "--seekers", str(d / "seekers.parquet"),
+                        "--interactions", str(d / "interactions.parquet")))
+    b = Frontend(_serve(d, "--match-root", str(root)))
+    try:
+        sk = pl.read_parquet(d / "seekers.parquet")
+        sids = sk["seeker_id"].to_list()
+        sid = sids[0]
+        gone = next(s for s in reversed(sids) if a.jobs(s))
+        top = a.jobs(sid)[0]
+        assert a.stub.RecordInteractions(mpb.RecordInteractionsRequest(interactions=[
+            mpb.Interaction(seeker_id=sid, posting_id=top, event="applied")]),
+            timeout=30).recorded == 1
+        assert a.jobs(gone)
+        sk.filter(pl.col("seeker_id") != gone).write_parquet(tmp_path / "day2.parquet")
+        assert main(["match-deploy", "--match-root", str(root), "--postings",
+                     str(d / "postings.parquet"), "--seekers", str(tmp_path / "day2.parquet"),
+                     "--model", str(d / "model"), "--shards", "3"]) == 0
+        assert a.server.matching.generation == "gen-000001"  # not checked yet: still serving
+        assert a.jobs(gone)
+        a.bg.call(a.server.check_backend())
+        assert a.server.matching.generation == "gen-000002"
+        top1 = b.jobs(sids[1])[0]  # b still reads the sealed generation ...
+        assert b.stub.RecordInteractions(mpb.RecordInteractionsRequest(interactions=[
+            mpb.Interaction(seeker_id=sids[1], posting_id=top1, event="applied")]),
+            timeout=60).recorded == 1  # ... and its write went to the new one
+        assert b.server.matching.generation == "gen-000002"
+        for f in (a, b):
+            assert top not in f.jobs(sid, k=100) and top1 not in f.jobs(sids[1], k=100)
+            with pytest.raises(grpc.RpcError) as err:
+                f.jobs(gone)
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        assert len(a.server.matching.calls) == 3
+    finally:
+        a.close(), b.close()

@@ -16,12 +16,13 @@ and, for a deployment with a learned ranker, ``ranking/`` (``model/``: the ranke
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from core.errors import InvalidInputError
+from core.errors import InvalidInputError, RetiredError
 from workers.matching.sharded import AreaPlan, MatchShard, build_shards
 
 
@@ -41,8 +42,10 @@ class WriteLog:
         return sorted(self.dir.glob("*.parquet"))
 
     def append(self, op: str, frame: pl.DataFrame, vectors: np.ndarray | None) -> None:
-        """Log one write (``upsert`` with vectors, or ``delete``) durably."""
-        t = frame.with_columns(pl.lit(op).alias("_op"))
+        """Log one write (``upsert`` with vectors, ``delete``, or ``away``: the shard's copy
+        of what moved to another shard) durably, stamped with the time it was logged (the
+        order a new generation carries the writes of several shards in)."""
+        t = frame.with_columns(pl.lit(op).alias("_op"), pl.lit(time.time_ns()).alias("_at"))
         if vectors is not None:
             t = t.with_columns(pl.Series("_vector", [np.asarray(v, "<f4").tobytes()
                                                      for v in vectors], dtype=pl.Binary))
@@ -61,18 +64,29 @@ class WriteLog:
 
     def entries(self):
         """(op, frame, vectors or None) of every logged write, in order."""
+        for _, _, op, frame, vec in self.records():
+            yield op, frame, vec
+
+    def records(self, after: int = 0):
+        """(logged at in ns, seq, op, frame, vectors or None) of the writes after ``after``."""
         for f in self._files():
+            seq = int(f.stem)
+            if seq <= after:
+                continue
             t = pl.read_parquet(f)
             if t.height == 0:
                 continue
             op = t["_op"][0]
+            at = int(t["_at"][0]) if "_at" in t.columns else 0
             vec = None
             if "_vector" in t.columns:
                 vec = np.stack([np.frombuffer(b, "<f4") for b in t["_vector"].to_list()])
-            yield op, t.drop([c for c in ("_op", "_vector") if c in t.columns]), vec
+            yield at, seq, op, t.drop([c for c in ("_op", "_vector", "_at")
+                                        if c in t.columns]), vec
 
 
 DEPLOYMENT = "MATCH_DEPLOYMENT.json"
+SEALED = "SEALED"  # in a superseded generation (workers.matching.generations)
 
 
 def write_deployment(root: str | Path, plan: AreaPlan, postings: pl.DataFrame,
@@ -177,10 +191,14 @@ def read_plan(root: str | Path) -> AreaPlan:
 
 
 class StoredMatchShard(MatchShard):
-    """A :class:`MatchShard` opened from a deployment root: its start-up tables, its posting
-    writes (:class:`PostingLog`) and its interaction log (``root/interactions``)."""
+    """A :class:`MatchShard` opened from a deployment root: its start-up tables, its write
+    logs (:class:`WriteLog`) and its interaction log (``root/interactions``). A write to a
+    sealed generation (:mod:`workers.matching.generations`) is logged, then refused with
+    :class:`~core.errors.RetiredError`: a write acknowledged here was logged before the seal,
+    so the deployment that sealed it hands it over to the next generation."""
 
     def __init__(self, root: str | Path, shard_id: int) -> None:
+        self._root, self._depth = Path(root), 1  # no seal check while the logs replay
         plan = read_plan(root)
         d = Path(root) / f"shard-{shard_id:03d}"
         inter = pl.read_parquet(d / "interactions.parquet") \
@@ -193,3 +211,36 @@ class StoredMatchShard(MatchShard):
                          log_root=Path(root) / "interactions",
                          posting_log=WriteLog(d / "posting-writes"),
                          seeker_log=WriteLog(d / "seeker-writes"), ranking=open_ranking(root))
+        self._depth = 0
+
+    def _sealed_after(self, method: str, *args, **kw):
+        self._depth += 1
+        try:
+            out = getattr(super(), method)(*args, **kw)
+        finally:
+            self._depth -= 1
+        # after the write is logged: finding no seal here means the write precedes it
+        if self._depth == 0 and (self._root / SEALED).exists():
+            raise RetiredError(f"matching generation {self._root.name} was superseded: "
+                               "write to the serving one")
+        return out
+
+    def record(self, rows, vectors):
+        """:meth:`MatchShard.record`, refused once the generation is sealed."""
+        return self._sealed_after("record", rows, vectors)
+
+    def upsert_seekers(self, seekers, vectors, carried, liked_vectors):
+        """:meth:`MatchShard.upsert_seekers`, refused once the generation is sealed."""
+        return self._sealed_after("upsert_seekers", seekers, vectors, carried, liked_vectors)
+
+    def delete_seekers(self, seeker_ids, moved: bool = False):
+        """:meth:`MatchShard.delete_seekers`, refused once the generation is sealed."""
+        return self._sealed_after("delete_seekers", seeker_ids, moved)
+
+    def upsert_postings(self, postings, vectors):
+        """:meth:`MatchShard.upsert_postings`, refused once the generation is sealed."""
+        return self._sealed_after("upsert_postings", postings, vectors)
+
+    def delete_postings(self, posting_ids, moved: bool = False):
+        """:meth:`MatchShard.delete_postings`, refused once the generation is sealed."""
+        return self._sealed_after("delete_postings", posting_ids, moved)

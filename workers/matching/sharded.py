@@ -446,7 +446,7 @@ class MatchShard:
                 self.seeker_log.append("upsert", seekers.filter(pl.Series(here)),
                                        np.asarray(vectors, np.float32)[here])
         if away:
-            self.delete_seekers(away)
+            self.delete_seekers(away, moved=True)
         if not taken:
             return 0
         self._foreign.update(need)
@@ -460,13 +460,15 @@ class MatchShard:
         self._fresh_changed()
         return len(taken)
 
-    def delete_seekers(self, seeker_ids: Sequence[str]) -> int:
-        """Remove seekers held here (durably first); returns how many were."""
+    def delete_seekers(self, seeker_ids: Sequence[str], moved: bool = False) -> int:
+        """Remove seekers held here (durably first); returns how many were. ``moved``: they
+        went to other shards (logged as ``away``, not as a deletion of the seekers)."""
         known = [s for s in seeker_ids if self._holds(s)]
         if not known:
             return 0
         if self.seeker_log is not None:
-            self.seeker_log.append("delete", pl.DataFrame({"seeker_id": known}), None)
+            self.seeker_log.append("away" if moved else "delete",
+                                   pl.DataFrame({"seeker_id": known}), None)
         for s in known:
             self._fresh.pop(s, None)
             if s in self._at:
@@ -512,7 +514,7 @@ class MatchShard:
             # the whole write: replaying it moves the same postings away again
             self.posting_log.append("upsert", postings, np.asarray(vectors, np.float32))
         if away:
-            self.delete_postings(away)
+            self.delete_postings(away, moved=True)
         if here.any():
             sub, vec = postings.filter(pl.Series(here)), np.asarray(vectors, np.float32)[here]
             self.jobs.upsert(sub, vec)
@@ -523,11 +525,13 @@ class MatchShard:
                 self._shown[r["posting_id"]] = _shown(r)
         return int(here.sum())
 
-    def delete_postings(self, posting_ids: Sequence[str]) -> int:
-        """Remove postings held here; returns how many were."""
+    def delete_postings(self, posting_ids: Sequence[str], moved: bool = False) -> int:
+        """Remove postings held here; returns how many were (``moved``: as
+        :meth:`delete_seekers`)."""
         known = [p for p in posting_ids if p in self._pvec]
         if known and self.posting_log is not None:
-            self.posting_log.append("delete", pl.DataFrame({"posting_id": known}), None)
+            self.posting_log.append("away" if moved else "delete",
+                                    pl.DataFrame({"posting_id": known}), None)
         if known:
             self.jobs.delete(known)
             for p in known:
