@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from core.errors import InvalidInputError, ModelError
+from core.errors import AlreadyExistsError, InvalidInputError, ModelError
 from workers.jobs.refresh import WEIGHT_LABEL
 from workers.store.generation import open_store
 
@@ -357,9 +357,12 @@ def load_sharded_matching(
                                     "--postings to write one", field="match_root")
         seekers, vecs, inter = _matching_inputs(seekers_path, interactions_path, encoder)
         enc_p, enc_s = deploy_encoders(encoder)
-        deploy_generation(root, postings, posting_vectors, seekers, vecs, inter,
-                          encode_postings=enc_p, encode_seekers=enc_s, shards=shards or 2,
-                          ranker=rk, ranker_pool=ranker_pool)
+        try:
+            deploy_generation(root, postings, posting_vectors, seekers, vecs, inter,
+                              encode_postings=enc_p, encode_seekers=enc_s, shards=shards or 2,
+                              ranker=rk, ranker_pool=ranker_pool)
+        except AlreadyExistsError:  # another frontend started with us writes it: wait
+            _wait_for_generation(root)
     elif rk is not None and rk.manifest != deployed_manifest(dep):
         which = "with another" if deployment_ranked(dep) else "without a"
         raise InvalidInputError(f"{dep} was deployed {which} ranker: the shards' ranker is "
@@ -383,6 +386,23 @@ def _retire_shards(service) -> None:
             service.calls.close()
         except Exception as exc:  # noqa: BLE001 - already gone, or Ray going down
             log.warning("retiring the old matching generation's shards: %s", exc)
+
+
+def _wait_for_generation(root: Path, timeout_s: float = 1800.0) -> None:
+    import time
+
+    from workers.matching.generations import current_generation
+
+    log.info("another frontend is writing %s's first generation: waiting for it", root)
+    deadline = time.monotonic() + timeout_s
+    while current_generation(root) is None:
+        if not any(root.glob("gen-*")):
+            raise InvalidInputError(f"{root}: the other frontend's deployment failed (see its "
+                                    "log); start again", field="match_root")
+        if time.monotonic() > deadline:
+            raise InvalidInputError(f"{root}: no generation after {timeout_s:.0f} s",
+                                    field="match_root")
+        time.sleep(1.0)
 
 
 def deploy_encoders(encoder: Any):

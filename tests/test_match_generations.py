@@ -15,13 +15,27 @@ import polars as pl
 import pytest
 
 import workers.matching.generations as gens
-from core.errors import InvalidInputError, NotFoundError, RetiredError
+from core.errors import (
+    AlreadyExistsError,
+    InvalidInputError,
+    NotFoundError,
+    RetiredError,
+    UnavailableError,
+)
 from core.matching import MatchConfig
+from core.ranker import RankerConfig
 from core.seekers import seeker_text
 from core.synth import generate_postings
 from core.synth.seekers import generate_interactions, generate_seekers
 from encoding.text import posting_text
-from workers.matching.deployment import StoredMatchShard, read_plan, write_deployment
+from workers.jobs.rank import RankWorld
+from workers.matching.deployment import (
+    StoredMatchShard,
+    deployed_manifest,
+    deployment_ranked,
+    read_plan,
+    write_deployment,
+)
 from workers.matching.frontend import LocalShardCalls, ShardedMatchService
 from workers.matching.generations import (
     GenerationalMatchService,
@@ -60,7 +74,8 @@ def _attach(d):
     def attach(dep):
         n = read_plan(dep).num_shards
         return ShardedMatchService(LocalShardCalls([StoredMatchShard(dep, s) for s in range(n)]),
-                                   read_plan(dep), d["enc"], d["cfg"])
+                                   read_plan(dep), d["enc"], d["cfg"],
+                                   ranked=deployment_ranked(dep))
     return attach
 
 
@@ -173,7 +188,7 @@ def test_a_new_generation_carries_every_acknowledged_write(data, tmp_path, monke
             f.recommend_candidates(P["posting_id"][10])
 
 
-def test_refusals(data, tmp_path):
+def test_refusals_resume_and_claim(data, tmp_path, monkeypatch):
     P, S, pv, sv, enc = data["postings"], data["seekers"], data["pv"], data["sv"], data["enc"]
     single = write_deployment(tmp_path / "single", AreaPlan.build(P, 2), P, pv, S, sv)
     assert serving_dir(single) == single and current_generation(single) is None
@@ -185,6 +200,89 @@ def test_refusals(data, tmp_path):
         deploy_generation(tmp_path / "r", P, pv, S, sv, shards=0, **_encoders(enc))
     root = tmp_path / "r"
     deploy_generation(root, P, pv, S, sv, **_encoders(enc))
-    (root / "gen-000001" / "SEALED").write_text("{}")  # a hand-over that died midway
-    with pytest.raises(InvalidInputError, match="sealed but still current"):
+    front = GenerationalMatchService(root, _attach(data))
+    sid = S["seeker_id"][0]
+    top = front.recommend_jobs(seeker_id=sid)[0].item_id
+    front.record_interactions([{"seeker_id": sid, "posting_id": top, "event": "applied"}])
+    (root / "gen-000001" / "SEALED").write_text("{}")  # a hand-over that died before the flip
+    with pytest.raises(RetiredError):  # the sealed generation acknowledges no write
+        front.service.delete_seekers([S["seeker_id"][1]])
+    # the next deployment resumes: it carries all of the sealed one
+    assert deploy_generation(root, P, pv, S, sv, **_encoders(enc)) == "gen-000002"
+    assert front.maybe_switch() and front.generation == "gen-000002"
+    assert top not in {m.item_id for m in front.recommend_jobs(seeker_id=sid, k=100)}
+    (root / "gen-000003").mkdir()  # another deployment claimed the name this one picks
+    monkeypatch.setattr(gens, "_gen", lambda n: "gen-000003")
+    with pytest.raises(AlreadyExistsError):
         deploy_generation(root, P, pv, S, sv, **_encoders(enc))
+    assert current_generation(root) == "gen-000002"
+
+
+def test_the_ranker_is_kept_replaced_or_dropped_per_generation(data, tmp_path):
+    """A new generation keeps the serving one's ranker by default (fitted on every
+    interaction up to the deployment, recorded ones included), or orders by the formula."""
+    P, S, pv, sv, enc, cfg = (data[k] for k in ("postings", "seekers", "pv", "sv", "enc", "cfg"))
+    ranker, _ = RankWorld(S, P, sv, pv).train(data["inter"], cfg, RankerConfig(
+        rounds=20, early_stopping=20, min_data_in_leaf=5, windows=2))
+    root = tmp_path / "r"
+    deploy_generation(root, P, pv, S, sv, data["inter"], ranker=ranker, ranker_pool=60,
+                      **_encoders(enc))
+    front = GenerationalMatchService(root, _attach(data))
+    assert front.ranked
+    sids = S["seeker_id"].to_list()
+    top = front.recommend_jobs(seeker_id=sids[0])[0].item_id
+    front.record_interactions([{"seeker_id": sids[0], "posting_id": top, "event": "applied",
+                                "at": AT}])
+    rec = pl.DataFrame([(sids[0], top, "applied", AT)], schema=data["inter"].schema,
+                       orient="row")
+    assert deploy_generation(root, P, pv, S, sv, None, **_encoders(enc)) == "gen-000002"
+    assert deployed_manifest(root / "gen-000002") == deployed_manifest(root / "gen-000001")
+    assert front.maybe_switch() and front.ranked
+    oracle = MatchService(P, pv, S, sv, enc, interactions=pl.concat([data["inter"], rec]),
+                          config=cfg, ranker=ranker, ranker_pool=60)
+    for s in sids[:30]:
+        _same(front.recommend_jobs(seeker_id=s), oracle.recommend_jobs(seeker_id=s))
+    assert top not in {m.item_id for m in front.recommend_jobs(seeker_id=sids[0], k=100)}
+    deploy_generation(root, P, pv, S, sv, None, ranker=None, **_encoders(enc))
+    assert front.maybe_switch() and not front.ranked
+    formula = MatchService(P, pv, S, sv, enc, interactions=pl.concat([data["inter"], rec]),
+                           config=cfg)
+    for s in sids[:30]:
+        _same(front.recommend_jobs(seeker_id=s), formula.recommend_jobs(seeker_id=s))
+
+
+class _Gone:
+    """The calls of shards another frontend retired (every call UNAVAILABLE)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def call(self, *a):
+        raise UnavailableError("shard unavailable: retired")
+
+    async def asend(self, *a):
+        raise UnavailableError("shard unavailable: retired")
+
+
+def test_a_read_on_retired_shards_moves_to_the_new_generation(data, tmp_path):
+    import asyncio
+
+    P, S, pv, sv, enc = data["postings"], data["seekers"], data["pv"], data["sv"], data["enc"]
+    root = tmp_path / "r"
+    deploy_generation(root, P, pv, S, sv, data["inter"], **_encoders(enc))
+    front = GenerationalMatchService(root, _attach(data))
+    sid = S["seeker_id"][2]
+    for gen in ("gen-000002", "gen-000003"):
+        assert deploy_generation(root, P[:1200], pv[:1200], S, sv, None, **_encoders(enc)) == gen
+        front.service.calls = _Gone(len(front.service.calls))
+        want = _attach(data)(root / gen).recommend_jobs(seeker_id=sid)
+        got = front.recommend_jobs(seeker_id=sid) if gen == "gen-000002" else \
+            asyncio.run(front.ajobs_with_rows(seeker_id=sid))[0]
+        assert front.generation == gen
+        _same(got, want)
+    front.service.calls = _Gone(len(front.service.calls))
+    with pytest.raises(UnavailableError):  # no newer generation: the error stands
+        front.recommend_jobs(seeker_id=sid)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from core.errors import InvalidInputError, RetiredError
+from core.errors import AlreadyExistsError, InvalidInputError, RetiredError, UnavailableError
 from core.seekers import INTERACTION_SCHEMA, areas_of
 from workers.matching.deployment import (
     DEPLOYMENT,
@@ -180,16 +181,23 @@ def deploy_generation(root: str | Path, postings: pl.DataFrame, posting_vectors:
         raise InvalidInputError(f"shards must be an int >= 1, got {shards!r}", field="shards")
     old_name = current_generation(r)
     old = None if old_name is None else r / old_name
-    if old is not None and is_sealed(old):
-        raise InvalidInputError(f"{old} is sealed but still current: another deployment is "
-                                "handing over (or died doing so); see MATCH_CURRENT.json",
-                                field="match_root")
+    # sealed but current: a hand-over that died before the flip. Nothing is written there
+    # any more, so this deployment carries all of it in step 1 and has nothing to hand over
+    resumed = old is not None and is_sealed(old)
+    if resumed:
+        log.warning("%s is sealed but still current (a deployment died handing over): "
+                    "carrying all of it", old)
     pool = ranker_pool
     if ranker == KEEP:
         ranker, pool = _kept_ranker(old, ranker_pool)
+    r.mkdir(parents=True, exist_ok=True)
     existing = [int(p.name[4:]) for p in r.glob("gen-*") if p.name[4:].isdigit()]
     name = _gen(max(existing, default=0) + 1)
     new = r / name
+    try:  # the claim: of two deployments started together, one writes the generation
+        new.mkdir()
+    except FileExistsError:
+        raise AlreadyExistsError(f"another deployment is writing {new}") from None
     t0 = time.perf_counter()
     inter = _union([interactions])
     at = None
@@ -201,11 +209,15 @@ def deploy_generation(root: str | Path, postings: pl.DataFrame, posting_vectors:
             old, "seeker-writes", "seeker_id", None), "seeker_id", encode_seekers)
         inter = _union([inter, _interactions(old)])
     plan = AreaPlan.build(postings, shards)
-    write_deployment(new, plan, postings, posting_vectors, seekers, seeker_vectors,
-                     inter if inter.height else None, ranker=ranker,
-                     **({} if pool is None else {"ranker_pool": pool}))
+    try:
+        write_deployment(new, plan, postings, posting_vectors, seekers, seeker_vectors,
+                         inter if inter.height else None, ranker=ranker,
+                         **({} if pool is None else {"ranker_pool": pool}))
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)  # never flipped to: nothing refers to it
+        raise
     carried = 0
-    if old is not None:  # 2. seal, hand the stragglers over, flip
+    if old is not None and not resumed:  # 2. seal, hand the stragglers over, flip
         _durable_write(old / SEALED, json.dumps({"superseded_by": name}))
         carried = _hand_over(old, new, at, inter, postings, posting_vectors, seekers,
                              encode_postings, encode_seekers)
@@ -337,6 +349,49 @@ class GenerationalMatchService:
             t.daemon = True
             t.start()
         return True
+
+    def _read(self, method: str, *args, **kw):
+        try:
+            return getattr(self.service, method)(*args, **kw)
+        except UnavailableError:
+            # the old generation's shards retired by another frontend before this one looked
+            if not self.maybe_switch():
+                raise
+            return getattr(self.service, method)(*args, **kw)
+
+    async def _aread(self, method: str, *args, **kw):
+        import asyncio
+
+        try:
+            return await getattr(self.service, method)(*args, **kw)
+        except UnavailableError:
+            if not await asyncio.to_thread(self.maybe_switch):
+                raise
+            return await getattr(self.service, method)(*args, **kw)
+
+    def jobs_with_rows(self, **kw):
+        """As :meth:`ShardedMatchService.jobs_with_rows`, on the serving generation."""
+        return self._read("jobs_with_rows", **kw)
+
+    async def ajobs_with_rows(self, **kw):
+        """As :meth:`ShardedMatchService.ajobs_with_rows`, on the serving generation."""
+        return await self._aread("ajobs_with_rows", **kw)
+
+    def candidates_with_profiles(self, posting_id, **kw):
+        """As :meth:`ShardedMatchService.candidates_with_profiles`."""
+        return self._read("candidates_with_profiles", posting_id, **kw)
+
+    async def acandidates_with_profiles(self, posting_id, **kw):
+        """As :meth:`ShardedMatchService.acandidates_with_profiles`."""
+        return await self._aread("acandidates_with_profiles", posting_id, **kw)
+
+    def recommend_jobs(self, **kw):
+        """:meth:`jobs_with_rows` without the rows."""
+        return self.jobs_with_rows(**kw)[0]
+
+    def recommend_candidates(self, posting_id, **kw):
+        """:meth:`candidates_with_profiles` without the profiles."""
+        return self.candidates_with_profiles(posting_id, **kw)[0]
 
     def _written(self, method: str, *args):
         deadline = time.monotonic() + self.switch_wait_s
