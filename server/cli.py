@@ -54,6 +54,10 @@ def register(subparsers) -> None:
                         "to each generation jobrec match-deploy writes. The frontend holds "
                         "no seeker. With --ranker the shards order RecommendJobs by it "
                         "(fixed with the generation)")
+    p.add_argument("--match-wait", action="store_true",
+                   help="with --match-root and no generation there yet (and no --seekers): "
+                        "serve at once, and matching from the first generation jobrec "
+                        "match-deploy writes (MatchingService NOT_SERVING until then)")
     p.add_argument("--port", type=int, default=d.port, help="gRPC port (0 = any free port)")
     p.add_argument("--host", default=d.host, help="address to bind (0.0.0.0 in a pod)")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: local)")
@@ -157,9 +161,10 @@ def _check_match_root(args: argparse.Namespace) -> None:
     if args.interaction_log is not None:
         raise SystemExit("jobrec serve: with --match-root the shards log RecordInteractions "
                          "in the deployment's interactions/: drop --interaction-log")
-    if serving_dir(args.match_root) is None and args.seekers is None:
+    if serving_dir(args.match_root) is None and args.seekers is None and not args.match_wait:
         raise SystemExit(f"jobrec serve: {args.match_root} holds no matching deployment: "
-                         "give --seekers (and --postings) to write one")
+                         "give --seekers (and --postings) to write one, or --match-wait to "
+                         "serve the first generation jobrec match-deploy writes")
 
 
 def build_server(args: argparse.Namespace):
@@ -258,10 +263,11 @@ def build_server(args: argparse.Namespace):
         if not fresh and args.seekers is not None:
             log.warning("%s holds a deployment: --seekers is not read again (jobrec "
                         "match-deploy writes a new day's tables)", args.match_root)
-        mp, mv = matching_tables() if fresh else (None, None)
+        mp, mv = matching_tables() if fresh and args.seekers is not None else (None, None)
         matching = load_sharded_matching(args.match_root, args.seekers, args.interactions, mp, mv,
                                          encoder, shards=args.shards, ref_date=args.ref_date,
-                                         ranker=args.ranker, ranker_pool=args.ranker_pool)
+                                         ranker=args.ranker, ranker_pool=args.ranker_pool,
+                                         wait=args.match_wait, resources=shard_resources)
         scopes = load_key_scopes(args.api_keys_file)
         log.info("matching shards attached", extra={"seekers": matching.seeker_count()})
     elif args.seekers is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from core.cli_args import add_store_args
 from core.ranker import RankerConfig
 
 
@@ -35,6 +36,7 @@ def register(subparsers) -> None:
                    help="SQLite embedding cache for the postings --embeddings does not cover")
     p.add_argument("--weight-label", default=WEIGHT_LABEL,
                    help="as jobrec serve --weight-label ('none': the model's weight)")
+    add_store_args(p)  # the posting store whose generation's lexical half the frontends use
     p.add_argument("--shards", type=int, default=2, help="match shards of the new generation")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--ranker", type=Path, default=None,
@@ -51,9 +53,16 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Encode the day's tables and deploy them as the next generation."""
     import json
+    import tempfile
     import time
 
-    from server.runtime import _matching_inputs, deploy_encoders, load_postings, serving_encoding
+    from server.runtime import (
+        _matching_inputs,
+        deploy_encoders,
+        load_postings,
+        open_store,
+        serving_encoding,
+    )
     from workers.matching.generations import KEEP, deploy_generation
     from workers.matching.ranker_store import load_ranker
 
@@ -61,9 +70,16 @@ def run(args: argparse.Namespace) -> int:
     label = None if args.weight_label.lower() == "none" else args.weight_label
     ranker = None if args.formula else KEEP if args.ranker is None else load_ranker(args.ranker)
     postings = load_postings(args.postings, keep=(label,) if label else ())
-    chosen = serving_encoding(args.model, postings, lexical=args.lexical,
-                              embeddings=args.embeddings, cache_path=args.embedding_cache,
-                              weight_label=label)
+    store = open_store(args.store, args.store_endpoint)
+    with tempfile.TemporaryDirectory() as tmp:  # the encoder jobrec serve builds, the same way
+        store_lexical = None
+        if args.lexical is None and store is not None and store.manifest() is not None:
+            from workers.store.generation import lexical_from_store
+
+            store_lexical = lexical_from_store(store, store.manifest().generation, tmp)
+        chosen = serving_encoding(args.model, postings, lexical=args.lexical,
+                                  store_lexical=store_lexical, embeddings=args.embeddings,
+                                  cache_path=args.embedding_cache, weight_label=label)
     if chosen.warning:
         print(f"jobrec match-deploy: {chosen.warning}", flush=True)
     seekers, seeker_vectors, inter = _matching_inputs(args.seekers, args.interactions,

@@ -328,7 +328,8 @@ def load_sharded_matching(
     root: str | Path, seekers_path: str | Path | None, interactions_path: str | Path | None,
     postings: pl.DataFrame | None, posting_vectors: np.ndarray | None, encoder: Any, *,
     shards: int | None = None, ref_date: dt.date | None = None,
-    ranker: str | Path | None = None, ranker_pool: int | None = None,
+    ranker: str | Path | None = None, ranker_pool: int | None = None, wait: bool = False,
+    resources: dict[str, float] | None = None,
 ):
     """Matching answered by named, detached shard actors that every frontend shares: the
     first frontend writes the root's first generation from the tables (``seekers_path``,
@@ -338,7 +339,9 @@ def load_sharded_matching(
     single deployment (no generations) is served as it is. The returned frontend holds
     nothing per seeker or posting. ``ranker``: a ranker directory the first generation's
     shards order RecommendJobs by (a later frontend naming another one is refused: a new
-    ranker is a new generation)."""
+    ranker is a new generation). ``wait``: a root with no generation and no tables is
+    served from the first generation written (UNAVAILABLE until then). ``resources``:
+    custom Ray resources each shard actor requires."""
     from workers.matching.deployment import deployed_manifest, deployment_ranked
     from workers.matching.generations import (
         GenerationalMatchService,
@@ -351,6 +354,14 @@ def load_sharded_matching(
     root = Path(root)
     rk = None if ranker is None else load_ranker(Path(ranker))  # refuses another version
     dep = serving_dir(root)
+
+    def attach(d: Path):
+        return attach_match_shards(d, encoder, ref_date, resources=resources)
+
+    if dep is None and wait and seekers_path is None:
+        log.warning("%s has no matching generation yet: MatchingService is UNAVAILABLE until "
+                    "jobrec match-deploy writes the first", root)
+        return GenerationalMatchService(root, attach, retire=_retire_shards, wait=True)
     if dep is None:
         if seekers_path is None or postings is None or posting_vectors is None:
             raise InvalidInputError(f"{root} holds no matching deployment: give --seekers and "
@@ -368,9 +379,6 @@ def load_sharded_matching(
         raise InvalidInputError(f"{dep} was deployed {which} ranker: the shards' ranker is "
                                 "fixed with the generation (deploy a new one: jobrec "
                                 "match-deploy --ranker)", field="ranker")
-
-    def attach(d: Path):
-        return attach_match_shards(d, encoder, ref_date)
 
     if current_generation(root) is None:  # a single deployment
         return attach(root)
@@ -422,7 +430,8 @@ def deploy_encoders(encoder: Any):
     return postings, seekers
 
 
-def attach_match_shards(deployment: str | Path, encoder: Any, ref_date: dt.date | None = None):
+def attach_match_shards(deployment: str | Path, encoder: Any, ref_date: dt.date | None = None,
+                        *, resources: dict[str, float] | None = None):
     """A :class:`~workers.matching.frontend.ShardedMatchService` over the named shard actors
     of one deployment (started if not running)."""
     from core.matching import MatchConfig
@@ -433,7 +442,8 @@ def attach_match_shards(deployment: str | Path, encoder: Any, ref_date: dt.date 
     d = Path(deployment)
     plan = read_plan(d)
     names = match_shard_names(f"jobrec-match-{_root_tag(d)}", plan.num_shards)
-    calls = RayShardCalls(start_match_shards(str(d), plan.num_shards, names=names), names=names)
+    calls = RayShardCalls(start_match_shards(str(d), plan.num_shards, names=names,
+                                             resources=resources), names=names)
     return ShardedMatchService(calls, plan, encoder, MatchConfig(ref_date=ref_date),
                                ranked=deployment_ranked(d))
 

@@ -229,7 +229,36 @@ def test_ranker_retraining_runs_daily_and_writes_what_the_frontends_load(monkeyp
         monkeypatch,
     )
     assert str(args.model) == str(serve.model)
-    assert str(args.out) == str(serve.ranker)  # frontends hot-swap what the job promotes
+    deploy = _entrypoint(_one("RayCronJob", "jobrec-match-deploy")["spec"]["jobTemplate"],
+                         monkeypatch)
+    assert str(args.out) == str(deploy.ranker)  # the day's generation gets what it promotes
+
+
+def test_matching_is_deployed_daily_into_the_root_the_frontends_serve(monkeypatch):
+    cron = _one("RayCronJob", "jobrec-match-deploy")
+    job = cron["spec"]["jobTemplate"]
+    assert len(cron["spec"]["schedule"].split()) == 5
+    assert job["clusterSelector"] == {"ray.io/cluster": _one("RayCluster")["metadata"]["name"]}
+    args = _entrypoint(job, monkeypatch)
+    pod = _one("Deployment", "jobrec-serve")["spec"]["template"]["spec"]
+    serve = _parse(_container(pod)["args"], monkeypatch)
+    assert args.command == "match-deploy" and serve.match_root == args.match_root
+    assert serve.match_wait and serve.seekers is None and serve.ranker is None
+    # the job encodes as the frontends do: the same model and store (its lexical half)
+    assert str(args.model) == str(serve.model) and args.store == serve.store
+    # the shards (on the RayCluster's nodes) write their logs under the root: mounted there
+    for group in _ray_pods():
+        mounts = {m["mountPath"] for c in group["containers"] for m in c.get("volumeMounts", [])
+                  if not m.get("readOnly")}
+        assert any(str(args.match_root).startswith(m) for m in mounts)
+    frontend_mounts = {m["mountPath"] for m in _container(pod)["volumeMounts"]}
+    assert any(str(serve.match_root).startswith(m) for m in frontend_mounts)
+
+
+def _ray_pods() -> list[dict]:
+    spec = _one("RayCluster")["spec"]
+    return [spec["headGroupSpec"]["template"]["spec"]] + [
+        g["template"]["spec"] for g in spec["workerGroupSpecs"]]
 
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)

@@ -132,16 +132,25 @@ def test_match_root_refusals(files, tmp_path):
 
 
 def test_match_deploy_switches_the_frontends_without_a_restart(files, tmp_path, ray_local):
-    """``jobrec match-deploy`` writes the next day as a new generation while two frontends
-    serve the first: the one that checks first switches; a write through the other, refused
+    """A frontend started with ``--match-wait`` before any generation serves the first one
+    once it is written. ``jobrec match-deploy`` writes the next day as a new generation while
+    two frontends serve the first: the one that checks first switches; a write through the other, refused
     by the sealed generation, goes to the new one; an application recorded before stays
     excluded; a seeker the day's table no longer has is gone."""
     d = files
     root = tmp_path / "gens"
+    w = Frontend(_serve(d, "--match-root", str(root), "--match-wait"))  # before any generation
+    with pytest.raises(grpc.RpcError) as err:
+        w.jobs("anyone")
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     a = Frontend(_serve(d, "--match-root", str(root), "--seekers", str(d / "seekers.parquet"),
                         "--interactions", str(d / "interactions.parquet")))
     b = Frontend(_serve(d, "--match-root", str(root)))
     try:
+        w.bg.call(w.server.check_backend())  # the first generation appeared: served from it
+        assert w.server.matching.generation == "gen-000001"
+        assert w.jobs(pl.read_parquet(d / "seekers.parquet")["seeker_id"][0]) == \
+            a.jobs(pl.read_parquet(d / "seekers.parquet")["seeker_id"][0])
         sk = pl.read_parquet(d / "seekers.parquet")
         sids = sk["seeker_id"].to_list()
         sid = sids[0]
@@ -171,4 +180,4 @@ def test_match_deploy_switches_the_frontends_without_a_restart(files, tmp_path, 
             assert err.value.code() == grpc.StatusCode.NOT_FOUND
         assert len(a.server.matching.calls) == 3
     finally:
-        a.close(), b.close()
+        a.close(), b.close(), w.close()

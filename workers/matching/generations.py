@@ -317,20 +317,29 @@ class GenerationalMatchService:
 
     def __init__(self, root: str | Path, attach: Callable[[Path], object], *,
                  retire: Callable[[object], None] | None = None, retire_after_s: float = 60.0,
-                 switch_wait_s: float = 30.0) -> None:
+                 switch_wait_s: float = 30.0, wait: bool = False) -> None:
+        """``wait``: a root without a generation yet is served from its first one (until
+        then every call is UNAVAILABLE), instead of refused."""
         if retire_after_s < 0 or switch_wait_s <= 0:
             raise ValueError("retire_after_s must be >= 0 and switch_wait_s > 0")
         self.root, self._attach, self._retire = Path(root), attach, retire
         self.retire_after_s, self.switch_wait_s = retire_after_s, switch_wait_s
         gen = current_generation(self.root)
-        if gen is None:
+        if gen is None and not wait:
             raise InvalidInputError(f"{root} holds no matching generation", field="match_root")
-        self.generation, self.service = gen, attach(self.root / gen)
+        self.generation, self.service = gen, None if gen is None else attach(self.root / gen)
         self._lock = threading.Lock()
         self.switches = 0
 
-    def __getattr__(self, name: str):  # reads (and sizes) of the generation being served
-        return getattr(self.__dict__["service"], name)
+    def __getattr__(self, name: str):  # the rest of the serving generation's frontend
+        return getattr(self._served(), name)
+
+    def _served(self):
+        svc = self.__dict__["service"]
+        if svc is None:
+            raise UnavailableError(f"{self.root} has no matching generation yet (jobrec "
+                                   "match-deploy writes the first)")
+        return svc
 
     def maybe_switch(self) -> bool:
         """Serve the manifest's generation if it moved on; True if this call switched."""
@@ -344,7 +353,7 @@ class GenerationalMatchService:
             log.info("matching: switched %s -> %s", self.generation, gen)
             self.service, self.generation = new, gen
             self.switches += 1
-        if self._retire is not None:
+        if self._retire is not None and old is not None:
             t = threading.Timer(self.retire_after_s, self._retire, (old,))
             t.daemon = True
             t.start()
@@ -352,22 +361,34 @@ class GenerationalMatchService:
 
     def _read(self, method: str, *args, **kw):
         try:
-            return getattr(self.service, method)(*args, **kw)
+            return getattr(self._served(), method)(*args, **kw)
         except UnavailableError:
             # the old generation's shards retired by another frontend before this one looked
             if not self.maybe_switch():
                 raise
-            return getattr(self.service, method)(*args, **kw)
+            return getattr(self._served(), method)(*args, **kw)
 
     async def _aread(self, method: str, *args, **kw):
         import asyncio
 
         try:
-            return await getattr(self.service, method)(*args, **kw)
+            return await getattr(self._served(), method)(*args, **kw)
         except UnavailableError:
             if not await asyncio.to_thread(self.maybe_switch):
                 raise
-            return await getattr(self.service, method)(*args, **kw)
+            return await getattr(self._served(), method)(*args, **kw)
+
+    def seeker_row(self, seeker_id):
+        """As :meth:`ShardedMatchService.seeker_row`, on the serving generation."""
+        return self._read("seeker_row", seeker_id)
+
+    def health(self) -> dict:
+        """The serving generation's shards' health (UNAVAILABLE before the first)."""
+        return {**self._served().health(), "generation": self.generation}
+
+    def seeker_count(self) -> int:
+        """Seekers held by the serving generation's shards (0 before the first)."""
+        return 0 if self.service is None else self.service.seeker_count()
 
     def jobs_with_rows(self, **kw):
         """As :meth:`ShardedMatchService.jobs_with_rows`, on the serving generation."""
@@ -397,7 +418,7 @@ class GenerationalMatchService:
         deadline = time.monotonic() + self.switch_wait_s
         while True:
             try:
-                return getattr(self.service, method)(*args)
+                return getattr(self._served(), method)(*args)
             except RetiredError:
                 if time.monotonic() > deadline:
                     raise

@@ -24,16 +24,20 @@ def match_shard_names(prefix: str, num_shards: int) -> list[str]:
 
 
 def start_match_shards(root: str, num_shards: int, *, names: list[str] | None = None,
-                       max_restarts: int = 3, tries: int = 20) -> list:
+                       max_restarts: int = 3, tries: int = 20,
+                       resources: dict[str, float] | None = None) -> list:
     """One :class:`~workers.matching.deployment.StoredMatchShard` actor per shard of the
     deployment at ``root`` (0 CPUs reserved); with ``names`` detached and named in the
     current namespace (an actor of that name that exists is returned as it is), so other
     frontends find them (:func:`find_match_shards`). Returns once every shard has opened;
     a named actor just killed may still hold its name for a moment, so one found dead is
-    started again (``tries`` times)."""
+    started again (``tries`` times). ``resources``: custom Ray resources each shard
+    requires (``jobrec serve --shard-resource``: the worker group that hosts shards)."""
     out = []
     for i in range(num_shards):
         opts: dict = {"num_cpus": 0, "max_restarts": max_restarts, "max_task_retries": 3}
+        if resources:
+            opts["resources"] = dict(resources)
         if names is not None:
             opts.update(name=names[i], lifetime="detached", get_if_exists=True)
         for attempt in range(tries):
