@@ -100,7 +100,7 @@ def test_a_new_generation_carries_every_acknowledged_write(data, tmp_path, monke
     assert (g1, serving_dir(root)) == ("gen-000001", root / "gen-000001")
     front = GenerationalMatchService(root, _attach(data))
     sid = S["seeker_id"].to_list()
-    applied = []
+    applied, clicked = [], []
 
     def apply(i):  # the top posting of seeker i, applied to: it must never come back
         top = front.recommend_jobs(seeker_id=sid[i])[0].item_id
@@ -123,6 +123,10 @@ def test_a_new_generation_carries_every_acknowledged_write(data, tmp_path, monke
     def writes_while_deploying(*a, **kw):  # logged after the carry, before the seal
         apply(2)
         front.upsert_postings(P[1405:1408], pv[1405:1408])
+        for i in (8, 9, 11, 12):  # a click on a posting written meanwhile: in the history
+            front.record_interactions([{"seeker_id": sid[i], "posting_id": P["posting_id"][1405],
+                                        "event": "clicked", "at": AT}])
+            clicked.append((sid[i], P["posting_id"][1405]))
         assert front.upsert_seekers([moved]) == 1
         assert front.delete_seekers([sid[5]]) == 1
         return real_write(*a, **kw)
@@ -168,7 +172,8 @@ def test_a_new_generation_carries_every_acknowledged_write(data, tmp_path, monke
     table_s = pl.concat([S[:80].filter(pl.Series(keep_s)), written])
     vec_s = np.concatenate([sv[:80][keep_s],
                             enc.encode([seeker_text(r) for r in written.iter_rows(named=True)])])
-    rec = pl.DataFrame([(s, p, "applied", AT) for s, p in applied],
+    rec = pl.DataFrame([(s, p, "applied", AT) for s, p in applied]
+                       + [(s, p, "clicked", AT) for s, p in clicked],
                        schema=data["inter"].schema, orient="row")
     oracle = MatchService(table_p, vec_p, table_s, vec_s, enc,
                           interactions=pl.concat([data["inter"], rec]), num_shards=2,

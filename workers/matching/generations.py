@@ -247,23 +247,26 @@ def _hand_over(old: Path, new: Path, at: dict, inter: pl.DataFrame, postings: pl
     plan = read_plan(new)
     dirs = _shard_dirs(new)
     n = 0
+    pv = dict(zip(postings["posting_id"].to_list(), np.asarray(posting_vectors), strict=True))
+    owner = _owners(plan, postings)
     pw = _last_writes(old, "posting-writes", "posting_id", at)
     if pw:  # every shard sees the write and keeps what it owns (as a frontend's write)
         up = {p: v for p, v in pw.items() if v is not None}
         gone = [p for p, v in pw.items() if v is None]
+        frame = pl.concat([f for f, _ in up.values()], how="diagonal_relaxed") if up else None
+        vecs = np.asarray(encode_postings(frame), np.float32) if up else None
         for d in dirs:
             wl = WriteLog(d / "posting-writes")
             if up:
-                frame = pl.concat([f for f, _ in up.values()], how="diagonal_relaxed")
-                wl.append("upsert", frame, np.asarray(encode_postings(frame), np.float32))
+                wl.append("upsert", frame, vecs)
             if gone:
                 wl.append("delete", pl.DataFrame({"posting_id": gone}), None)
+        for p in gone:
+            pv.pop(p, None)
+        if up:  # the vectors the seekers' histories take from now on
+            pv.update(zip(frame["posting_id"].to_list(), vecs, strict=True))
+            owner.update(_owners(plan, frame))
         n += len(pw)
-    pv = dict(zip(postings["posting_id"].to_list(), np.asarray(posting_vectors), strict=True))
-    owner = {p: plan.posting_shard(a, g) for p, a, g in zip(
-        postings["posting_id"].to_list(), postings["sido"].to_list(),
-        postings["sigungu"].to_list() if "sigungu" in postings.columns
-        else [None] * postings.height, strict=True)}
     held = [set(seekers["seeker_id"][idx].to_list()) for idx in plan.split_seekers(seekers)]
     sw = _last_writes(old, "seeker-writes", "seeker_id", at)
     if sw:
@@ -303,6 +306,13 @@ def _hand_over(old: Path, new: Path, at: dict, inter: pl.DataFrame, postings: pl
                 shard_log(new / "interactions", s).append(mine, need)
         n += rows.height
     return n
+
+
+def _owners(plan, postings: pl.DataFrame) -> dict[str, int]:
+    sgg = postings["sigungu"].to_list() if "sigungu" in postings.columns \
+        else [None] * postings.height
+    return {p: plan.posting_shard(a, g) for p, a, g in zip(
+        postings["posting_id"].to_list(), postings["sido"].to_list(), sgg, strict=True)}
 
 
 # -- serving the generations ----------------------------------------------------------------
