@@ -70,7 +70,8 @@ def main(argv=None) -> int:
     enc_p, enc_s = deploy_encoders(enc)
     out["world_s"] = round(time.perf_counter() - t, 1)
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+             namespace="jobrec-bench")  # named: the shards are detached actors
     root = Path(tempfile.mkdtemp(prefix="match-gens-")) / "root"
     t = time.perf_counter()
     deploy_generation(root, postings, pv, seekers, sv, inter, encode_postings=enc_p,
