@@ -36,10 +36,7 @@ class WriteLog:
         self.dir.mkdir(parents=True, exist_ok=True)
         for t in self.dir.glob("*.tmp"):  # a write that never finished was never acknowledged
             t.unlink()
-        self.seq = max([int(f.stem) for f in self._files()], default=0)
-
-    def _files(self) -> list[Path]:
-        return sorted(self.dir.glob("*.parquet"))
+        self.seq = logged_seq(self.dir)
 
     def append(self, op: str, frame: pl.DataFrame, vectors: np.ndarray | None) -> None:
         """Log one write (``upsert`` with vectors, ``delete``, or ``away``: the shard's copy
@@ -69,20 +66,34 @@ class WriteLog:
 
     def records(self, after: int = 0):
         """(logged at in ns, seq, op, frame, vectors or None) of the writes after ``after``."""
-        for f in self._files():
-            seq = int(f.stem)
-            if seq <= after:
-                continue
-            t = pl.read_parquet(f)
-            if t.height == 0:
-                continue
-            op = t["_op"][0]
-            at = int(t["_at"][0]) if "_at" in t.columns else 0
-            vec = None
-            if "_vector" in t.columns:
-                vec = np.stack([np.frombuffer(b, "<f4") for b in t["_vector"].to_list()])
-            yield at, seq, op, t.drop([c for c in ("_op", "_vector", "_at")
-                                        if c in t.columns]), vec
+        return logged_records(self.dir, after)
+
+
+def _logged_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.parquet"))
+
+
+def logged_seq(directory: str | Path) -> int:
+    """The seq of the last write logged in a :class:`WriteLog` directory (0: none)."""
+    return max([int(f.stem) for f in _logged_files(Path(directory))], default=0)
+
+
+def logged_records(directory: str | Path, after: int = 0):
+    """:meth:`WriteLog.records` of a directory, read without opening it as a writer does
+    (its writer may be appending meanwhile: its temporary files are left alone)."""
+    for f in _logged_files(Path(directory)):
+        seq = int(f.stem)
+        if seq <= after:
+            continue
+        t = pl.read_parquet(f)
+        if t.height == 0:
+            continue
+        op = t["_op"][0]
+        at = int(t["_at"][0]) if "_at" in t.columns else 0
+        vec = None
+        if "_vector" in t.columns:
+            vec = np.stack([np.frombuffer(b, "<f4") for b in t["_vector"].to_list()])
+        yield at, seq, op, t.drop([c for c in ("_op", "_vector", "_at") if c in t.columns]), vec
 
 
 DEPLOYMENT = "MATCH_DEPLOYMENT.json"

@@ -42,6 +42,8 @@ from workers.matching.deployment import (
     RANKING,
     SEALED,
     WriteLog,
+    logged_records,
+    logged_seq,
     read_plan,
     write_deployment,
 )
@@ -100,7 +102,7 @@ def _positions(dep: Path) -> dict[str, int]:
     out = {}
     for d in _shard_dirs(dep):
         for kind in ("posting-writes", "seeker-writes"):
-            out[f"{d.name}/{kind}"] = WriteLog(d / kind).seq
+            out[f"{d.name}/{kind}"] = logged_seq(d / kind)  # read only: the shard writes
     return out
 
 
@@ -110,10 +112,9 @@ def _last_writes(dep: Path, kind: str, key: str, after: dict[str, int] | None):
     another shard, not a deletion)."""
     recs = []
     for s, d in enumerate(_shard_dirs(dep)):
-        wl = WriteLog(d / kind)
         start = 0 if after is None else after.get(f"{d.name}/{kind}", 0)
-        recs.extend((at, s, seq, op, frame, vec) for at, seq, op, frame, vec in wl.records(start)
-                    if op in ("upsert", "delete"))
+        recs.extend((at, s, seq, op, frame, vec) for at, seq, op, frame, vec in
+                    logged_records(d / kind, start) if op in ("upsert", "delete"))
     last: dict[str, tuple[pl.DataFrame, np.ndarray] | None] = {}
     for _, _, _, op, frame, vec in sorted(recs, key=lambda r: r[:3]):
         for i, x in enumerate(frame[key].to_list()):
@@ -123,13 +124,17 @@ def _last_writes(dep: Path, kind: str, key: str, after: dict[str, int] | None):
 
 def _interactions(dep: Path) -> pl.DataFrame:
     """Every interaction a deployment knows: its shards' start-up tables and recorded log."""
-    from workers.matching.interaction_log import is_interaction_log, read_interactions
-
     parts = [pl.read_parquet(d / "interactions.parquet") for d in _shard_dirs(dep)
              if (d / "interactions.parquet").is_file()]
-    if is_interaction_log(dep / "interactions"):
-        parts.append(read_interactions(dep / "interactions"))
-    return _union(parts)
+    return _union([*parts, _recorded(dep)])
+
+
+def _recorded(dep: Path) -> pl.DataFrame | None:
+    """The interactions recorded through a deployment's shards (None: none logged)."""
+    from workers.matching.interaction_log import is_interaction_log, read_interactions
+
+    return read_interactions(dep / "interactions") if is_interaction_log(dep / "interactions") \
+        else None
 
 
 def _union(parts) -> pl.DataFrame:
@@ -294,8 +299,9 @@ def _hand_over(old: Path, new: Path, at: dict, inter: pl.DataFrame, postings: pl
                 wl.append("delete", pl.DataFrame({"seeker_id": away}), None)
             held[s] = (held[s] - set(away)) | set(mine)
         n += len(sw)
-    rows = _interactions(old).join(inter, on=list(INTERACTION_SCHEMA), how="anti",
-                                   nulls_equal=True)
+    # the start-up tables are in `inter` already: only the recorded log can hold new rows
+    rows = _union([_recorded(old)]).join(inter, on=list(INTERACTION_SCHEMA), how="anti",
+                                         nulls_equal=True)
     if rows.height:
         for s in range(len(dirs)):
             mine = rows.filter(pl.col("seeker_id").is_in(pl.Series(sorted(held[s]),
@@ -309,10 +315,9 @@ def _hand_over(old: Path, new: Path, at: dict, inter: pl.DataFrame, postings: pl
 
 
 def _owners(plan, postings: pl.DataFrame) -> dict[str, int]:
-    sgg = postings["sigungu"].to_list() if "sigungu" in postings.columns \
-        else [None] * postings.height
-    return {p: plan.posting_shard(a, g) for p, a, g in zip(
-        postings["posting_id"].to_list(), postings["sido"].to_list(), sgg, strict=True)}
+    ids = postings["posting_id"]
+    return {p: s for s, idx in enumerate(plan.split_postings(postings))
+            for p in ids[idx].to_list()}
 
 
 # -- serving the generations ----------------------------------------------------------------

@@ -3,8 +3,8 @@
 A write-ahead log: ``log/NNNNNNNN.jsonl`` segments hold one JSON line per acknowledged write
 (all its rows, so a write is all or nothing), appended and ``fsync``-ed before
 :meth:`InteractionLog.append` returns: the write survives the process and the node's kernel.
-A crash mid-write leaves a torn last line, which was never acknowledged; opening the log cuts
-it off before anything is appended after it. :meth:`InteractionLog.compact` folds the
+A crash mid-write leaves a torn last line, which was never acknowledged (readers skip it);
+the first append of the process that opens the log cuts it off before writing after it. :meth:`InteractionLog.compact` folds the
 segments into ``base-NNNNNNNN.parquet`` (the canonical :data:`core.seekers.INTERACTION_SCHEMA`,
 holding every segment up to NNNNNNNN).
 
@@ -97,8 +97,9 @@ class InteractionLog:
         self.seq = max([_seq(s) for s in segs] + [self._base()[0]])
         self._fd: int | None = None  # appending starts a new segment after the last one
         self._rows = 0
-        if segs:
-            _cut_torn_tail(segs[-1])
+        # cut when this log first appends, not on open: a reader (train-ranker, a new match
+        # generation) must not truncate a segment its writer is appending to
+        self._torn = segs[-1] if segs else None
 
     def append(self, rows: pl.DataFrame | Sequence[Row],
                vectors: Mapping[str, np.ndarray] | None = None) -> int:
@@ -197,6 +198,9 @@ class InteractionLog:
             self._fd = None
 
     def _open_next(self) -> None:
+        if self._torn is not None:
+            _cut_torn_tail(self._torn)
+            self._torn = None
         self._close()
         self.seq += 1
         path = self.dir / "log" / f"{self.seq:08d}.jsonl"
