@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 from core.cli_args import add_store_args, iso_date
@@ -180,7 +179,7 @@ def build_server(args: argparse.Namespace):
         load_postings,
         load_vectors,
         open_store,
-        serving_encoding,
+        store_serving_encoding,
     )
     from workers.engine.sharding import parse_resources
 
@@ -211,16 +210,10 @@ def build_server(args: argparse.Namespace):
         log.info("postings loaded", extra={"postings": postings.height, "path": str(args.postings)})
     # the refresh's lexical half and weight: --lexical, the store generation's, the one
     # --embeddings records, or chosen on the postings by the refresh's rule
-    with tempfile.TemporaryDirectory() as tmp:
-        store_lexical = None
-        if args.lexical is None and store is not None and store.manifest() is not None:
-            from workers.store.generation import lexical_from_store
-
-            store_lexical = lexical_from_store(store, store.manifest().generation, tmp)
-        chosen = serving_encoding(
-            args.model, postings, lexical=args.lexical, store_lexical=store_lexical,
-            embeddings=args.embeddings, cache_path=args.embedding_cache, weight_label=label,
-        )  # fmt: skip
+    chosen = store_serving_encoding(
+        args.model, postings, store, lexical=args.lexical, embeddings=args.embeddings,
+        cache_path=args.embedding_cache, weight_label=label,
+    )  # fmt: skip
     encoder, vectors = chosen.encoder, chosen.vectors
     log.info("encoder: %s", chosen.source, extra={"hybrid_weight": encoder.weight})
     if chosen.warning:

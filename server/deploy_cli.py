@@ -53,7 +53,6 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Encode the day's tables and deploy them as the next generation."""
     import json
-    import tempfile
     import time
 
     from server.runtime import (
@@ -61,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         deploy_encoders,
         load_postings,
         open_store,
-        serving_encoding,
+        store_serving_encoding,
     )
     from workers.matching.generations import KEEP, deploy_generation
     from workers.matching.ranker_store import load_ranker
@@ -70,16 +69,9 @@ def run(args: argparse.Namespace) -> int:
     label = None if args.weight_label.lower() == "none" else args.weight_label
     ranker = None if args.formula else KEEP if args.ranker is None else load_ranker(args.ranker)
     postings = load_postings(args.postings, keep=(label,) if label else ())
-    store = open_store(args.store, args.store_endpoint)
-    with tempfile.TemporaryDirectory() as tmp:  # the encoder jobrec serve builds, the same way
-        store_lexical = None
-        if args.lexical is None and store is not None and store.manifest() is not None:
-            from workers.store.generation import lexical_from_store
-
-            store_lexical = lexical_from_store(store, store.manifest().generation, tmp)
-        chosen = serving_encoding(args.model, postings, lexical=args.lexical,
-                                  store_lexical=store_lexical, embeddings=args.embeddings,
-                                  cache_path=args.embedding_cache, weight_label=label)
+    chosen = store_serving_encoding(  # the encoder the frontends build, the same way
+        args.model, postings, open_store(args.store, args.store_endpoint), lexical=args.lexical,
+        embeddings=args.embeddings, cache_path=args.embedding_cache, weight_label=label)
     if chosen.warning:
         print(f"jobrec match-deploy: {chosen.warning}", flush=True)
     seekers, seeker_vectors, inter = _matching_inputs(args.seekers, args.interactions,

@@ -222,6 +222,27 @@ def serving_encoding(
     return ServingEncoding(encoder, vectors, source, warning)
 
 
+
+def store_serving_encoding(model_dir: str | Path, postings: pl.DataFrame | None, store, *,
+                           lexical: str | Path | None = None,
+                           embeddings: str | Path | None = None,
+                           cache_path: str | Path | None = None,
+                           weight_label: str | None = WEIGHT_LABEL) -> ServingEncoding:
+    """:func:`serving_encoding` with the lexical half of ``store``'s generation when
+    ``lexical`` is not given: the encoder every ``jobrec serve`` of that store builds (and
+    ``jobrec match-deploy``, so a generation's vectors are the frontends')."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store_lexical = None
+        if lexical is None and store is not None and store.manifest() is not None:
+            from workers.store.generation import lexical_from_store
+
+            store_lexical = lexical_from_store(store, store.manifest().generation, tmp)
+        return serving_encoding(model_dir, postings, lexical=lexical,
+                                store_lexical=store_lexical, embeddings=embeddings,
+                                cache_path=cache_path, weight_label=weight_label)
+
 def encode_postings(postings: pl.DataFrame, encoder: Any, cache_path: str | Path | None = None):
     """Encode a posting frame with the W-BERT encoder (through the cache when one is given)."""
     from encoding.cache import EmbeddingCache

@@ -37,3 +37,18 @@ def coords(*parts: str) -> tuple[float, float]:
     row = regions().filter(expr)
     assert row.height == 1
     return row["lat"][0], row["lng"][0]
+
+
+def same_matches(a, b) -> None:
+    """Two match lists are equal: ids, scores and reasons, in order."""
+    assert [m.item_id for m in a] == [m.item_id for m in b]
+    assert [m.score for m in a] == [m.score for m in b]
+    assert [m.reasons for m in a] == [m.reasons for m in b]
+
+
+def seeker_profile(row, **kw) -> dict:
+    """An UpsertSeekers profile from a canonical seeker row, with ``kw`` changed."""
+    keys = ("seeker_id", "desired_occupations", "desired_regions", "home_lat", "home_lng",
+            "max_commute_km", "education_level", "career_years", "career_history",
+            "certificates", "desired_monthly_wage", "resume_text")
+    return {**{k: row[k] for k in keys}, **kw}

@@ -28,6 +28,8 @@ from core.seekers import seeker_text
 from core.synth import generate_postings
 from core.synth.seekers import generate_interactions, generate_seekers
 from encoding.text import posting_text
+from server.runtime import deploy_encoders
+from tests.helpers import same_matches, seeker_profile
 from workers.jobs.rank import RankWorld
 from workers.matching.deployment import (
     StoredMatchShard,
@@ -63,11 +65,9 @@ def data():
             "sv": sv, "cfg": MatchConfig(k=25, ref_date=REF)}
 
 
-def _encoders(enc):
-    return {"encode_postings": lambda df: enc.encode([posting_text(r) for r in
-                                                      df.iter_rows(named=True)]),
-            "encode_seekers": lambda df: enc.encode([seeker_text(r) for r in
-                                                     df.iter_rows(named=True)])}
+def _encoders(enc):  # the frontends' encoders of carried rows (jobrec match-deploy's)
+    p, sk = deploy_encoders(enc)
+    return {"encode_postings": p, "encode_seekers": sk}
 
 
 def _attach(d):
@@ -77,19 +77,6 @@ def _attach(d):
                                    read_plan(dep), d["enc"], d["cfg"],
                                    ranked=deployment_ranked(dep))
     return attach
-
-
-def _profile(row, **kw):
-    keys = ("seeker_id", "desired_occupations", "desired_regions", "home_lat", "home_lng",
-            "max_commute_km", "education_level", "career_history", "career_years",
-            "certificates", "desired_monthly_wage", "resume_text")
-    return {**{k: row[k] for k in keys}, **kw}
-
-
-def _same(a, b):
-    assert [m.item_id for m in a] == [m.item_id for m in b]
-    assert [m.score for m in a] == [m.score for m in b]
-    assert [m.reasons for m in a] == [m.reasons for m in b]
 
 
 def test_a_new_generation_carries_every_acknowledged_write(data, tmp_path, monkeypatch):
@@ -110,14 +97,14 @@ def test_a_new_generation_carries_every_acknowledged_write(data, tmp_path, monke
 
     # before the deployment: carried with the tables
     apply(1)
-    new_seeker = _profile(S.row(80, named=True))
+    new_seeker = seeker_profile(S.row(80, named=True))
     assert front.upsert_seekers([new_seeker]) == 1
     assert front.delete_seekers([sid[3]]) == 1
     front.upsert_postings(P[1400:1405], pv[1400:1405])
     assert front.delete_postings([P["posting_id"][10]]) == 1
 
     real_write, real_hand_over = gens.write_deployment, gens._hand_over
-    moved = _profile(S.row(6, named=True), desired_regions=S.row(40, named=True)[
+    moved = seeker_profile(S.row(6, named=True), desired_regions=S.row(40, named=True)[
         "desired_regions"])
 
     def writes_while_deploying(*a, **kw):  # logged after the carry, before the seal
@@ -181,14 +168,14 @@ def test_a_new_generation_carries_every_acknowledged_write(data, tmp_path, monke
     assert len(applied) == 3
     for f in (front, _attach(data)(root / g2)):  # served, and every shard restarted
         for s in table_s["seeker_id"].to_list():
-            _same(f.recommend_jobs(seeker_id=s), oracle.recommend_jobs(seeker_id=s))
+            same_matches(f.recommend_jobs(seeker_id=s), oracle.recommend_jobs(seeker_id=s))
         for s, p in applied:
             assert p not in {m.item_id for m in f.recommend_jobs(seeker_id=s, k=100)}
         for s in (sid[3], sid[5]):
             with pytest.raises(NotFoundError):
                 f.recommend_jobs(seeker_id=s)
         for pid in table_p["posting_id"].to_list()[::40] + P["posting_id"].to_list()[1400:1408]:
-            _same(f.recommend_candidates(pid), oracle.recommend_candidates(pid))
+            same_matches(f.recommend_candidates(pid), oracle.recommend_candidates(pid))
         with pytest.raises(NotFoundError):
             f.recommend_candidates(P["posting_id"][10])
 
@@ -246,14 +233,14 @@ def test_the_ranker_is_kept_replaced_or_dropped_per_generation(data, tmp_path):
     oracle = MatchService(P, pv, S, sv, enc, interactions=pl.concat([data["inter"], rec]),
                           config=cfg, ranker=ranker, ranker_pool=60)
     for s in sids[:30]:
-        _same(front.recommend_jobs(seeker_id=s), oracle.recommend_jobs(seeker_id=s))
+        same_matches(front.recommend_jobs(seeker_id=s), oracle.recommend_jobs(seeker_id=s))
     assert top not in {m.item_id for m in front.recommend_jobs(seeker_id=sids[0], k=100)}
     deploy_generation(root, P, pv, S, sv, None, ranker=None, **_encoders(enc))
     assert front.maybe_switch() and not front.ranked
     formula = MatchService(P, pv, S, sv, enc, interactions=pl.concat([data["inter"], rec]),
                            config=cfg)
     for s in sids[:30]:
-        _same(front.recommend_jobs(seeker_id=s), formula.recommend_jobs(seeker_id=s))
+        same_matches(front.recommend_jobs(seeker_id=s), formula.recommend_jobs(seeker_id=s))
 
 
 class _Gone:
@@ -287,7 +274,7 @@ def test_a_read_on_retired_shards_moves_to_the_new_generation(data, tmp_path):
         got = front.recommend_jobs(seeker_id=sid) if gen == "gen-000002" else \
             asyncio.run(front.ajobs_with_rows(seeker_id=sid))[0]
         assert front.generation == gen
-        _same(got, want)
+        same_matches(got, want)
     front.service.calls = _Gone(len(front.service.calls))
     with pytest.raises(UnavailableError):  # no newer generation: the error stands
         front.recommend_jobs(seeker_id=sid)

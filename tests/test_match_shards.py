@@ -18,6 +18,7 @@ from core.seekers import areas_of, seeker_text
 from core.synth import generate_postings
 from core.synth.seekers import generate_interactions, generate_seekers
 from encoding.text import posting_text
+from tests.helpers import same_matches, seeker_profile
 from workers.jobs.match import run_match
 from workers.matching.deployment import StoredMatchShard, read_plan, write_deployment
 from workers.matching.frontend import LocalShardCalls, ShardedMatchService
@@ -51,12 +52,6 @@ def _local(d, n, log_root=None):
 def _plain(d):
     return MatchService(d["postings"], d["pv"], d["seekers"], d["sv"], d["enc"],
                         interactions=d["inter"], num_shards=2, config=d["cfg"])
-
-
-def _same(a, b):
-    assert [m.item_id for m in a] == [m.item_id for m in b]
-    assert [m.score for m in a] == [m.score for m in b]
-    assert [m.reasons for m in a] == [m.reasons for m in b]
 
 
 @pytest.mark.parametrize("n", [2, 3])
@@ -97,7 +92,7 @@ def test_served_from_shards_equals_service_and_batch(data, n):
     checked = 0
     for sid, active in data["seekers"].select("seeker_id", "active").iter_rows():
         got = sharded.recommend_jobs(seeker_id=sid)
-        _same(got, plain.recommend_jobs(seeker_id=sid))
+        same_matches(got, plain.recommend_jobs(seeker_id=sid))
         if active and got:
             b = by_seeker[(sid,)]
             assert b["posting_id"].to_list() == [m.item_id for m in got]
@@ -107,19 +102,19 @@ def test_served_from_shards_equals_service_and_batch(data, n):
     assert checked > 30
     sid = data["seekers"]["seeker_id"][0]
     for sort in ("wage", "deadline", "distance", "newest"):
-        _same(sharded.recommend_jobs(seeker_id=sid, sort=sort),
+        same_matches(sharded.recommend_jobs(seeker_id=sid, sort=sort),
               plain.recommend_jobs(seeker_id=sid, sort=sort))
     got, rows = sharded.jobs_with_rows(seeker_id=sid, k=5)
     assert set(rows) == {m.item_id for m in got}
     # candidates: one shard's answer == the service's over every seeker
     for pid in data["postings"]["posting_id"].to_list()[::50]:
-        _same(sharded.recommend_candidates(pid), plain.recommend_candidates(pid))
+        same_matches(sharded.recommend_candidates(pid), plain.recommend_candidates(pid))
         c, prof = sharded.candidates_with_profiles(pid, k=5)
         assert all("resume_text" not in prof[m.item_id] for m in c)
     profile = {"desired_occupations": ["231100"],
                "desired_regions": [{"sido": "서울특별시"}, {"sido": "경기도", "sigungu": "성남시"}],
                "education_level": 4, "career_years": 2, "resume_text": "자바 백엔드 개발"}
-    _same(sharded.recommend_jobs(profile=profile), plain.recommend_jobs(profile=profile))
+    same_matches(sharded.recommend_jobs(profile=profile), plain.recommend_jobs(profile=profile))
 
 
 def test_unknown_ids_and_bad_calls(data, tmp_path):
@@ -171,14 +166,14 @@ def test_record_excludes_at_once_and_survives_restarts(data, tmp_path):
     plain.record_interactions(rows)
     after = sharded.recommend_jobs(seeker_id=sid)
     assert top not in {m.item_id for m in after}
-    _same(after, plain.recommend_jobs(seeker_id=sid))  # the history vector moved the same way
+    same_matches(after, plain.recommend_jobs(seeker_id=sid))  # the history vector moved the same way
     # a frontend restart: a new frontend over the same shards answers the same
     again = ShardedMatchService(sharded.calls, plan, data["enc"], data["cfg"])
-    _same(again.recommend_jobs(seeker_id=sid), after)
+    same_matches(again.recommend_jobs(seeker_id=sid), after)
     # every shard restarted from its start-up tables and its own log (the clicked posting's
     # vector, held by the other shard, came back from the log)
     restarted, _ = _local(data, 2, root)
-    _same(restarted.recommend_jobs(seeker_id=sid), after)
+    same_matches(restarted.recommend_jobs(seeker_id=sid), after)
     for pid in (top,):
         assert sid not in {m.item_id for m in restarted.recommend_candidates(pid, k=100)}
     log = read_interactions(root)
@@ -245,7 +240,7 @@ def test_ray_shard_actors_named_restarted_and_shared(data, tmp_path, ray_local):
         front = ShardedMatchService(calls, calls.plan(), data["enc"], data["cfg"])
         local, _ = _local(data, 2)
         sid, foreign = _two_shard_seeker(data, plan)
-        _same(front.recommend_jobs(seeker_id=sid), local.recommend_jobs(seeker_id=sid))
+        same_matches(front.recommend_jobs(seeker_id=sid), local.recommend_jobs(seeker_id=sid))
         # concurrent async requests: the same answers, fewer actor calls than requests
         import asyncio
 
@@ -259,9 +254,9 @@ def test_ray_shard_actors_named_restarted_and_shared(data, tmp_path, ray_local):
                                     for c in per.values())
         jobs, cands, made = asyncio.run(many())
         for s, (got, _) in zip(sids, jobs, strict=True):
-            _same(got, front.recommend_jobs(seeker_id=s))
+            same_matches(got, front.recommend_jobs(seeker_id=s))
         for p, (got, _) in zip(pids, cands, strict=True):
-            _same(got, front.recommend_candidates(p))
+            same_matches(got, front.recommend_candidates(p))
         assert made < 2 * 2 * 24  # two shards, two methods, 24 requests each
         top = front.recommend_jobs(seeker_id=sid)[0].item_id
         front.record_interactions([{"seeker_id": sid, "posting_id": top, "event": "applied"},
@@ -284,7 +279,7 @@ def test_ray_shard_actors_named_restarted_and_shared(data, tmp_path, ray_local):
                 pass
             assert time.monotonic() < deadline, "the shard did not come back"
             time.sleep(0.1)
-        _same(second.recommend_jobs(seeker_id=sid), after)
+        same_matches(second.recommend_jobs(seeker_id=sid), after)
     finally:
         calls.close()
 
@@ -305,7 +300,7 @@ def test_a_stored_shard_comes_back_with_its_writes(data, tmp_path):
     front = open_all()
     local, _ = _local(data, 2)
     sid = data["seekers"]["seeker_id"][3]
-    _same(front.recommend_jobs(seeker_id=sid), local.recommend_jobs(seeker_id=sid))
+    same_matches(front.recommend_jobs(seeker_id=sid), local.recommend_jobs(seeker_id=sid))
     got = front.recommend_jobs(seeker_id=sid)
     pids = data["postings"]["posting_id"].to_list()
     # a posting moved to an area of the other shard, one new, one deleted, one applied to
@@ -326,17 +321,10 @@ def test_a_stored_shard_comes_back_with_its_writes(data, tmp_path):
     before = [st["postings"] for st in front.stats()]
     after = open_all()
     assert [st["postings"] for st in after.stats()] == before
-    _same(after.recommend_jobs(seeker_id=sid), front.recommend_jobs(seeker_id=sid))
+    same_matches(after.recommend_jobs(seeker_id=sid), front.recommend_jobs(seeker_id=sid))
     assert "P-NEW-2" not in {m.item_id for m in after.recommend_jobs(seeker_id=sid, k=100)}
     assert got[1].item_id not in {m.item_id for m in after.recommend_jobs(seeker_id=sid, k=100)}
     assert after.delete_postings([moved]) == 1  # it lives in one shard only
-
-
-def _profile(row, **kw):
-    keys = ("seeker_id", "desired_occupations", "desired_regions", "home_lat", "home_lng",
-            "max_commute_km", "education_level", "career_years", "career_history",
-            "certificates", "desired_monthly_wage", "resume_text")
-    return {**{k: row[k] for k in keys}, **kw}
 
 
 @pytest.mark.parametrize("fold", [False, True])
@@ -366,9 +354,9 @@ def test_seeker_writes_equal_a_rebuild(data, tmp_path, monkeypatch, fold):
                  and len(sk["desired_regions"][i]) < 3)
     far = data["postings"][int(plan.split_postings(data["postings"])[1][0])]
     row = sk.row(mover, named=True)
-    moved = _profile(row, desired_regions=row["desired_regions"] + [
+    moved = seeker_profile(row, desired_regions=row["desired_regions"] + [
         {"sido": far["sido"][0], "sigungu": far["sigungu"][0]}])
-    news = [_profile(sk.row(i, named=True), seeker_id=f"S-NEW-{i}") for i in range(6)]
+    news = [seeker_profile(sk.row(i, named=True), seeker_id=f"S-NEW-{i}") for i in range(6)]
     gone_id = sk["seeker_id"][7]
     assert front.upsert_seekers([moved, *news]) == 7
     assert front.delete_seekers([gone_id, "nobody"]) == 1
@@ -389,8 +377,8 @@ def test_seeker_writes_equal_a_rebuild(data, tmp_path, monkeypatch, fold):
     assert (fresh == 0) if fold else fresh >= 7
     for f in (front, open_all()):
         for sid in table["seeker_id"].to_list():
-            _same(f.recommend_jobs(seeker_id=sid), oracle.recommend_jobs(seeker_id=sid))
+            same_matches(f.recommend_jobs(seeker_id=sid), oracle.recommend_jobs(seeker_id=sid))
         with pytest.raises(NotFoundError):
             f.recommend_jobs(seeker_id=gone_id)
         for pid in data["postings"]["posting_id"].to_list()[::25]:
-            _same(f.recommend_candidates(pid), oracle.recommend_candidates(pid))
+            same_matches(f.recommend_candidates(pid), oracle.recommend_candidates(pid))

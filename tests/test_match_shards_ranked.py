@@ -20,6 +20,7 @@ from core.seekers import seeker_text
 from core.synth import generate_postings
 from core.synth.seekers import generate_interactions, generate_seekers
 from encoding.text import posting_text
+from tests.helpers import same_matches
 from workers.jobs.rank import RankWorld
 from workers.matching.deployment import StoredMatchShard, read_plan, write_deployment
 from workers.matching.frontend import LocalShardCalls, ShardedMatchService
@@ -64,12 +65,6 @@ def _sharded(w, n, pool=80, log_root=None):
                                w["enc"], w["cfg"], records=log_root is not None, ranked=True)
 
 
-def _same(a, b):
-    assert [m.item_id for m in a] == [m.item_id for m in b]
-    assert [m.score for m in a] == [m.score for m in b]
-    assert [m.reasons for m in a] == [m.reasons for m in b]
-
-
 @pytest.mark.parametrize("n", [2, 3])
 def test_ranked_shards_equal_in_process_ranker_for_every_seeker(world, n):
     """Oracle: MatchService with the ranker over one global index (the batch's function)."""
@@ -78,12 +73,12 @@ def test_ranked_shards_equal_in_process_ranker_for_every_seeker(world, n):
     for sid in world["seekers"]["seeker_id"].to_list():
         want = plain.recommend_jobs(seeker_id=sid)
         got = sharded.recommend_jobs(seeker_id=sid)
-        _same(got, want)
+        same_matches(got, want)
         drivers += sum("ranker_reason" in m.reasons for m in got)
     assert drivers > 0  # the learned reasons travel from the shards
     # the sort views read the rows the shards return
     sid = world["seekers"]["seeker_id"][0]
-    _same(sharded.recommend_jobs(seeker_id=sid, sort="wage"),
+    same_matches(sharded.recommend_jobs(seeker_id=sid, sort="wage"),
           plain.recommend_jobs(seeker_id=sid, sort="wage"))
     with pytest.raises(NotFoundError):
         sharded.recommend_jobs(seeker_id="nobody")
@@ -104,7 +99,7 @@ def test_pools_cut_across_shards_differ_from_local_cuts(world):
         local = sum(p.ids.size for p in held.values())
         listed = merge_pools(held, 10_000, 0)  # the whole global pool, in order
         dropped += local - len(listed)
-        _same(sharded.recommend_jobs(seeker_id=sid), plain.recommend_jobs(seeker_id=sid))
+        same_matches(sharded.recommend_jobs(seeker_id=sid), plain.recommend_jobs(seeker_id=sid))
     assert spanning > 0 and dropped > 0
 
 
@@ -112,7 +107,7 @@ def test_inline_profile_and_async_paths(world):
     plain, sharded = _plain(world), _sharded(world, 2)
     row = dict(world["seekers"].row(3, named=True))
     row["seeker_id"] = "walk-in"
-    _same(sharded.recommend_jobs(profile=row), plain.recommend_jobs(profile=row))
+    same_matches(sharded.recommend_jobs(profile=row), plain.recommend_jobs(profile=row))
 
     async def both():
         sids = world["seekers"]["seeker_id"].to_list()[:12]
@@ -120,7 +115,7 @@ def test_inline_profile_and_async_paths(world):
 
     sids, got = asyncio.run(both())
     for sid, (matches, rows) in zip(sids, got, strict=True):
-        _same(matches, plain.recommend_jobs(seeker_id=sid))
+        same_matches(matches, plain.recommend_jobs(seeker_id=sid))
         assert set(rows) == {m.item_id for m in matches}
 
 
@@ -135,7 +130,7 @@ def test_recorded_application_leaves_the_ranked_list_and_survives_restart(world,
     plain = _plain(world)
     sid = world["seekers"]["seeker_id"][5]
     first = sharded.recommend_jobs(seeker_id=sid)
-    _same(first, plain.recommend_jobs(seeker_id=sid))
+    same_matches(first, plain.recommend_jobs(seeker_id=sid))
     top = first[0].item_id
     sharded.record_interactions([{"seeker_id": sid, "posting_id": top, "event": "applied",
                                   "at": dt.datetime(2026, 11, 20, 9)}])
@@ -143,7 +138,7 @@ def test_recorded_application_leaves_the_ranked_list_and_survives_restart(world,
     assert top not in {m.item_id for m in after}
     again = ShardedMatchService(LocalShardCalls([StoredMatchShard(root, s) for s in range(2)]),
                                 read_plan(root), world["enc"], world["cfg"], ranked=True)
-    _same(again.recommend_jobs(seeker_id=sid), after)
+    same_matches(again.recommend_jobs(seeker_id=sid), after)
     assert json.loads((root / "ranking" / "settings.json").read_text())["pool"] == 80
 
 
