@@ -103,7 +103,7 @@ def test_served_from_shards_equals_service_and_batch(data, n):
     sid = data["seekers"]["seeker_id"][0]
     for sort in ("wage", "deadline", "distance", "newest"):
         same_matches(sharded.recommend_jobs(seeker_id=sid, sort=sort),
-              plain.recommend_jobs(seeker_id=sid, sort=sort))
+                     plain.recommend_jobs(seeker_id=sid, sort=sort))
     got, rows = sharded.jobs_with_rows(seeker_id=sid, k=5)
     assert set(rows) == {m.item_id for m in got}
     # candidates: one shard's answer == the service's over every seeker
@@ -166,7 +166,8 @@ def test_record_excludes_at_once_and_survives_restarts(data, tmp_path):
     plain.record_interactions(rows)
     after = sharded.recommend_jobs(seeker_id=sid)
     assert top not in {m.item_id for m in after}
-    same_matches(after, plain.recommend_jobs(seeker_id=sid))  # the history vector moved the same way
+    # the history vector moved the same way
+    same_matches(after, plain.recommend_jobs(seeker_id=sid))
     # a frontend restart: a new frontend over the same shards answers the same
     again = ShardedMatchService(sharded.calls, plan, data["enc"], data["cfg"])
     same_matches(again.recommend_jobs(seeker_id=sid), after)

@@ -79,7 +79,7 @@ def test_ranked_shards_equal_in_process_ranker_for_every_seeker(world, n):
     # the sort views read the rows the shards return
     sid = world["seekers"]["seeker_id"][0]
     same_matches(sharded.recommend_jobs(seeker_id=sid, sort="wage"),
-          plain.recommend_jobs(seeker_id=sid, sort="wage"))
+                 plain.recommend_jobs(seeker_id=sid, sort="wage"))
     with pytest.raises(NotFoundError):
         sharded.recommend_jobs(seeker_id="nobody")
 
